@@ -1,0 +1,332 @@
+"""Settings from the environment: the only place env keys are defined.
+
+Every key is one `EnvKey` row in `ENV_KEYS` (name, description, parser, default, secret).
+`load_settings(environ)` parses all of them, collects every problem, and raises one
+`ConfigError` listing them all; it does no I/O, so it runs before anything touches the
+database or the network. Secret values are wrapped in `Secret`, whose repr is masked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+BOT_MODES = ("polling", "webhook")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Telegram tokens are "<bot id>:<35 url-safe chars>"; we accept any length >= 20 for the tail.
+BOT_TOKEN_RE = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{20,}$")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class Secret:
+    """Hold a secret string whose repr and str are masked."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        """Return the secret value; call only where it is sent to its owner."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class ConfigError(Exception):
+    """One or more environment keys are missing or invalid."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+# ---- parsers: each takes the raw string and returns the value or raises ValueError ----
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_in(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _choice(*options: str, upper: bool = False) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().upper() if upper else raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _secret(raw: str) -> Secret:
+    return Secret(_text(raw))
+
+
+def _bot_token(raw: str) -> Secret:
+    if not BOT_TOKEN_RE.match(raw.strip()):
+        # Never echo the value: it is a secret even when malformed.
+        raise ValueError("must look like '<digits>:<token>' as issued by @BotFather")
+    return Secret(raw.strip())
+
+
+def _webhook_secret(raw: str) -> Secret:
+    # Telegram allows 1-256 chars of A-Z, a-z, 0-9, _ and -.
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", raw.strip()):
+        raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    return Secret(raw.strip())
+
+
+def _postgres_url(raw: str) -> Secret:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
+        raise ValueError("must be a postgresql://user:password@host:port/dbname URL")
+    return Secret(raw.strip())
+
+
+def _http_url(*, https_only: bool) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        # Plain http is only allowed on loopback, for the sandbox and tests.
+        if https_only and parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+            raise ValueError(f"must be an https URL (http only on localhost), got {value!r}")
+        if parts.query or parts.fragment:
+            raise ValueError("must not contain a query string or fragment")
+        return value
+
+    return parse
+
+
+def _admin_ids(raw: str) -> tuple[int, ...]:
+    ids: list[int] = []
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) <= 0:
+            raise ValueError(f"must be Telegram user ids separated by commas, got {part!r}")
+        ids.append(int(part))
+    if not ids:
+        raise ValueError("must name at least one Telegram user id")
+    return tuple(ids)
+
+
+def _markup(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ValueError(f"must be a decimal number, got {raw!r}") from None
+    if not Decimal("1") <= value <= Decimal("100"):
+        raise ValueError(f"must be between 1 and 100, got {raw!r}")
+    return value
+
+
+def _instance_id(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,63}", raw.strip()):
+        raise ValueError("must be 1-63 characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'")
+    return raw.strip()
+
+
+def default_instance_id(environ: Mapping[str, str]) -> str:
+    """Return RENDER_INSTANCE_ID when Render sets it, else host-pid."""
+    render_id = environ.get("RENDER_INSTANCE_ID", "").strip()
+    if render_id:
+        return render_id[:63]
+    return f"{socket.gethostname()[:40]}-{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvKey:
+    """One environment key: its parser, its default (None = required) and what it is for."""
+
+    name: str
+    field: str
+    description: str
+    parse: Callable[[str], Any]
+    default: str | None = None
+    secret: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+ENV_KEYS: tuple[EnvKey, ...] = (
+    # --- required (the seed's list plus what the product needs) ---
+    EnvKey("ADMIN_ID", "admin_ids", "Telegram user id(s) of the operators, comma-separated.",
+           _admin_ids),
+    EnvKey("BOT_MODE", "bot_mode", "How updates arrive: 'polling' (getUpdates) or 'webhook'.",
+           _choice(*BOT_MODES)),
+    EnvKey("DATABASE_URL", "database_url", "PostgreSQL URL (postgresql://user:pass@host/db).",
+           _postgres_url, secret=True),
+    EnvKey("DB_MAXCONN", "db_maxconn", "Connections in this instance's pool (2-100).",
+           _int_in(2, 100)),
+    EnvKey("KIE_API_KEY", "kie_api_key", "Kie.ai API key (Bearer token).", _secret, secret=True),
+    EnvKey("PAYMENT_BANK", "payment_bank", "Bank name shown to users for top-up transfers.",
+           _text),
+    EnvKey("PAYMENT_CARD_HOLDER", "payment_card_holder",
+           "Card holder name shown to users for top-up transfers.", _text),
+    EnvKey("PAYMENT_PHONE", "payment_phone",
+           "Phone number (SBP) shown to users for top-up transfers.", _text),
+    EnvKey("TELEGRAM_BOT_TOKEN", "telegram_bot_token", "Bot token from @BotFather.", _bot_token,
+           secret=True),
+    EnvKey("WEBHOOK_BASE_URL", "webhook_base_url",
+           "Public https base URL of the service (webhook and Kie callbacks are under it).",
+           _http_url(https_only=True)),
+    # --- optional, with defaults ---
+    EnvKey("PORT", "port", "HTTP port to listen on.", _int_in(1, 65535), default="10000"),
+    EnvKey("INSTANCE_ID", "instance_id",
+           "This instance's name in logs, /health and the DB (default RENDER_INSTANCE_ID or "
+           "host-pid).", _instance_id, default=""),
+    EnvKey("PRICE_MARKUP", "price_markup", "User price = Kie cost x this factor (1-100).",
+           _markup, default="2.0"),
+    EnvKey("TELEGRAM_API_BASE", "telegram_api_base", "Telegram Bot API base URL.",
+           _http_url(https_only=False), default="https://api.telegram.org"),
+    EnvKey("KIE_BASE_URL", "kie_base_url", "Kie.ai API base URL.", _http_url(https_only=False),
+           default="https://api.kie.ai"),
+    EnvKey("WEBHOOK_SECRET_TOKEN", "webhook_secret_token",
+           "Secret Telegram sends with each webhook (default: derived from the bot token).",
+           _webhook_secret, default="", secret=True),
+    EnvKey("LOG_LEVEL", "log_level", "DEBUG, INFO, WARNING or ERROR.",
+           _choice(*LOG_LEVELS, upper=True), default="INFO"),
+    EnvKey("LEADER_RENEW_INTERVAL", "leader_renew_interval_s",
+           "Seconds between leader lease renewals.", _float_in(0.1, 10), default="1.0"),
+    EnvKey("LEADER_LEASE_TTL", "leader_lease_ttl_s",
+           "Seconds a lease lives without renewal; also the lock session's idle timeout.",
+           _float_in(1, 120), default="5.0"),
+    EnvKey("LEADER_STOP_GRACE", "leader_stop_grace_s",
+           "Seconds leader-only services get to stop on demotion before the process exits.",
+           _float_in(0.1, 60), default="3.0"),
+    EnvKey("SHUTDOWN_GRACE", "shutdown_grace_s",
+           "Seconds in-flight work gets on SIGTERM (keep under Render's 30 s).",
+           _float_in(0, 29), default="20.0"),
+    EnvKey("DB_CONNECT_TIMEOUT", "db_connect_timeout_s", "Seconds to wait for a DB connection.",
+           _float_in(0.5, 60), default="5.0"),
+    EnvKey("DB_STATEMENT_TIMEOUT", "db_statement_timeout_s",
+           "Seconds a pooled statement may run before PostgreSQL cancels it.",
+           _float_in(0.5, 600), default="30.0"),
+)
+
+REQUIRED_ENV_KEYS: tuple[str, ...] = tuple(k.name for k in ENV_KEYS if k.required)
+SECRET_ENV_KEYS: tuple[str, ...] = tuple(k.name for k in ENV_KEYS if k.secret)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Typed, validated configuration of one instance."""
+
+    admin_ids: tuple[int, ...]
+    bot_mode: str
+    database_url: Secret
+    db_maxconn: int
+    kie_api_key: Secret
+    payment_bank: str
+    payment_card_holder: str
+    payment_phone: str
+    telegram_bot_token: Secret
+    webhook_base_url: str
+    port: int
+    instance_id: str
+    price_markup: Decimal
+    telegram_api_base: str
+    kie_base_url: str
+    webhook_secret_token: Secret | None
+    log_level: str
+    leader_renew_interval_s: float
+    leader_lease_ttl_s: float
+    leader_stop_grace_s: float
+    shutdown_grace_s: float
+    db_connect_timeout_s: float
+    db_statement_timeout_s: float
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Return every secret value, for log and output scrubbing."""
+        values = [
+            getattr(self, f.name).get()
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), Secret)
+        ]
+        return tuple(v for v in values if v)
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Parse and validate every key; raise one ConfigError naming all problems."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key in ENV_KEYS:
+        raw = environ.get(key.name)
+        if raw is None or not raw.strip():
+            if key.required:
+                problems.append(f"{key.name}: missing ({key.description})")
+                continue
+            raw = key.default or ""
+            if not raw:
+                values[key.field] = None
+                continue
+        try:
+            values[key.field] = key.parse(raw)
+        except ValueError as exc:
+            problems.append(f"{key.name}: {exc}")
+    _check_cross_field(values, problems)
+    if problems:
+        raise ConfigError(problems)
+    if values["instance_id"] is None:
+        values["instance_id"] = default_instance_id(environ)
+    return Settings(**values)
+
+
+def _check_cross_field(values: Mapping[str, Any], problems: list[str]) -> None:
+    renew, ttl = values.get("leader_renew_interval_s"), values.get("leader_lease_ttl_s")
+    if renew is not None and ttl is not None and ttl < 3 * renew:
+        problems.append(
+            f"LEADER_LEASE_TTL: must be at least 3 x LEADER_RENEW_INTERVAL ({3 * renew:g} s), "
+            f"got {ttl:g} s"
+        )

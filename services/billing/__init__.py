@@ -1,0 +1,1 @@
+"""Money: wallets, the ledger, holds. Integer kopecks everywhere."""

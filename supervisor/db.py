@@ -1,0 +1,66 @@
+"""The process's PostgreSQL connection pool and dedicated connections.
+
+One `AsyncConnectionPool` per process, sized by DB_MAXCONN, for ordinary work. Sessions
+carry the instance id as `application_name` (visible in pg_stat_activity), a statement
+timeout, and an idle-in-transaction timeout equal to the lease TTL: a frozen leader's
+open transaction (which holds the term row FOR SHARE through fence()) is ended by the
+server itself, so a promotion never waits on it for longer than that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from config import Settings
+
+# A pool connection is recycled after this long, so server-side restarts heal gradually.
+POOL_MAX_LIFETIME_S = 1800.0
+
+
+def session_options(settings: Settings, *, statement_timeout_s: float | None = None) -> str:
+    """Return the libpq `options` string setting per-session server timeouts."""
+    statement_ms = int((statement_timeout_s or settings.db_statement_timeout_s) * 1000)
+    idle_tx_ms = int(settings.leader_lease_ttl_s * 1000)
+    return (f"-c statement_timeout={statement_ms} "
+            f"-c idle_in_transaction_session_timeout={idle_tx_ms}")
+
+
+def connect_kwargs(settings: Settings, *, purpose: str = "pool") -> dict[str, Any]:
+    """Return psycopg connection keyword arguments for this instance."""
+    return {
+        "application_name": f"{settings.instance_id}:{purpose}"[:63],
+        "connect_timeout": max(1, round(settings.db_connect_timeout_s)),
+        "options": session_options(settings),
+        # Client keepalives notice a dead server (or path) within about 10 s.
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+    }
+
+
+def create_pool(settings: Settings) -> AsyncConnectionPool:
+    """Create (not open) the process pool; open it with `await pool.open()`."""
+    return AsyncConnectionPool(
+        settings.database_url.get(),
+        min_size=1,
+        max_size=settings.db_maxconn,
+        kwargs=connect_kwargs(settings),
+        timeout=settings.db_connect_timeout_s,
+        max_lifetime=POOL_MAX_LIFETIME_S,
+        name="main",
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+    )
+
+
+async def connect(settings: Settings, *, purpose: str, autocommit: bool = True,
+                  **overrides: Any) -> psycopg.AsyncConnection:
+    """Open one dedicated connection outside the pool."""
+    kwargs = connect_kwargs(settings, purpose=purpose) | overrides
+    return await psycopg.AsyncConnection.connect(
+        settings.database_url.get(), autocommit=autocommit, **kwargs
+    )

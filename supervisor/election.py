@@ -1,0 +1,325 @@
+"""Leader election: a session advisory lock plus a term-fenced lease row.
+
+Overview
+    Every instance runs one `Elector`. `campaign()` waits, blocking, in `pg_advisory_lock` on a
+    dedicated lock session; when it returns, this session holds the lock and bumps the term in
+    `leader_lease` (the fencing token), writes the first heartbeat and returns a `Leadership`.
+    `hold()` renews the heartbeat every LEADER_RENEW_INTERVAL and returns when leadership ends;
+    `release()` ends the term (resigning on a graceful shutdown) and closes the lock session.
+
+States (in-process; the supervisor alternates them)
+    candidate --lock won, term bumped--> leader --renew failed / trust expired / stop--> demoting
+    demoting --leader services stopped, lock session closed--> candidate (or exit)
+
+Why two mechanisms
+    The lock hands over in milliseconds when a leader exits or crashes (its socket closes). It
+    cannot see a frozen or partitioned leader, whose session lives on, so:
+    - the lock session sets `idle_session_timeout` = TTL: PostgreSQL itself ends the session of
+      a leader that stops renewing;
+    - candidates watch the heartbeat row; when `expires_at` is past by TAKEOVER_GRACE and the
+      holder's backend still holds the lock, they `pg_terminate_backend` it (a takeover);
+    - the term row is separate from the heartbeat row: `fence()` holds the term row FOR SHARE in
+      every leader write transaction, so the term bump waits for the old leader's in-flight
+      writes, while renewals (heartbeat row only) never queue behind our own writes.
+
+Trust window (self-fencing, monotonic clock)
+    trusted_until = start_of_last_good_renew + TTL - TRUST_MARGIN
+    Anchored to the *start* of the renew attempt so a slow round trip cannot extend leadership.
+    Past it the leader stops every leader service before doing anything else.
+
+Failure handling
+    Lock session error while leading: the lock is gone with the session, demote at once.
+    Renew matches zero rows: another term began, demote at once.
+    Renew statement cancelled (slow server): retry until the trust window runs out.
+    Any error while campaigning: close the session, back off, campaign again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from config import Settings
+from supervisor import db
+from supervisor.aio import Backoff, wait_event
+from supervisor.runtime_state import RuntimeState
+from supervisor.sqlstore import QueryStore
+
+logger = logging.getLogger(__name__)
+
+QUERIES = QueryStore(Path(__file__).with_name("sql") / "election.sql")
+LOCK_NAMESPACE = b"kiebot-leader-v1:"
+# Subtracted from the TTL so we stop trusting ourselves before anyone may take over.
+TRUST_MARGIN_S = 0.5
+# A candidate kills an expired holder only this long after expiry (clock skew, slow renew).
+TAKEOVER_GRACE_S = 1.0
+# Renewals must finish well within one interval, or we treat them as failed and retry.
+RENEW_TIMEOUT_FRACTION = 0.8
+# Resigning is shielded from cancellation but never allowed to block shutdown for long.
+RESIGN_TIMEOUT_S = 2.0
+FENCED_SQLSTATE = "LF001"
+
+
+class ElectionError(Exception):
+    """Leader election failed in a way the caller must handle."""
+
+
+class FencedError(ElectionError):
+    """A write carried a term that is no longer current; it was rolled back."""
+
+
+def lock_key(bot_token: str) -> int:
+    """Return the advisory lock key (positive int64) for a bot token."""
+    digest = hashlib.sha256(LOCK_NAMESPACE + bot_token.encode()).digest()
+    return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def lease_name(bot_token: str) -> str:
+    """Return the lease row name for a bot token (a hash: the token never reaches the DB)."""
+    return "bot-" + hashlib.sha256(LOCK_NAMESPACE + bot_token.encode()).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class Leadership:
+    """One term of leadership, handed to leader-only services."""
+
+    term: int
+    instance_id: str
+    lease_name: str
+    trusted: Callable[[], bool]
+    lost: asyncio.Event = field(default_factory=asyncio.Event)       # stop now
+    draining: asyncio.Event = field(default_factory=asyncio.Event)   # finish, take no new work
+
+    async def fence(self, conn: psycopg.AsyncConnection) -> None:
+        """Check inside conn's transaction that our term is current; raise FencedError if not."""
+        if self.lost.is_set() or not self.trusted():
+            raise FencedError(f"term {self.term} is no longer trusted")
+        try:
+            await conn.execute(QUERIES["fence"], {"name": self.lease_name, "term": self.term})
+        except psycopg.Error as exc:
+            if exc.sqlstate == FENCED_SQLSTATE:
+                raise FencedError(f"term {self.term} was superseded") from exc
+            raise
+
+
+class Elector:
+    """Win, hold and give up leadership for one instance."""
+
+    def __init__(self, settings: Settings, state: RuntimeState, pool: AsyncConnectionPool,
+                 *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._state = state
+        self._pool = pool
+        self._clock = clock
+        self._key = lock_key(settings.telegram_bot_token.get())
+        self._key_params = {"key_hi": self._key >> 32, "key_lo": self._key & 0xFFFF_FFFF}
+        self._name = lease_name(settings.telegram_bot_token.get())
+        self._ttl_s = settings.leader_lease_ttl_s
+        self._interval_s = settings.leader_renew_interval_s
+        self._conn: psycopg.AsyncConnection | None = None
+        self._lock_pid: int | None = None
+        self._trusted_until = 0.0
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def trusted(self) -> bool:
+        """Tell whether the current term is inside its trust window."""
+        return self._clock() < self._trusted_until
+
+    # ---- candidate ----
+
+    async def campaign(self, stop: asyncio.Event) -> Leadership | None:
+        """Wait until this instance leads; return None if stop is set first."""
+        backoff = Backoff(initial_s=0.2, max_s=5.0)
+        while not stop.is_set():
+            try:
+                return await self._campaign_once(stop)
+            except (psycopg.Error, OSError) as exc:
+                delay = backoff.next_delay()
+                self._state.record_error("election", exc)
+                logger.error("campaign_failed", extra={
+                    "error": str(exc), "attempt": backoff.attempts, "next_delay_s": delay})
+                await self._close_lock_session()
+                await wait_event(stop, delay)
+        return None
+
+    async def _campaign_once(self, stop: asyncio.Event) -> Leadership | None:
+        conn = await self._open_lock_session()
+        self._state.set_role("candidate", term=None, reason="campaigning")
+        watcher = asyncio.create_task(self._watch_lease(stop), name="lease-watcher")
+        acquire = asyncio.create_task(
+            conn.execute(QUERIES["acquire_lock"], {"key": self._key}), name="lock-wait")
+        stopping = asyncio.create_task(stop.wait(), name="lock-wait-stop")
+        try:
+            await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            watcher.cancel()
+            await _reap(watcher, stopping)
+        if not acquire.done():
+            # Stopping while waiting: closing the session drops the wait (and any lock).
+            acquire.cancel()
+            await _reap(acquire)
+            await self._close_lock_session()
+            return None
+        acquire.result()
+        return await self._promote(conn)
+
+    async def _open_lock_session(self) -> psycopg.AsyncConnection:
+        await self._close_lock_session()
+        conn = await db.connect(self._settings, purpose="lock")
+        cur = await conn.execute(QUERIES["lock_session_setup"],
+                                 {"idle_ms": str(int(self._ttl_s * 1000))})
+        row = await cur.fetchone()
+        self._lock_pid = int(row[2]) if row else None
+        self._conn = conn
+        return conn
+
+    async def _promote(self, conn: psycopg.AsyncConnection) -> Leadership:
+        started = self._clock()
+        params = {"name": self._name, "instance_id": self._settings.instance_id,
+                  "ttl_s": self._ttl_s}
+        async with conn.transaction():
+            await conn.execute(QUERIES["ensure_lease"], params)
+            cur = await conn.execute(QUERIES["bump_term"], params)
+            row = await cur.fetchone()
+            assert row is not None, "ensure_lease guarantees the lease row"
+            term = int(row[0])
+            await conn.execute(QUERIES["start_heartbeat"], params | {"term": term})
+            await conn.execute(QUERIES["record_event"], params | {
+                "term": term, "event": "promoted", "reason": "lock acquired"})
+        timeout_ms = int(self._interval_s * RENEW_TIMEOUT_FRACTION * 1000)
+        await conn.execute(QUERIES["set_statement_timeout"], {"timeout_ms": str(timeout_ms)})
+        self._trusted_until = started + self._ttl_s - TRUST_MARGIN_S
+        self._note_own_lease(term, started)
+        self._state.set_role("leader", term=term, reason="lock acquired")
+        logger.info("leader_promoted", extra={
+            "term": term, "promote_ms": round((self._clock() - started) * 1000, 2)})
+        return Leadership(term=term, instance_id=self._settings.instance_id,
+                          lease_name=self._name, trusted=self.trusted)
+
+    async def _watch_lease(self, stop: asyncio.Event) -> None:
+        """Keep the leader's view on /health fresh; take over from an expired holder."""
+        while not stop.is_set():
+            try:
+                await self._check_lease()
+            except (psycopg.Error, OSError) as exc:
+                logger.warning("lease_watch_failed", extra={"error": str(exc)})
+            await wait_event(stop, self._interval_s)
+
+    async def _check_lease(self) -> None:
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(QUERIES["read_lease"], {"name": self._name} | self._key_params)
+            lease = await cur.fetchone()
+            self._state.mark_db_ok()
+            if lease is None:
+                return
+            now = self._clock()
+            info = self._state.leader
+            info.instance_id, info.term = lease["holder"], lease["term"]
+            info.heartbeat_at_mono = now - lease["heartbeat_age_s"]
+            info.expires_at_mono = now + lease["expires_in_s"]
+            overdue = -lease["expires_in_s"] > TAKEOVER_GRACE_S
+            if not (overdue and lease["holder_has_lock"] and lease["holder_pid"] != self._lock_pid):
+                return
+            killed = await conn.execute(QUERIES["terminate_holder"],
+                                        {"pid": lease["holder_pid"]} | self._key_params)
+            if await killed.fetchone():
+                reason = (f"lease of {lease['holder']} (term {lease['term']}) expired "
+                          f"{-lease['expires_in_s']:.1f} s ago")
+                await conn.execute(QUERIES["record_event"], {
+                    "name": self._name, "term": lease["term"], "event": "takeover",
+                    "instance_id": self._settings.instance_id, "reason": reason})
+                self._state.takeovers += 1
+                logger.warning("leader_takeover", extra={
+                    "holder": lease["holder"], "holder_term": lease["term"], "reason": reason})
+
+    # ---- leader ----
+
+    async def hold(self, leadership: Leadership, stop: asyncio.Event) -> str:
+        """Renew until leadership ends or stop is set; return why it ended."""
+        conn = self._conn
+        assert conn is not None, "hold() follows a successful campaign()"
+        params = {"name": self._name, "term": leadership.term, "ttl_s": self._ttl_s}
+        while True:
+            started = self._clock()
+            if stop.is_set():
+                return "stopping"
+            if started >= self._trusted_until:
+                return "trust window expired"
+            try:
+                async with asyncio.timeout(self._trusted_until - started):
+                    cur = await conn.execute(QUERIES["renew"], params)
+                if cur.rowcount != 1:
+                    return "term superseded"
+                self._trusted_until = started + self._ttl_s - TRUST_MARGIN_S
+                self._note_own_lease(leadership.term, started)
+            except TimeoutError:
+                return "trust window expired"
+            except psycopg.errors.QueryCanceled as exc:
+                # The server was slow; our trust window decides how long we may keep trying.
+                logger.warning("renew_slow", extra={"error": str(exc)})
+                continue
+            except (psycopg.Error, OSError) as exc:
+                # The lock lives and dies with this session.
+                return f"lock session lost: {exc}"
+            await wait_event(stop, started + self._interval_s - self._clock())
+
+    def _note_own_lease(self, term: int, renewed_at: float) -> None:
+        self._state.trust_until_mono = self._trusted_until
+        self._state.mark_db_ok()
+        info = self._state.leader
+        info.instance_id, info.term = self._settings.instance_id, term
+        info.heartbeat_at_mono = renewed_at
+        info.expires_at_mono = renewed_at + self._ttl_s
+
+    # ---- demoting ----
+
+    async def release(self, leadership: Leadership, *, reason: str, resign: bool) -> None:
+        """End our term: resign (expire lease, unlock) if asked, then close the lock session."""
+        leadership.lost.set()
+        self._trusted_until = 0.0
+        self._state.trust_until_mono = None
+        event = "resigned" if resign else "demoted"
+        params = {"name": self._name, "term": leadership.term, "event": event,
+                  "instance_id": self._settings.instance_id, "reason": reason}
+        try:
+            async with asyncio.timeout(RESIGN_TIMEOUT_S):
+                if resign and self._conn is not None and not self._conn.closed:
+                    await self._conn.execute(QUERIES["expire"], params)
+                    await self._conn.execute(QUERIES["record_event"], params)
+                    await self._conn.execute(QUERIES["release_lock"], {"key": self._key})
+                else:
+                    async with self._pool.connection() as conn:
+                        await conn.execute(QUERIES["record_event"], params)
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            # The lease TTL is the safety net: followers take over when it runs out.
+            logger.warning("release_incomplete", extra={"error": str(exc), "event": event})
+        finally:
+            await self._close_lock_session()
+        log = logger.info if resign else logger.warning
+        log("leader_" + event, extra={"term": leadership.term, "reason": reason})
+
+    async def _close_lock_session(self) -> None:
+        conn, self._conn, self._lock_pid = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
+
+
+async def _reap(*tasks: asyncio.Task[object]) -> None:
+    """Wait for cancelled helper tasks to finish (their outcome is not needed)."""
+    await asyncio.wait(tasks)

@@ -1,0 +1,101 @@
+"""The instance's HTTP server: /health, /ready, /metrics, plus routes the services add.
+
+Handlers read only `RuntimeState`, never the database, so they answer in microseconds
+even while PostgreSQL is down. /health is the liveness probe Render polls: 200 unless this
+instance is a leader past its trust window (then 503, so an operator sees it at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import orjson
+from aiohttp import web
+
+from supervisor.runtime_state import RuntimeState
+
+logger = logging.getLogger(__name__)
+
+STATE_KEY = web.AppKey("runtime_state", RuntimeState)
+# Bodies above this are refused before they are read (webhook updates are far smaller).
+CLIENT_MAX_SIZE_BYTES = 1024 * 1024
+RouteInstaller = Callable[[web.Application], None]
+
+
+def json_response(body: object, *, status: int = 200) -> web.Response:
+    """Return a JSON response serialized with orjson."""
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    return json_response(state.health(), status=503 if state.trust_expired() else 200)
+
+
+async def ready(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    problems = []
+    if not state.migrations.get("ok"):
+        problems.append("migrations not applied")
+    if not state.db_fresh():
+        problems.append("database has not answered recently")
+    if state.stopping:
+        problems.append("shutting down")
+    return json_response({"ready": not problems, "problems": problems},
+                         status=200 if not problems else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    lines = [
+        f'kiebot_is_leader{{instance="{state.instance_id}"}} {int(state.role == "leader")}',
+        f"kiebot_term {state.term or 0}",
+        f"kiebot_takeovers_total {state.takeovers}",
+        f"kiebot_uptime_seconds {state.health()['uptime_s']}",
+    ]
+    for name, info in sorted(state.services.items()):
+        lines.append(f'kiebot_service_restarts_total{{service="{name}"}} {info.restarts}')
+    for name, value in sorted(state.counters.items()):
+        lines.append(f"kiebot_{name}_total {value}")
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+def build_app(state: RuntimeState, installers: tuple[RouteInstaller, ...] = ()) -> web.Application:
+    """Build the aiohttp application with the built-in and the service routes."""
+    app = web.Application(client_max_size=CLIENT_MAX_SIZE_BYTES)
+    app[STATE_KEY] = state
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    for install in installers:
+        install(app)
+    return app
+
+
+class HttpServer:
+    """Run the aiohttp app on a port until stopped."""
+
+    def __init__(self, app: web.Application, *, host: str = "0.0.0.0", port: int) -> None:
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._host = host
+        self._port = port
+        self.bound_port: int | None = None
+        self.started = asyncio.Event()
+
+    async def start(self) -> None:
+        """Bind and start serving."""
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self._port
+        self.started.set()
+        logger.info("http_started", extra={"port": self.bound_port})
+
+    async def stop(self) -> None:
+        """Stop accepting connections and finish in-flight requests."""
+        await self._runner.cleanup()
+        logger.info("http_stopped")

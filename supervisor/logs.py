@@ -1,0 +1,82 @@
+"""JSON-lines logging: one object per line with instance id, role and term on every line.
+
+Log calls name an event and pass fields through `extra`:
+
+    logger.info("leader_promoted", extra={"term": 7, "waited_ms": 3.1})
+
+The formatter adds `ts`, `level`, `logger`, `event`, the process context (instance, role,
+term from the `LogContext` the runtime keeps current) and scrubs every configured secret
+value from the finished line, so a secret that slips into an exception text is masked too.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+SECRET_MASK = "***"
+
+
+class LogContext:
+    """Process-wide fields added to every line (instance id, role, term)."""
+
+    def __init__(self) -> None:
+        self.instance_id: str = "-"
+        self.role: str = "starting"
+        self.term: int | None = None
+
+
+CONTEXT = LogContext()
+
+
+class JsonFormatter(logging.Formatter):
+    """Format a record as one JSON object on one line."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        # Longest first so a secret containing another is masked whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(time.time(), 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "event": record.getMessage(),
+            "instance": CONTEXT.instance_id,
+            "role": CONTEXT.role,
+            "term": CONTEXT.term,
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        line = orjson.dumps(entry, default=str).decode()
+        for secret in self._secrets:
+            line = line.replace(secret, SECRET_MASK)
+        return line
+
+
+def setup_logging(*, level: str = "INFO", instance_id: str = "-",
+                  secrets: Iterable[str] = ()) -> None:
+    """Send all logging to stderr as JSON lines."""
+    CONTEXT.instance_id = instance_id
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiohttp's access log is one line per request: far too chatty for /health polling.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,187 @@
+"""Apply `migrations/NNN_name.sql` in order, each once, tracked with checksums.
+
+Rules the runner enforces before touching the schema (each refusal names the file):
+- names are `NNN_snake_case.sql`, numbered 1, 2, 3, ... with no repeat and no gap;
+- no file drops a table or a column (data would be lost);
+- every applied migration still has its file, with the same sha256 checksum.
+
+Concurrency: `apply_pending` holds a session advisory lock for the whole run, so instances
+that boot together migrate exactly once; the others wait, then find nothing to do. Each file
+runs in its own transaction together with its `schema_migrations` row, so a crash between
+files leaves a consistent prefix applied and the next run continues from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+
+from supervisor.sqlstore import QueryStore
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+# Fixed advisory lock key for migration runs ("kiebot_migrations" hashed once, by hand).
+MIGRATION_LOCK_KEY = 7_354_210_988_125_140_001
+_FILE_RE = re.compile(r"^(\d{3})_([a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
+_DESTRUCTIVE_RE = re.compile(r"\bDROP\s+(TABLE|COLUMN)\b", re.IGNORECASE)
+_COMMENT_RE = re.compile(r"--[^\n]*")
+QUERIES = QueryStore(Path(__file__).with_name("sql") / "migrations.sql")
+
+
+class MigrationError(Exception):
+    """The migration files or the applied history are inconsistent; nothing was applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One migration file."""
+
+    version: int
+    name: str
+    path: Path
+    sql: str
+    checksum: str
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+
+@dataclass(slots=True)
+class MigrationStatus:
+    """Applied versus available migrations."""
+
+    applied: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.pending and not self.problems
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the /health and `migrate --status --json` shape."""
+        return {
+            "ok": self.ok,
+            "count": len(self.applied),
+            "applied": self.applied,
+            "pending": self.pending,
+            "problems": self.problems,
+        }
+
+
+def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Read and check the migration files; raise MigrationError naming every bad file."""
+    problems: list[str] = []
+    migrations: list[Migration] = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_RE.match(path.name)
+        if not match:
+            problems.append(f"{path.name}: name must look like NNN_snake_case.sql")
+            continue
+        text = path.read_text(encoding="utf-8")
+        if _DESTRUCTIVE_RE.search(_COMMENT_RE.sub("", text)):
+            problems.append(f"{path.name}: drops a table or column; migrations never destroy data")
+        checksum = hashlib.sha256(text.encode()).hexdigest()
+        migrations.append(Migration(int(match.group(1)), match.group(2), path, text, checksum))
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            what = "repeats" if migration.version < expected else "skips"
+            problems.append(
+                f"{migration.filename}: number {what} (expected {expected:03d}); "
+                "migrations are numbered 001, 002, ... without gaps"
+            )
+            break
+    if problems:
+        raise MigrationError("; ".join(problems))
+    return migrations
+
+
+def compare(migrations: list[Migration], applied_rows: list[dict[str, object]]) -> MigrationStatus:
+    """Compare files with the applied history."""
+    status = MigrationStatus()
+    by_version = {m.version: m for m in migrations}
+    applied_versions = set()
+    for row in applied_rows:
+        version = int(row["version"])  # type: ignore[call-overload]
+        applied_versions.add(version)
+        label = f"{version:03d}_{row['name']}.sql"
+        migration = by_version.get(version)
+        if migration is None:
+            status.problems.append(f"{label}: applied but the file is missing")
+        elif migration.checksum != row["checksum"]:
+            status.problems.append(
+                f"{migration.filename}: checksum changed since it was applied; "
+                "applied migrations are never edited, add a new file instead"
+            )
+        status.applied.append(label)
+    status.pending = [m.filename for m in migrations if m.version not in applied_versions]
+    return status
+
+
+async def read_status(
+    conn: psycopg.AsyncConnection, directory: Path = MIGRATIONS_DIR
+) -> MigrationStatus:
+    """Return the migration status of the database behind conn (read-only)."""
+    try:
+        migrations = discover(directory)
+    except MigrationError as exc:
+        return MigrationStatus(problems=[str(exc)])
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(QUERIES["table_exists"])
+        present = await cur.fetchone()
+        rows: list[dict[str, object]] = []
+        if present and present["present"]:
+            await cur.execute(QUERIES["applied"])
+            rows = await cur.fetchall()
+    return compare(migrations, rows)
+
+
+async def apply_pending(conninfo: str, *, directory: Path = MIGRATIONS_DIR,
+                        connect_timeout_s: float = 10, application_name: str = "migrate",
+                        ) -> MigrationStatus:
+    """Apply every pending migration under the migration lock; return the final status."""
+    migrations = discover(directory)
+    conn = await psycopg.AsyncConnection.connect(
+        conninfo, autocommit=True, connect_timeout=int(max(1, connect_timeout_s)),
+        application_name=application_name,
+    )
+    try:
+        await conn.execute(QUERIES["lock"], {"key": MIGRATION_LOCK_KEY})
+        try:
+            await conn.execute(QUERIES["create_table"])
+            status = await read_status(conn, directory)
+            if status.problems:
+                raise MigrationError("; ".join(status.problems))
+            for migration in migrations:
+                if migration.filename in status.pending:
+                    await _apply_one(conn, migration)
+            return await read_status(conn, directory)
+        finally:
+            await conn.execute(QUERIES["unlock"], {"key": MIGRATION_LOCK_KEY})
+    finally:
+        await conn.close()
+
+
+async def _apply_one(conn: psycopg.AsyncConnection, migration: Migration) -> None:
+    started = time.perf_counter()
+    try:
+        async with conn.transaction():
+            await conn.execute(migration.sql.encode())
+            duration_ms = (time.perf_counter() - started) * 1000
+            await conn.execute(QUERIES["record"], {
+                "version": migration.version, "name": migration.name,
+                "checksum": migration.checksum, "duration_ms": duration_ms,
+            })
+    except psycopg.Error as exc:
+        raise MigrationError(f"{migration.filename}: failed to apply: {exc}") from exc
+    logger.info("migration_applied", extra={
+        "migration": migration.filename, "duration_ms": round(duration_ms, 1)})

@@ -1,0 +1,86 @@
+"""The instances registry: every process heartbeats its row; the leader prunes dead ones."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from supervisor.aio import wait_event
+from supervisor.election import Leadership
+from supervisor.runtime_state import RuntimeState
+from supervisor.sqlstore import QueryStore
+
+logger = logging.getLogger(__name__)
+
+QUERIES = QueryStore(Path(__file__).with_name("sql") / "instances.sql")
+HEARTBEAT_INTERVAL_S = 1.0
+# Instances seen within this window make up the cluster view on /health.
+LIVE_WINDOW_S = 10.0
+PRUNE_INTERVAL_S = 60.0
+# Rows older than this belong to instances that are gone (Render deploys bring new ids).
+STALE_AFTER_S = 600.0
+
+
+class InstanceHeartbeat:
+    """Keep this instance's row fresh and mirror the cluster into RuntimeState."""
+
+    name = "instance-heartbeat"
+
+    def __init__(self, pool: AsyncConnectionPool, state: RuntimeState) -> None:
+        self._pool = pool
+        self._state = state
+
+    async def run(self, leadership: Leadership | None) -> None:
+        """Heartbeat every HEARTBEAT_INTERVAL_S until cancelled."""
+        while True:
+            try:
+                await self.beat()
+            except (psycopg.Error, OSError) as exc:
+                # The DB being away is not a crash of this service: /ready reports it.
+                logger.warning("instance_heartbeat_failed", extra={"error": str(exc)})
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+    async def beat(self) -> None:
+        """Write our row once and refresh the cluster view."""
+        state = self._state
+        async with self._pool.connection() as conn:
+            await conn.execute(QUERIES["heartbeat"], {
+                "instance_id": state.instance_id, "host": socket.gethostname(),
+                "pid": os.getpid(), "version": state.version, "started_at": state.started_at,
+                "role": state.role, "term": state.term})
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(QUERIES["live"], {"live_s": LIVE_WINDOW_S})
+            state.cluster = [r for r in await cur.fetchall() if r["role"] != "stopped"]
+        state.mark_db_ok()
+
+    async def mark_stopped(self) -> None:
+        """Tell the cluster we left (best effort, on clean exit)."""
+        async with self._pool.connection() as conn:
+            await conn.execute(QUERIES["mark_stopped"], {"instance_id": self._state.instance_id})
+
+
+class InstancePruner:
+    """Delete instance rows not seen for STALE_AFTER_S (leader only, fenced)."""
+
+    name = "instance-pruner"
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def run(self, leadership: Leadership | None) -> None:
+        """Prune every PRUNE_INTERVAL_S while leading."""
+        assert leadership is not None, "leader-only service"
+        while not leadership.draining.is_set():
+            async with self._pool.connection() as conn, conn.transaction():
+                await leadership.fence(conn)
+                cur = await conn.execute(QUERIES["prune"], {"stale_s": STALE_AFTER_S})
+                if cur.rowcount:
+                    logger.info("instances_pruned", extra={"count": cur.rowcount})
+            await wait_event(leadership.draining, PRUNE_INTERVAL_S)

@@ -1,0 +1,45 @@
+"""Shared test helpers: a valid environment, and awaiting conditions without sleeping blindly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+BOT_TOKEN = "123456789:TEST-token_abcdefghijklmnopqrstuvwxyz"
+KIE_KEY = "kie-secret-key-0123456789"
+
+
+def make_env(database_url: str, **overrides: str) -> dict[str, str]:
+    """Return a complete, valid environment for one instance."""
+    env = {
+        "ADMIN_ID": "1001",
+        "BOT_MODE": "polling",
+        "DATABASE_URL": database_url,
+        "DB_MAXCONN": "5",
+        "KIE_API_KEY": KIE_KEY,
+        "PAYMENT_BANK": "Test Bank",
+        "PAYMENT_CARD_HOLDER": "Ivan Petrov",
+        "PAYMENT_PHONE": "+79990001122",
+        "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+        "WEBHOOK_BASE_URL": "https://bot.example.com",
+        "PORT": "0",
+        "INSTANCE_ID": "test-instance",
+    }
+    env.update(overrides)
+    return env
+
+
+async def eventually(condition: Callable[[], Awaitable[bool] | bool], *, timeout_s: float = 10.0,
+                     interval_s: float = 0.02, what: str = "condition") -> None:
+    """Wait until condition() is true; fail the test with `what` after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(interval_s)
