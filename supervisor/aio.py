@@ -13,12 +13,14 @@ async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
         return True
     if timeout_s <= 0:
         return False
+    # asyncio.wait, not asyncio.timeout: on 3.11 a cancel that coincides with the timeout can
+    # surface as TimeoutError, and a loop catching it would swallow its own cancellation.
+    waiter = asyncio.ensure_future(event.wait())
     try:
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
-    except TimeoutError:
-        return False
-    return True
+        await asyncio.wait({waiter}, timeout=timeout_s)
+    finally:
+        waiter.cancel()
+    return event.is_set()
 
 
 @dataclass(slots=True)

@@ -158,15 +158,18 @@ class Elector:
     async def _campaign_once(self, stop: asyncio.Event) -> Leadership | None:
         conn = await self._open_lock_session()
         self._state.set_role("candidate", term=None, reason="campaigning")
-        watcher = asyncio.create_task(self._watch_lease(stop), name="lease-watcher")
+        watch_done = asyncio.Event()
+        watcher = asyncio.create_task(self._watch_lease(stop, watch_done), name="lease-watcher")
         acquire = asyncio.create_task(
             conn.execute(QUERIES["acquire_lock"], {"key": self._key}), name="lock-wait")
         stopping = asyncio.create_task(stop.wait(), name="lock-wait-stop")
         try:
             await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            # The watcher ends by its own event, never by cancellation mid-query: a takeover
+            # must not be cut between pg_terminate_backend and its event row.
+            watch_done.set()
             stopping.cancel()
-            watcher.cancel()
             await _reap(watcher, stopping)
         if not acquire.done():
             # Stopping while waiting: closing the session drops the wait (and any lock).
@@ -210,14 +213,14 @@ class Elector:
         return Leadership(term=term, instance_id=self._settings.instance_id,
                           lease_name=self._name, trusted=self.trusted)
 
-    async def _watch_lease(self, stop: asyncio.Event) -> None:
+    async def _watch_lease(self, stop: asyncio.Event, done: asyncio.Event) -> None:
         """Keep the leader's view on /health fresh; take over from an expired holder."""
-        while not stop.is_set():
+        while not (stop.is_set() or done.is_set()):
             try:
                 await self._check_lease()
             except (psycopg.Error, OSError) as exc:
                 logger.warning("lease_watch_failed", extra={"error": str(exc)})
-            await wait_event(stop, self._interval_s)
+            await wait_event(done, self._interval_s)
 
     async def _check_lease(self) -> None:
         async with self._pool.connection() as conn:
