@@ -25,9 +25,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from supervisor import migrations  # noqa: E402
-from tests.chaos.harness import Cluster  # noqa: E402
-from tests.pg import Server, wait_until  # noqa: E402
+from supervisor import migrations
+from tests.chaos.harness import Cluster
+from tests.pg import Server, wait_until
 
 SCENARIOS = ("sigkill", "sigterm", "sigstop", "conn_kill")
 TTL_S = 5.0

@@ -164,7 +164,7 @@ def _markup(raw: str) -> Decimal:
         value = Decimal(raw.strip())
     except InvalidOperation:
         raise ValueError(f"must be a decimal number, got {raw!r}") from None
-    if not Decimal("1") <= value <= Decimal("100"):
+    if not value.is_finite() or not Decimal("1") <= value <= Decimal("100"):
         raise ValueError(f"must be between 1 and 100, got {raw!r}")
     return value
 
@@ -222,7 +222,8 @@ ENV_KEYS: tuple[EnvKey, ...] = (
            "Public https base URL of the service (webhook and Kie callbacks are under it).",
            _http_url(https_only=True)),
     # --- optional, with defaults ---
-    EnvKey("PORT", "port", "HTTP port to listen on.", _int_in(1, 65535), default="10000"),
+    EnvKey("PORT", "port", "HTTP port to listen on (0: any free port, for tests).",
+           _int_in(0, 65535), default="10000"),
     EnvKey("INSTANCE_ID", "instance_id",
            "This instance's name in logs, /health and the DB (default RENDER_INSTANCE_ID or "
            "host-pid).", _instance_id, default=""),

@@ -45,8 +45,10 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        # Longest first so a secret containing another is masked whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        # Each secret as written and as JSON-escaped (quotes, backslashes) in the line;
+        # longest first so a secret containing another is masked whole.
+        forms = {form for s in secrets if s for form in (s, orjson.dumps(s).decode()[1:-1])}
+        self._secrets = sorted(forms, key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

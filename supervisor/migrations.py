@@ -31,7 +31,13 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 # Fixed advisory lock key for migration runs ("kiebot_migrations" hashed once, by hand).
 MIGRATION_LOCK_KEY = 7_354_210_988_125_140_001
 _FILE_RE = re.compile(r"^(\d{3})_([a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
-_DESTRUCTIVE_RE = re.compile(r"\bDROP\s+(TABLE|COLUMN)\b", re.IGNORECASE)
+# DROP TABLE/SCHEMA, TRUNCATE, and ALTER TABLE ... DROP [COLUMN] <name> (COLUMN is optional in
+# PostgreSQL); dropping a constraint, default, NOT NULL, identity or expression keeps the data.
+_DESTRUCTIVE_RE = re.compile(
+    r"\bDROP\s+(?:TABLE|SCHEMA)\b|\bTRUNCATE\b"
+    r"|\bALTER\s+TABLE\b[^;]*?\bDROP\s+(?:COLUMN\s+)?"
+    r"(?!CONSTRAINT\b|DEFAULT\b|NOT\b|IDENTITY\b|EXPRESSION\b)\w",
+    re.IGNORECASE)
 _COMMENT_RE = re.compile(r"--[^\n]*")
 QUERIES = QueryStore(Path(__file__).with_name("sql") / "migrations.sql")
 
@@ -89,7 +95,8 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             continue
         text = path.read_text(encoding="utf-8")
         if _DESTRUCTIVE_RE.search(_COMMENT_RE.sub("", text)):
-            problems.append(f"{path.name}: drops a table or column; migrations never destroy data")
+            problems.append(f"{path.name}: drops a table or column (or truncates); "
+                            "migrations never destroy data")
         checksum = hashlib.sha256(text.encode()).hexdigest()
         migrations.append(Migration(int(match.group(1)), match.group(2), path, text, checksum))
     for expected, migration in enumerate(migrations, start=1):

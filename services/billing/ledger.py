@@ -17,6 +17,8 @@ from psycopg.rows import dict_row
 from supervisor.sqlstore import QueryStore
 
 QUERIES = QueryStore(Path(__file__).with_name("sql") / "ledger.sql")
+# The CHECKs that keep balance and hold >= 0 (PostgreSQL's default constraint names).
+WALLET_FLOOR_CONSTRAINTS = frozenset({"wallets_balance_kop_check", "wallets_hold_kop_check"})
 
 
 class EntryKind(StrEnum):
@@ -66,7 +68,9 @@ async def apply_entry(conn: psycopg.AsyncConnection, *, user_id: int, kind: Entr
             cur = await conn.execute(QUERIES["apply_entry"], params)
             row = await cur.fetchone()
     except psycopg.errors.CheckViolation as exc:
-        raise InsufficientFunds(f"wallet of user {user_id} cannot cover {kind}") from exc
+        if exc.diag.constraint_name in WALLET_FLOOR_CONSTRAINTS:
+            raise InsufficientFunds(f"wallet of user {user_id} cannot cover {kind}") from exc
+        raise BillingError(f"ledger entry refused: {exc.diag.message_primary}") from exc
     if row is None:
         return EntryResult(applied=False, wallet=await read_wallet(conn, user_id))
     return EntryResult(applied=True, wallet=Wallet(balance_kop=row[0], hold_kop=row[1]))
