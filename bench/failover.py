@@ -71,7 +71,7 @@ def run_scenario(server: Server, template: str, scenario: str, rounds: int) -> d
     try:
         cluster.start()
         term, holder, _ = cluster.wait_writing_leader()
-        wait_until(lambda: None not in cluster.roles(), 30)
+        cluster.wait_all_answering()
         for _ in range(rounds):
             gap_ms, term, holder = run_round(cluster, scenario, term, holder)
             gaps.append(gap_ms)

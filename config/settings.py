@@ -251,6 +251,12 @@ ENV_KEYS: tuple[EnvKey, ...] = (
            _float_in(0, 29), default="20.0"),
     EnvKey("DB_CONNECT_TIMEOUT", "db_connect_timeout_s", "Seconds to wait for a DB connection.",
            _float_in(0.5, 60), default="5.0"),
+    EnvKey("DISPATCH_CONCURRENCY", "dispatch_concurrency",
+           "Updates the leader handles at once (different chats; one chat is always serial).",
+           _int_in(1, 1000), default="64"),
+    EnvKey("INBOX_RETENTION_HOURS", "inbox_retention_hours",
+           "Hours a handled Telegram update is kept before the leader prunes it.",
+           _int_in(1, 24 * 90), default="72"),
     EnvKey("DB_STATEMENT_TIMEOUT", "db_statement_timeout_s",
            "Seconds a pooled statement may run before PostgreSQL cancels it.",
            _float_in(0.5, 600), default="30.0"),
@@ -286,6 +292,8 @@ class Settings:
     leader_stop_grace_s: float
     shutdown_grace_s: float
     db_connect_timeout_s: float
+    dispatch_concurrency: int
+    inbox_retention_hours: int
     db_statement_timeout_s: float
 
     def secret_values(self) -> tuple[str, ...]:

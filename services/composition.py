@@ -10,14 +10,28 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from config import Settings
 from services.billing.ledger import EntryKind, apply_entry, count_entries
 from services.catalog import Catalog, load_catalog, price_kopecks
+from services.maintenance import Maintenance
+from services.telegram.bot import create_bot
+from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
+from services.telegram.fsm_storage import PostgresStorage
+from services.telegram.handlers import build_dispatcher
+from services.telegram.poller import TelegramPoller
+from services.telegram.webhook import (
+    WebhookIngress,
+    WebhookRegistrar,
+    webhook_secret,
+    webhook_url,
+)
 from services.users import ensure_user
+from supervisor import db
 from supervisor.runtime_state import RuntimeState
-from supervisor.services import Check, Composition
+from supervisor.services import Check, Composition, Service
 
 # The smoke test's baseline model: it must always be in the catalog and priced.
 BASELINE_MODEL_ID = "z-image"
@@ -31,7 +45,35 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     """Build the product's services for one instance."""
     catalog = await asyncio.to_thread(load_catalog)
     state.catalog_models = len(catalog)
-    return Composition(checks=checks(settings, pool, catalog))
+    bot = create_bot(settings)
+    secret = webhook_secret(settings)
+
+    async def listen_connect() -> psycopg.AsyncConnection:
+        return await db.connect(settings, purpose="listen")
+
+    term = CurrentTerm()
+    aiogram_dp = build_dispatcher(storage=PostgresStorage(pool, fence=term.fence),
+                                  pool=pool, settings=settings, catalog=catalog)
+    dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, term=term,
+                                 listen_connect=listen_connect,
+                                 instance_id=settings.instance_id,
+                                 concurrency=settings.dispatch_concurrency)
+    allowed_updates = aiogram_dp.resolve_used_update_types()
+    leader_only: list[Service] = [
+        dispatcher,
+        Maintenance(pool, inbox_retention_hours=settings.inbox_retention_hours),
+    ]
+    if settings.bot_mode == "polling":
+        leader_only.append(TelegramPoller(
+            pool, state, api_base=settings.telegram_api_base,
+            token=settings.telegram_bot_token.get(), allowed_updates=allowed_updates,
+            instance_id=settings.instance_id))
+    else:
+        leader_only.append(WebhookRegistrar(pool, bot, url=webhook_url(settings), secret=secret,
+                                            allowed_updates=allowed_updates))
+    ingress = WebhookIngress(pool, state, secret=secret, instance_id=settings.instance_id)
+    return Composition(leader_only=leader_only, routes=[ingress.install],
+                       checks=checks(settings, pool, catalog), on_close=[bot.session.close])
 
 
 def checks(settings: Settings, pool: AsyncConnectionPool,

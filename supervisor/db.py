@@ -13,11 +13,33 @@ from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from config import Settings
 
 # A pool connection is recycled after this long, so server-side restarts heal gradually.
 POOL_MAX_LIFETIME_S = 1800.0
+# psycopg_pool doubles its reconnect delay without bound (1, 2, 4, 8, 16 s, ...); after a
+# ten-second outage the pool would stay empty for seconds after PostgreSQL is back.
+POOL_RECONNECT_MAX_DELAY_S = 1.0
+
+
+class _CappedAttempt(AttemptWithBackoff):
+    """psycopg_pool's reconnect backoff, capped at POOL_RECONNECT_MAX_DELAY_S."""
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, POOL_RECONNECT_MAX_DELAY_S)
+
+
+class Pool(AsyncConnectionPool):
+    """An AsyncConnectionPool whose reconnect attempts back off to at most one per second."""
+
+    async def _add_connection(self, attempt: AttemptWithBackoff | None,
+                              growing: bool = False) -> None:
+        # The one hook psycopg_pool offers for its backoff: the attempt object it is given.
+        await super()._add_connection(
+            attempt or _CappedAttempt(timeout=self.reconnect_timeout), growing)
 
 
 def session_options(settings: Settings, *, statement_timeout_s: float | None = None) -> str:
@@ -42,9 +64,9 @@ def connect_kwargs(settings: Settings, *, purpose: str = "pool") -> dict[str, An
     }
 
 
-def create_pool(settings: Settings) -> AsyncConnectionPool:
+def create_pool(settings: Settings) -> Pool:
     """Create (not open) the process pool; open it with `await pool.open()`."""
-    return AsyncConnectionPool(
+    return Pool(
         settings.database_url.get(),
         min_size=1,
         max_size=settings.db_maxconn,
@@ -53,7 +75,7 @@ def create_pool(settings: Settings) -> AsyncConnectionPool:
         max_lifetime=POOL_MAX_LIFETIME_S,
         name="main",
         open=False,
-        check=AsyncConnectionPool.check_connection,
+        check=Pool.check_connection,
     )
 
 

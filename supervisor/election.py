@@ -142,7 +142,9 @@ class Elector:
 
     async def campaign(self, stop: asyncio.Event) -> Leadership | None:
         """Wait until this instance leads; return None if stop is set first."""
-        backoff = Backoff(initial_s=0.2, max_s=5.0)
+        # Capped low: a candidate that cannot reach the DB retries every second, so leadership
+        # resumes within about a second of PostgreSQL coming back.
+        backoff = Backoff(initial_s=0.2, max_s=1.0)
         while not stop.is_set():
             try:
                 return await self._campaign_once(stop)

@@ -114,7 +114,7 @@ class Instance:
                                                "bot_mode": self.settings.bot_mode})
 
     async def _migrate(self) -> None:
-        backoff = Backoff(initial_s=0.5, max_s=10.0)
+        backoff = Backoff(initial_s=0.5, max_s=2.0)
         while not self.stop_event.is_set():
             try:
                 status = await migrations.apply_pending(

@@ -11,21 +11,18 @@ Each test gets its own database, created from a template that was migrated once 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-STARTUP_TIMEOUT_S = 30.0
+from sandbox.postgres import ThrowawayCluster, free_port
+
+__all__ = ["Server", "ThrowawayCluster", "free_port", "temporary_cluster", "wait_until"]
 
 
 def with_database(url: str, dbname: str) -> str:
@@ -38,79 +35,13 @@ def _docker_answers() -> bool:
     if not shutil.which("docker"):
         return False
     try:
-        import docker  # type: ignore[import-untyped]
+        import docker
 
         client = docker.from_env(timeout=3)
         client.ping()
         return True
     except Exception:
         return False
-
-
-def free_port() -> int:
-    """Return a TCP port that is free right now on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pg_bindir() -> Path:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(os.path.realpath(found)).parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if not candidates:
-        raise RuntimeError("no PostgreSQL server binaries found (install the postgresql package)")
-    return Path(candidates[-1]).parent
-
-
-class ThrowawayCluster:
-    """A private PostgreSQL cluster in a temp dir; can be stopped and started (chaos tests)."""
-
-    def __init__(self) -> None:
-        self.bindir = _pg_bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="kiebot-pg-"))
-        self.datadir = self.root / "data"
-        self.port = free_port()
-        self._as_postgres = os.geteuid() == 0
-        if self._as_postgres:
-            shutil.chown(self.root, "postgres", "postgres")
-            os.chmod(self.root, 0o755)
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *args: str) -> None:
-        cmd = [str(self.bindir / args[0]), *args[1:]]
-        if self._as_postgres:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                       cwd=self.root)
-
-    def init(self) -> ThrowawayCluster:
-        """Create the cluster files."""
-        self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "-A", "trust",
-                  "--no-sync", "-E", "UTF8")
-        return self
-
-    def start(self) -> None:
-        """Start the server and wait until it accepts connections."""
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                   "-c max_connections=300")
-        self._run("pg_ctl", "-D", str(self.datadir), "-o", options, "-l",
-                  str(self.root / "server.log"), "-w", "-t", str(int(STARTUP_TIMEOUT_S)), "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        """Stop the server (mode fast or immediate)."""
-        self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop")
-
-    def destroy(self) -> None:
-        """Stop the server if running and delete its files."""
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self.stop("immediate")
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class Server:
@@ -123,7 +54,7 @@ class Server:
     def start(self) -> Server:
         """Find or start a server, in the documented order."""
         if _docker_answers():
-            from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
+            from testcontainers.postgres import PostgresContainer
 
             container = PostgresContainer("postgres:16-alpine", driver=None)
             container.start()

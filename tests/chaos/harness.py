@@ -149,6 +149,11 @@ class Cluster:
             roles.append(str(doc["role"]) if doc else None)
         return roles
 
+    def wait_all_answering(self, timeout_s: float = 30.0) -> None:
+        """Wait until every member's /health answers."""
+        if not wait_until(lambda: None not in self.roles(), timeout_s):
+            raise AssertionError(f"not every member answers /health: {self.roles()}")
+
     def lease(self) -> tuple[int, str, int] | None:
         """Return (term, holder instance id, holder backend pid) from the heartbeat row."""
         with psycopg.connect(self.database_url, autocommit=True) as conn:

@@ -117,6 +117,7 @@ def test_postgres_restart_never_yields_two_leaders_and_health_keeps_answering() 
         try:
             cluster.start()
             term, _, _ = cluster.wait_writing_leader()
+            cluster.wait_all_answering()
             _restart_postgres_while_watching_health(pg, cluster, down_s=10.0)
             back_at = time.time()
             # The outage ended the term (renewals failed), so the next write is a new term's.

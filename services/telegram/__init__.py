@@ -1,0 +1,1 @@
+"""Telegram: ingress, inbox, dispatcher, bot handlers."""

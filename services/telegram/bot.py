@@ -1,0 +1,75 @@
+"""The aiogram Bot: pointed at TELEGRAM_API_BASE, orjson for JSON, retries on 429 and outages.
+
+Retry policy (one place for every outgoing Bot API call):
+- 429 Too Many Requests: wait `retry_after` seconds (Telegram did not execute the call), retry.
+- network errors and 5xx: back off and retry. The call may have been executed before the
+  connection broke, so a retried send can show twice: delivery is at-least-once, like the
+  dispatcher's retry of a failed update.
+- anything else (400, 403, 409, ...) is final and raised at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.methods import Response, TelegramMethod
+from aiogram.methods.base import TelegramType
+
+from config import Settings
+from supervisor.aio import Backoff
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+# Telegram asks for at most this; a larger retry_after means the chat is throttled hard and
+# the caller (dispatcher retry with backoff) is a better place to wait.
+MAX_RETRY_AFTER_S = 60
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 8.0
+REQUEST_TIMEOUT_S = 30.0
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class RetryMiddleware(BaseRequestMiddleware):
+    """Retry Bot API calls on 429 (after retry_after) and on network or server errors."""
+
+    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
+                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+        backoff = Backoff(initial_s=BACKOFF_INITIAL_S, max_s=BACKOFF_MAX_S)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                if attempt >= MAX_ATTEMPTS or exc.retry_after > MAX_RETRY_AFTER_S:
+                    raise
+                delay = float(exc.retry_after)
+            except (TelegramNetworkError, TelegramServerError) as exc:
+                if attempt >= MAX_ATTEMPTS:
+                    raise
+                delay = backoff.next_delay()
+                logger.warning("telegram_call_failed", extra={
+                    "method": method.__api_method__, "error": str(exc)[:200],
+                    "attempt": attempt, "next_delay_s": round(delay, 2)})
+            await asyncio.sleep(delay)
+
+
+def create_bot(settings: Settings) -> Bot:
+    """Return a Bot talking to TELEGRAM_API_BASE with orjson and the retry policy."""
+    session = AiohttpSession(
+        api=TelegramAPIServer.from_base(settings.telegram_api_base),
+        json_loads=orjson.loads, json_dumps=_dumps, timeout=REQUEST_TIMEOUT_S)
+    session.middleware(RetryMiddleware())
+    return Bot(settings.telegram_bot_token.get(), session=session)

@@ -1,0 +1,147 @@
+"""Webhook mode: the ingress route on every instance, and the leader's setWebhook upkeep.
+
+Ingress (`POST /telegram/webhook`, any instance, leader or not)
+    1. secret header compared in constant time          -> 401 on mismatch
+    2. body over MAX_BODY_BYTES                          -> 413 (aiohttp refuses to read it)
+    3. not a JSON object with an integer update_id       -> 400 with the reason
+    4. INSERT ... ON CONFLICT (update_id) DO NOTHING + NOTIFY, committed
+    5. 200 only after the commit; database unavailable   -> 503, so Telegram retries
+    A crash before step 5 loses nothing: Telegram has no 200 and sends the update again.
+
+Secret
+    WEBHOOK_SECRET_TOKEN, or HMAC-SHA256(bot token, WEBHOOK_SECRET_LABEL) when unset; the URL
+    never contains the token or the secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import psycopg
+from aiogram import Bot
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from config import Settings
+from services.telegram.inbox import BadUpdate, parse_update, store_update
+from supervisor.aio import wait_event
+from supervisor.election import Leadership
+from supervisor.http import json_response
+from supervisor.runtime_state import RuntimeState
+from supervisor.sqlstore import QueryStore
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+WEBHOOK_SECRET_LABEL = b"kiebot-webhook-secret-v1"
+# Telegram's own limit for a webhook's parallel connections; ours are cheap inserts.
+MAX_CONNECTIONS = 100
+# Fail fast when the pool has no connection: Telegram retries a 503 later.
+POOL_WAIT_S = 2.0
+REVERIFY_INTERVAL_S = 600.0
+STATE_KEY = "telegram_webhook_fingerprint"
+QUERIES = QueryStore(Path(__file__).with_name("sql") / "webhook.sql")
+
+
+def webhook_secret(settings: Settings) -> str:
+    """Return the secret Telegram must send with every webhook request."""
+    if settings.webhook_secret_token is not None:
+        return settings.webhook_secret_token.get()
+    token = settings.telegram_bot_token.get().encode()
+    return hmac.new(token, WEBHOOK_SECRET_LABEL, hashlib.sha256).hexdigest()
+
+
+def webhook_url(settings: Settings) -> str:
+    """Return the public URL Telegram posts updates to."""
+    return settings.webhook_base_url + WEBHOOK_PATH
+
+
+class WebhookIngress:
+    """Accept Telegram's webhook POSTs durably on any instance."""
+
+    def __init__(self, pool: AsyncConnectionPool, state: RuntimeState, *, secret: str,
+                 instance_id: str) -> None:
+        self._pool = pool
+        self._state = state
+        self._secret = secret.encode()
+        self._instance_id = instance_id
+
+    def install(self, app: web.Application) -> None:
+        """Add the webhook route to the HTTP app."""
+        app.router.add_post(WEBHOOK_PATH, self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Store one update, answering 200 only once it is durable."""
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, self._secret):
+            return _refuse(401, "wrong or missing secret token")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _refuse(413, "body larger than 1 MB")
+        try:
+            update = parse_update(body)
+        except BadUpdate as exc:
+            return _refuse(400, str(exc))
+        try:
+            async with self._pool.connection(timeout=POOL_WAIT_S) as conn, conn.transaction():
+                await store_update(conn, update, instance_id=self._instance_id, payload=body)
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            self._state.record_error("webhook", exc)
+            logger.error("webhook_store_failed", extra={"error": str(exc)[:200]})
+            return _refuse(503, "storage unavailable, retry later")
+        self._state.count("webhook_updates")
+        return json_response({"ok": True})
+
+
+def _refuse(status: int, reason: str) -> web.Response:
+    return json_response({"ok": False, "error": reason}, status=status)
+
+
+class WebhookRegistrar:
+    """Keep Telegram's webhook pointed at us while this instance leads (webhook mode)."""
+
+    name = "telegram-webhook"
+
+    def __init__(self, pool: AsyncConnectionPool, bot: Bot, *, url: str, secret: str,
+                 allowed_updates: Sequence[str]) -> None:
+        self._pool = pool
+        self._bot = bot
+        self._url = url
+        self._secret = secret
+        self._allowed = sorted(allowed_updates)
+        # What we last asked Telegram for; the secret is hashed (Telegram never reveals it).
+        self._fingerprint = hashlib.sha256(
+            "\n".join([url, secret, *self._allowed]).encode()).hexdigest()
+
+    async def run(self, leadership: Leadership | None) -> None:
+        """Check the webhook now and every REVERIFY_INTERVAL_S."""
+        assert leadership is not None, "leader-only service"
+        while not leadership.draining.is_set():
+            await self.ensure(leadership)
+            await wait_event(leadership.draining, REVERIFY_INTERVAL_S)
+
+    async def ensure(self, leadership: Leadership) -> bool:
+        """Call setWebhook if Telegram's webhook differs from ours; return whether it did."""
+        info = await self._bot.get_webhook_info()
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(QUERIES["get_state"], {"key": STATE_KEY})
+            row = await cur.fetchone()
+        same = (info.url == self._url and sorted(info.allowed_updates or []) == self._allowed
+                and row is not None and row[0] == self._fingerprint)
+        if same:
+            return False
+        await self._bot.set_webhook(self._url, secret_token=self._secret,
+                                    allowed_updates=self._allowed,
+                                    max_connections=MAX_CONNECTIONS, drop_pending_updates=False)
+        async with self._pool.connection() as conn, conn.transaction():
+            await leadership.fence(conn)
+            await conn.execute(QUERIES["put_state"], {"key": STATE_KEY,
+                                                      "value": self._fingerprint})
+        logger.info("webhook_set", extra={"url": self._url, "allowed_updates": self._allowed})
+        return True

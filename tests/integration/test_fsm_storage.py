@@ -1,0 +1,523 @@
+"""FSM storage contract: PostgresStorage behaves exactly like aiogram's MemoryStorage.
+
+The contract tests run against both storages; the tests after them are PostgreSQL-only
+(persistence across a failover, concurrency, fencing, JSON rules, pruning of empty rows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+from aiogram.exceptions import DataNotDictLikeError
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.fsm.storage.base import BaseStorage, StorageKey
+from aiogram.fsm.storage.memory import MemoryStorage
+from psycopg import pq
+from psycopg_pool import AsyncConnectionPool
+
+from services.telegram.fsm_storage import PostgresStorage
+from supervisor.election import FencedError, Leadership
+
+KEY = StorageKey(bot_id=42, chat_id=-1001, user_id=7)
+LEASE = "bot-fsm-test"
+
+
+class Order(StatesGroup):
+    """A two-step conversation."""
+
+    choosing_model = State()
+    confirming = State()
+
+
+class FenceRefused(Exception):
+    """Raised by the test fence that refuses every write."""
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def storage(request: pytest.FixtureRequest) -> BaseStorage:
+    """Each storage under contract: aiogram's MemoryStorage and ours on a fresh database."""
+    if request.param == "memory":
+        return MemoryStorage()
+    pool: AsyncConnectionPool = request.getfixturevalue("pool")
+    return PostgresStorage(pool)
+
+
+async def count_rows(pool: AsyncConnectionPool) -> int:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM fsm_states")
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# ---- contract: state ----
+
+
+async def test_a_new_key_has_no_state_and_empty_data(storage: BaseStorage) -> None:
+    assert await storage.get_state(KEY) is None
+    assert await storage.get_data(KEY) == {}
+    assert await storage.get_value(KEY, "missing") is None
+    assert await storage.get_value(KEY, "missing", "fallback") == "fallback"
+
+
+async def test_set_state_stores_a_string_state(storage: BaseStorage) -> None:
+    await storage.set_state(KEY, "Order:choosing_model")
+    assert await storage.get_state(KEY) == "Order:choosing_model"
+
+
+async def test_set_state_accepts_a_state_object_and_stores_its_name(
+        storage: BaseStorage) -> None:
+    await storage.set_state(KEY, Order.confirming)
+    assert await storage.get_state(KEY) == Order.confirming.state == "Order:confirming"
+
+
+async def test_set_state_overwrites_the_previous_state(storage: BaseStorage) -> None:
+    await storage.set_state(KEY, Order.choosing_model)
+    await storage.set_state(KEY, Order.confirming)
+    assert await storage.get_state(KEY) == "Order:confirming"
+
+
+async def test_set_state_none_clears_the_state_and_keeps_the_data(storage: BaseStorage) -> None:
+    await storage.set_state(KEY, Order.confirming)
+    await storage.set_data(KEY, {"model": "flux"})
+    await storage.set_state(KEY, None)
+    assert await storage.get_state(KEY) is None
+    assert await storage.get_data(KEY) == {"model": "flux"}
+
+
+async def test_set_state_without_a_state_clears_it(storage: BaseStorage) -> None:
+    await storage.set_state(KEY, "Order:confirming")
+    await storage.set_state(KEY)
+    assert await storage.get_state(KEY) is None
+
+
+async def test_clearing_the_state_of_a_key_that_has_none_is_harmless(
+        storage: BaseStorage) -> None:
+    await storage.set_state(KEY, None)
+    assert await storage.get_state(KEY) is None
+    assert await storage.get_data(KEY) == {}
+
+
+# ---- contract: data ----
+
+
+async def test_set_data_replaces_the_data_entirely(storage: BaseStorage) -> None:
+    await storage.set_data(KEY, {"a": 1, "b": 2})
+    await storage.set_data(KEY, {"c": 3})
+    assert await storage.get_data(KEY) == {"c": 3}
+
+
+async def test_set_data_with_an_empty_dict_empties_the_data_and_keeps_the_state(
+        storage: BaseStorage) -> None:
+    await storage.set_state(KEY, Order.choosing_model)
+    await storage.set_data(KEY, {"a": 1})
+    await storage.set_data(KEY, {})
+    assert await storage.get_data(KEY) == {}
+    assert await storage.get_state(KEY) == "Order:choosing_model"
+
+
+async def test_set_data_rejects_data_that_is_not_a_dict(storage: BaseStorage) -> None:
+    with pytest.raises(DataNotDictLikeError):
+        await storage.set_data(KEY, [("a", 1)])  # type: ignore[arg-type]
+    assert await storage.get_data(KEY) == {}
+
+
+async def test_set_data_keeps_a_copy_not_the_callers_dict(storage: BaseStorage) -> None:
+    data: dict[str, Any] = {"a": 1}
+    await storage.set_data(KEY, data)
+    data["b"] = 2
+    assert await storage.get_data(KEY) == {"a": 1}
+
+
+async def test_get_data_returns_a_fresh_copy_each_time(storage: BaseStorage) -> None:
+    await storage.set_data(KEY, {"a": 1})
+    first = await storage.get_data(KEY)
+    first["a"] = 99
+    first["b"] = 2
+    second = await storage.get_data(KEY)
+    assert second == {"a": 1}
+    assert second is not first
+
+
+async def test_get_data_of_an_unknown_key_returns_a_fresh_empty_dict(
+        storage: BaseStorage) -> None:
+    first = await storage.get_data(KEY)
+    first["a"] = 1
+    assert await storage.get_data(KEY) == {}
+
+
+async def test_get_value_reads_one_key_of_the_data(storage: BaseStorage) -> None:
+    await storage.set_data(KEY, {"model": "flux", "count": 2})
+    assert await storage.get_value(KEY, "model") == "flux"
+    assert await storage.get_value(KEY, "absent", 0) == 0
+
+
+async def test_update_data_merges_and_returns_the_merged_dict(storage: BaseStorage) -> None:
+    await storage.set_data(KEY, {"a": 1, "b": 2})
+    merged = await storage.update_data(KEY, {"b": 20, "c": 30})
+    assert merged == {"a": 1, "b": 20, "c": 30}
+    assert await storage.get_data(KEY) == merged
+
+
+async def test_update_data_on_a_new_key_creates_the_data(storage: BaseStorage) -> None:
+    assert await storage.update_data(KEY, {"a": 1}) == {"a": 1}
+    assert await storage.get_data(KEY) == {"a": 1}
+    assert await storage.get_state(KEY) is None
+
+
+async def test_update_data_with_an_empty_mapping_changes_nothing(storage: BaseStorage) -> None:
+    assert await storage.update_data(KEY, {}) == {}
+    await storage.set_data(KEY, {"a": 1})
+    assert await storage.update_data(KEY, {}) == {"a": 1}
+    assert await storage.get_data(KEY) == {"a": 1}
+
+
+async def test_update_data_replaces_nested_values_like_dict_update(
+        storage: BaseStorage) -> None:
+    await storage.set_data(KEY, {"options": {"size": "1k", "steps": 20}})
+    merged = await storage.update_data(KEY, {"options": {"size": "2k"}})
+    assert merged == {"options": {"size": "2k"}}
+
+
+async def test_update_data_returns_a_copy_not_the_stored_dict(storage: BaseStorage) -> None:
+    merged = await storage.update_data(KEY, {"a": 1})
+    merged["a"] = 99
+    assert await storage.get_data(KEY) == {"a": 1}
+
+
+async def test_update_data_keeps_the_state(storage: BaseStorage) -> None:
+    await storage.set_state(KEY, Order.confirming)
+    await storage.update_data(KEY, {"a": 1})
+    assert await storage.get_state(KEY) == "Order:confirming"
+
+
+async def test_json_values_round_trip_unchanged(storage: BaseStorage) -> None:
+    data = {"text": "Привет, 🌍 \"quoted\" \\ back", "int": 2**62, "neg": -5, "float": 0.1,
+            "true": True, "false": False, "none": None, "list": [1, "two", [3.5, None]],
+            "nested": {"deep": {"er": ["x"]}}, "empty_list": [], "empty_dict": {}}
+    await storage.set_data(KEY, data)
+    assert await storage.get_data(KEY) == data
+    assert type((await storage.get_data(KEY))["true"]) is bool
+
+
+async def test_fsm_context_drives_the_storage_through_a_conversation(
+        storage: BaseStorage) -> None:
+    ctx = FSMContext(storage=storage, key=KEY)
+    await ctx.set_state(Order.choosing_model)
+    assert await ctx.update_data(model="flux") == {"model": "flux"}
+    await ctx.set_state(Order.confirming)
+    assert await ctx.update_data(price_kop=1500) == {"model": "flux", "price_kop": 1500}
+    assert await ctx.get_state() == "Order:confirming"
+    assert await ctx.get_value("price_kop") == 1500
+    await ctx.clear()
+    assert await ctx.get_state() is None
+    assert await ctx.get_data() == {}
+
+
+async def test_close_keeps_what_was_stored(
+        storage: BaseStorage) -> None:
+    await storage.set_state(KEY, "Order:confirming")
+    await storage.close()
+    assert await storage.get_state(KEY) == "Order:confirming"
+
+
+# ---- contract: key isolation ----
+
+OTHER_KEYS = {
+    "bot_id": dataclasses.replace(KEY, bot_id=43),
+    "chat_id": dataclasses.replace(KEY, chat_id=-1002),
+    "user_id": dataclasses.replace(KEY, user_id=8),
+    "thread_id": dataclasses.replace(KEY, thread_id=5),
+    "business_connection_id": dataclasses.replace(KEY, business_connection_id="bc-1"),
+    "destiny": dataclasses.replace(KEY, destiny="payment"),
+}
+
+
+@pytest.mark.parametrize("field", list(OTHER_KEYS))
+async def test_keys_that_differ_in_one_field_do_not_share_state_or_data(
+        storage: BaseStorage, field: str) -> None:
+    other = OTHER_KEYS[field]
+    await storage.set_state(KEY, Order.choosing_model)
+    await storage.set_data(KEY, {"who": "key"})
+    assert await storage.get_state(other) is None
+    assert await storage.get_data(other) == {}
+
+    await storage.set_state(other, Order.confirming)
+    await storage.update_data(other, {"who": "other"})
+    assert await storage.get_state(KEY) == "Order:choosing_model"
+    assert await storage.get_data(KEY) == {"who": "key"}
+    assert await storage.get_state(other) == "Order:confirming"
+    assert await storage.get_data(other) == {"who": "other"}
+
+    await storage.set_state(other, None)
+    await storage.set_data(other, {})
+    assert await storage.get_state(KEY) == "Order:choosing_model"
+    assert await storage.get_data(KEY) == {"who": "key"}
+
+
+async def test_two_threads_of_one_chat_do_not_share_state(storage: BaseStorage) -> None:
+    first = dataclasses.replace(KEY, thread_id=5)
+    second = dataclasses.replace(KEY, thread_id=6)
+    await storage.set_state(first, "Order:choosing_model")
+    await storage.set_state(second, "Order:confirming")
+    assert await storage.get_state(first) == "Order:choosing_model"
+    assert await storage.get_state(second) == "Order:confirming"
+    assert await storage.get_state(KEY) is None
+
+
+# ---- PostgreSQL only: persistence ----
+
+
+async def test_state_and_data_survive_a_new_storage_on_a_new_pool(
+        pool: AsyncConnectionPool, database_url: str) -> None:
+    old_leader = PostgresStorage(pool)
+    await old_leader.set_state(KEY, Order.confirming)
+    await old_leader.update_data(KEY, {"model": "flux", "price_kop": 1500})
+    await old_leader.close()
+    await pool.close()
+
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False) as new_pool:
+        new_leader = PostgresStorage(new_pool)
+        assert await new_leader.get_state(KEY) == "Order:confirming"
+        assert await new_leader.get_data(KEY) == {"model": "flux", "price_kop": 1500}
+
+
+async def test_close_does_not_close_the_pool(pool: AsyncConnectionPool) -> None:
+    storage = PostgresStorage(pool)
+    await storage.close()
+    assert not pool.closed
+    await storage.set_state(KEY, "Order:confirming")
+    assert await storage.get_state(KEY) == "Order:confirming"
+
+
+async def test_a_missing_thread_id_and_business_connection_are_stored_as_zero_and_empty(
+        pool: AsyncConnectionPool) -> None:
+    storage = PostgresStorage(pool)
+    await storage.set_state(KEY, "Order:confirming")
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT thread_id, business_connection_id, destiny FROM fsm_states")
+        assert await cur.fetchall() == [(0, "", "default")]
+    same = dataclasses.replace(KEY, thread_id=0, business_connection_id="")
+    assert await storage.get_state(same) == "Order:confirming"
+
+
+async def test_a_key_with_neither_state_nor_data_leaves_no_row(
+        pool: AsyncConnectionPool) -> None:
+    storage = PostgresStorage(pool)
+    await storage.set_state(KEY, None)
+    await storage.set_data(KEY, {})
+    await storage.update_data(KEY, {})
+    assert await count_rows(pool) == 0
+
+    await storage.set_state(KEY, Order.confirming)
+    await storage.set_data(KEY, {"a": 1})
+    await storage.set_state(KEY, None)
+    assert await count_rows(pool) == 1  # data still there
+    await storage.set_data(KEY, {})
+    assert await count_rows(pool) == 0
+
+    ctx = FSMContext(storage=storage, key=KEY)
+    await ctx.set_state(Order.choosing_model)
+    await ctx.update_data(model="flux")
+    await ctx.clear()
+    assert await count_rows(pool) == 0
+
+
+# ---- PostgreSQL only: concurrency ----
+
+
+async def test_concurrent_update_data_calls_lose_no_key(database_url: str) -> None:
+    tasks = 20
+    async with AsyncConnectionPool(database_url, min_size=tasks, max_size=tasks,
+                                   open=False) as wide_pool:
+        storage = PostgresStorage(wide_pool)
+        await storage.set_data(KEY, {"seed": True})
+        start = asyncio.Event()
+
+        async def add(n: int) -> dict[str, Any]:
+            await start.wait()
+            return await storage.update_data(KEY, {f"k{n}": n})
+
+        running = [asyncio.create_task(add(n)) for n in range(tasks)]
+        await asyncio.sleep(0.05)
+        start.set()
+        results = await asyncio.gather(*running)
+
+        expected = {"seed": True} | {f"k{n}": n for n in range(tasks)}
+        assert await storage.get_data(KEY) == expected
+        for n, merged in enumerate(results):  # each saw its own key and everything before it
+            assert merged[f"k{n}"] == n
+            assert merged["seed"] is True
+        assert max(len(merged) for merged in results) == tasks + 1
+
+
+async def test_concurrent_clears_and_updates_never_delete_written_data(
+        database_url: str) -> None:
+    tasks = 20
+    async with AsyncConnectionPool(database_url, min_size=10, max_size=10,
+                                   open=False) as wide_pool:
+        storage = PostgresStorage(wide_pool)
+
+        async def add(n: int) -> None:
+            await storage.update_data(KEY, {f"k{n}": n})
+
+        async def clear_state() -> None:
+            await storage.set_state(KEY, None)
+
+        jobs = [add(n) for n in range(tasks)] + [clear_state() for _ in range(tasks)]
+        jobs = [job for pair in zip(jobs[:tasks], jobs[tasks:], strict=True) for job in pair]
+        await asyncio.gather(*jobs)
+        assert await storage.get_data(KEY) == {f"k{n}": n for n in range(tasks)}
+        assert await storage.get_state(KEY) is None
+
+
+# ---- PostgreSQL only: fencing ----
+
+
+async def test_with_a_refusing_fence_writes_raise_and_change_nothing(
+        pool: AsyncConnectionPool) -> None:
+    unfenced = PostgresStorage(pool)
+    await unfenced.set_state(KEY, Order.choosing_model)
+    await unfenced.set_data(KEY, {"model": "flux"})
+
+    async def refuse(conn: psycopg.AsyncConnection) -> None:
+        raise FenceRefused("term superseded")
+
+    fenced = PostgresStorage(pool, fence=refuse)
+    other = dataclasses.replace(KEY, user_id=8)
+    for key in (KEY, other):
+        with pytest.raises(FenceRefused):
+            await fenced.set_state(key, Order.confirming)
+        with pytest.raises(FenceRefused):
+            await fenced.set_state(key, None)
+        with pytest.raises(FenceRefused):
+            await fenced.set_data(key, {"model": "midjourney"})
+        with pytest.raises(FenceRefused):
+            await fenced.set_data(key, {})
+        with pytest.raises(FenceRefused):
+            await fenced.update_data(key, {"price_kop": 1})
+
+    assert await fenced.get_state(KEY) == "Order:choosing_model"  # reads need no fence
+    assert await fenced.get_data(KEY) == {"model": "flux"}
+    assert await fenced.get_state(other) is None
+    assert await count_rows(pool) == 1
+
+
+async def test_the_fence_runs_once_per_write_inside_its_transaction_and_never_for_reads(
+        pool: AsyncConnectionPool) -> None:
+    seen: list[pq.TransactionStatus] = []
+
+    async def record(conn: psycopg.AsyncConnection) -> None:
+        seen.append(conn.info.transaction_status)
+
+    storage = PostgresStorage(pool, fence=record)
+    await storage.set_state(KEY, Order.confirming)
+    await storage.set_data(KEY, {"a": 1})
+    await storage.update_data(KEY, {"b": 2})
+    await storage.set_state(KEY, None)
+    await storage.set_data(KEY, {})
+    assert len(seen) == 5
+    assert set(seen) == {pq.TransactionStatus.INTRANS}
+
+    await storage.get_state(KEY)
+    await storage.get_data(KEY)
+    await storage.get_value(KEY, "a")
+    assert len(seen) == 5
+
+
+async def test_a_superseded_leader_term_cannot_write(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("INSERT INTO leader_lease (name, term, holder) VALUES (%s, 1, 'a')",
+                           (LEASE,))
+    term1 = Leadership(term=1, instance_id="a", lease_name=LEASE, trusted=lambda: True)
+    storage = PostgresStorage(pool, fence=term1.fence)
+    await storage.set_state(KEY, Order.confirming)
+    await storage.update_data(KEY, {"model": "flux"})
+
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE leader_lease SET term = 2, holder = 'b' WHERE name = %s",
+                           (LEASE,))
+    with pytest.raises(FencedError):
+        await storage.set_state(KEY, None)
+    with pytest.raises(FencedError):
+        await storage.update_data(KEY, {"model": "midjourney"})
+    with pytest.raises(FencedError):
+        await storage.set_data(KEY, {})
+
+    term2 = Leadership(term=2, instance_id="b", lease_name=LEASE, trusted=lambda: True)
+    new_leader = PostgresStorage(pool, fence=term2.fence)
+    assert await new_leader.get_state(KEY) == "Order:confirming"
+    assert await new_leader.update_data(KEY, {"step": 2}) == {"model": "flux", "step": 2}
+
+
+# ---- PostgreSQL only: JSON rules ----
+
+
+class Opaque:
+    """Not JSON."""
+
+
+NOT_JSON = [
+    pytest.param({1, 2}, id="set"),
+    pytest.param(Opaque(), id="object"),
+    pytest.param(b"bytes", id="bytes"),
+    pytest.param(math.nan, id="nan"),
+    pytest.param(math.inf, id="infinity"),
+    pytest.param({"nested": {"deeper": {1}}}, id="nested-set"),
+    pytest.param("nul \x00 inside", id="nul-character"),
+    pytest.param({(1, 2): "tuple key"}, id="tuple-key"),
+]
+
+
+@pytest.mark.parametrize("value", NOT_JSON)
+async def test_a_value_that_is_not_json_raises_a_type_error_naming_its_key(
+        pool: AsyncConnectionPool, value: Any) -> None:
+    fence_calls: list[None] = []
+
+    async def record(conn: psycopg.AsyncConnection) -> None:
+        fence_calls.append(None)
+
+    storage = PostgresStorage(pool, fence=record)
+    with pytest.raises(TypeError, match="'bad_key'"):
+        await storage.set_data(KEY, {"ok": 1, "bad_key": value})
+    with pytest.raises(TypeError, match="'bad_key'"):
+        await storage.update_data(KEY, {"ok": 1, "bad_key": value})
+    assert fence_calls == []  # refused before any SQL
+    assert await count_rows(pool) == 0
+
+
+async def test_a_string_with_an_escaped_backslash_before_u0000_is_not_taken_for_nul(
+        pool: AsyncConnectionPool) -> None:
+    storage = PostgresStorage(pool)
+    data = {"path": "C:\\u0000", "double": "\\\\u0000"}
+    await storage.set_data(KEY, data)
+    assert await storage.get_data(KEY) == data
+
+
+async def test_values_come_back_as_json_types(pool: AsyncConnectionPool) -> None:
+    storage = PostgresStorage(pool)
+    await storage.set_data(KEY, {"pair": (1, 2), "by_id": {5: "five"}})
+    assert await storage.get_data(KEY) == {"pair": [1, 2], "by_id": {"5": "five"}}
+
+
+@pytest.fixture
+async def second_pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False) as p:
+        yield p
+
+
+async def test_two_storages_on_two_pools_see_each_others_writes_at_once(
+        pool: AsyncConnectionPool, second_pool: AsyncConnectionPool) -> None:
+    first, second = PostgresStorage(pool), PostgresStorage(second_pool)
+    await first.set_state(KEY, Order.choosing_model)
+    assert await second.get_state(KEY) == "Order:choosing_model"
+    await second.update_data(KEY, {"model": "flux"})
+    assert await first.get_data(KEY) == {"model": "flux"}
