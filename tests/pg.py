@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from sandbox.cluster import wait_until
 from sandbox.postgres import ThrowawayCluster, free_port
 
 __all__ = ["Server", "ThrowawayCluster", "free_port", "temporary_cluster", "wait_until"]
@@ -106,14 +106,3 @@ def temporary_cluster() -> Iterator[ThrowawayCluster]:
         yield cluster
     finally:
         cluster.destroy()
-
-
-def wait_until(predicate: object, timeout_s: float, interval_s: float = 0.02) -> bool:
-    """Poll a condition from sync test code until true or timeout; return its last value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():  # type: ignore[operator]
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval_s)
