@@ -27,7 +27,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from config import Settings
-from services.telegram.inbox import BadUpdate, parse_update, store_update
+from services.telegram.inbox import BadUpdate, GroupCommitWriter, parse_update
 from supervisor.aio import wait_event
 from supervisor.election import Leadership
 from supervisor.http import json_response
@@ -41,8 +41,6 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WEBHOOK_SECRET_LABEL = b"kiebot-webhook-secret-v1"
 # Telegram's own limit for a webhook's parallel connections; ours are cheap inserts.
 MAX_CONNECTIONS = 100
-# Fail fast when the pool has no connection: Telegram retries a 503 later.
-POOL_WAIT_S = 2.0
 REVERIFY_INTERVAL_S = 600.0
 STATE_KEY = "telegram_webhook_fingerprint"
 QUERIES = QueryStore(Path(__file__).with_name("sql") / "webhook.sql")
@@ -66,10 +64,9 @@ class WebhookIngress:
 
     def __init__(self, pool: AsyncConnectionPool, state: RuntimeState, *, secret: str,
                  instance_id: str) -> None:
-        self._pool = pool
+        self._writer = GroupCommitWriter(pool, instance_id=instance_id)
         self._state = state
         self._secret = secret.encode()
-        self._instance_id = instance_id
 
     def install(self, app: web.Application) -> None:
         """Add the webhook route to the HTTP app."""
@@ -89,8 +86,7 @@ class WebhookIngress:
         except BadUpdate as exc:
             return _refuse(400, str(exc))
         try:
-            async with self._pool.connection(timeout=POOL_WAIT_S) as conn, conn.transaction():
-                await store_update(conn, update, instance_id=self._instance_id, payload=body)
+            await self._writer.store(update)
         except (psycopg.Error, PoolTimeout, OSError) as exc:
             self._state.record_error("webhook", exc)
             logger.error("webhook_store_failed", extra={"error": str(exc)[:200]})

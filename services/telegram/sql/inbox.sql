@@ -12,17 +12,6 @@ WITH batch AS (
 SELECT n AS inserted, CASE WHEN n > 0 THEN pg_notify('telegram_inbox', '') END AS notified
   FROM (SELECT count(*) AS n FROM inserted) AS c;
 
--- name: insert_update
--- Store one update once (a replay is a no-op) and wake the dispatcher.
-WITH inserted AS (
-    INSERT INTO telegram_updates (update_id, chat_id, payload, received_by)
-    VALUES (%(update_id)s, %(chat_id)s, %(payload)s::jsonb, %(instance_id)s)
-    ON CONFLICT (update_id) DO NOTHING
-    RETURNING update_id
-)
-SELECT n AS inserted, CASE WHEN n > 0 THEN pg_notify('telegram_inbox', '') END AS notified
-  FROM (SELECT count(*) AS n FROM inserted) AS c;
-
 -- name: listen
 -- Subscribe this session to inbox wake-ups.
 LISTEN telegram_inbox;
