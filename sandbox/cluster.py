@@ -81,7 +81,7 @@ class InstanceCluster:
                  logs_dir: Path | None = None, name: str = "i") -> None:
         self.logs_dir = logs_dir or Path(tempfile.mkdtemp(prefix="kiebot-cluster-"))
         self._command = list(command)
-        self._env = dict(env)
+        self.env = dict(env)
         self._name = name
         self._generation = 0
         self.members = [self._new_member(i, free_port()) for i in range(n)]
@@ -102,7 +102,7 @@ class InstanceCluster:
             member = self.members[i]
             if member.process is not None:
                 member = self.members[i] = self._new_member(i, member.port)
-            env = self._env | {"INSTANCE_ID": member.instance_id, "PORT": str(member.port),
+            env = self.env | {"INSTANCE_ID": member.instance_id, "PORT": str(member.port),
                                "PATH": os.environ.get("PATH", "")}
             with member.log_path.open("ab") as log:
                 member.process = subprocess.Popen(
