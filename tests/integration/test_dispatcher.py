@@ -1,0 +1,257 @@
+"""The leader's Telegram loop in-process: poller -> inbox -> dispatcher -> handlers -> sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import psycopg
+import pytest
+from aiogram import Bot, Dispatcher, Router
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import Message
+from psycopg_pool import AsyncConnectionPool
+
+from config import load_settings
+from sandbox.telegram import SandboxClient, SandboxConfig, TelegramSandbox
+from services.telegram import dispatcher as dispatcher_module
+from services.telegram.bot import create_bot
+from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
+from services.telegram.fsm_storage import PostgresStorage
+from services.telegram.handlers import build_dispatcher
+from services.telegram.inbox import store_updates
+from services.telegram.poller import TelegramPoller
+from supervisor.election import FencedError, Leadership
+from supervisor.runtime_state import RuntimeState
+from tests.helpers import BOT_TOKEN, eventually, make_env
+
+LEASE = "test-lease"
+SET_TERM_SQL = b"""
+INSERT INTO leader_lease (name, term) VALUES (%s, %s)
+ON CONFLICT (name) DO UPDATE SET term = EXCLUDED.term
+"""
+STATUS_SQL = b"SELECT status, attempts, last_error FROM telegram_updates WHERE update_id = %s"
+MARK_PROCESSING_SQL = b"""
+UPDATE telegram_updates SET status = 'processing', claimed_term = %s, attempts = 1
+ WHERE update_id = %s
+"""
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[TelegramSandbox]:
+    config = SandboxConfig(per_chat_rate_per_s=0, global_rate_per_s=0, auto_create_chats=True)
+    async with TelegramSandbox([BOT_TOKEN], config=config) as sb:
+        yield sb
+
+
+@pytest.fixture
+async def control(sandbox: TelegramSandbox) -> AsyncIterator[SandboxClient]:
+    async with SandboxClient(sandbox.base_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def bot(sandbox: TelegramSandbox, database_url: str) -> AsyncIterator[Bot]:
+    settings = load_settings(make_env(database_url, TELEGRAM_API_BASE=sandbox.base_url))
+    b = create_bot(settings)
+    try:
+        yield b
+    finally:
+        await b.session.close()
+
+
+async def set_term(pool: AsyncConnectionPool, term: int) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(SET_TERM_SQL, (LEASE, term))
+
+
+async def lead(pool: AsyncConnectionPool, term: int = 1) -> Leadership:
+    await set_term(pool, term)
+    return Leadership(term=term, instance_id="test", lease_name=LEASE, trusted=lambda: True)
+
+
+def message(update_id: int, chat_id: int, text: str, language: str = "en") -> dict[str, Any]:
+    return {"update_id": update_id, "message": {
+        "message_id": update_id, "date": 1_700_000_000, "text": text,
+        "chat": {"id": chat_id, "type": "private"},
+        "from": {"id": chat_id, "is_bot": False, "first_name": "Ann",
+                 "language_code": language}}}
+
+
+async def store(pool: AsyncConnectionPool, *updates: dict[str, Any]) -> None:
+    async with pool.connection() as conn, conn.transaction():
+        await store_updates(conn, list(updates), instance_id="test")
+
+
+async def status(pool: AsyncConnectionPool, update_id: int) -> tuple[Any, ...] | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(STATUS_SQL, (update_id,))
+        return await cur.fetchone()
+
+
+def make_dispatcher(pool: AsyncConnectionPool, bot: Bot, dp: Dispatcher,
+                    term: CurrentTerm | None = None) -> InboxDispatcher:
+    async def listen_connect() -> psycopg.AsyncConnection:
+        return await psycopg.AsyncConnection.connect(pool.conninfo, autocommit=True)
+
+    return InboxDispatcher(pool, bot, dp, RuntimeState("test", "polling", "test"),
+                           term=term or CurrentTerm(), listen_connect=listen_connect,
+                           instance_id="test", concurrency=8)
+
+
+async def run_until(service_run: Awaitable[None], leadership: Leadership,
+                    condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Run a service until condition holds, then drain it."""
+    task = asyncio.ensure_future(service_run)
+    try:
+        await eventually(condition, timeout_s=15, what=what)
+    finally:
+        leadership.draining.set()
+        await asyncio.wait_for(task, 15)
+
+
+def router_with(handler: Callable[[Message], Awaitable[None]]) -> Dispatcher:
+    router = Router()
+    router.message()(handler)
+    dp = Dispatcher(storage=MemoryStorage())
+    dp.include_router(router)
+    return dp
+
+
+@functools.cache
+def product_dispatcher() -> Dispatcher:
+    """The product's handlers (module-level routers can join only one Dispatcher)."""
+    return build_dispatcher(storage=MemoryStorage())
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatcher_module, "RETRY_BASE_S", 0.05)
+    monkeypatch.setattr(dispatcher_module, "WAKE_FALLBACK_S", 0.05)
+
+
+async def test_polled_commands_register_the_user_and_answer_in_their_language(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient,
+        sandbox: TelegramSandbox) -> None:
+    leadership = await lead(pool)
+    term = CurrentTerm()
+    dp = product_dispatcher()
+    dp.fsm.storage = PostgresStorage(pool, fence=term.fence)
+    dp.workflow_data.update(pool=pool)
+    await control.inject([
+        {"kind": "message", "chat_id": 11, "user_id": 11, "text": "/start",
+         "language_code": "ru", "first_name": "Иван"},
+        {"kind": "message", "chat_id": 22, "user_id": 22, "text": "/start",
+         "language_code": "en", "first_name": "Ann"},
+        {"kind": "message", "chat_id": 11, "user_id": 11, "text": "/balance",
+         "language_code": "ru"},
+        {"kind": "message", "chat_id": 22, "user_id": 22, "text": "what is this",
+         "language_code": "en"},
+    ])
+    poller = TelegramPoller(pool, RuntimeState("test", "polling", "test"),
+                            api_base=sandbox.base_url, token=BOT_TOKEN,
+                            allowed_updates=["message"], instance_id="test")
+    dispatcher = make_dispatcher(pool, bot, dp, term)
+
+    async def both() -> None:
+        await asyncio.gather(poller.run(leadership), dispatcher.run(leadership))
+
+    async def four_replies() -> bool:
+        return int((await control.stats())["outbox"]) >= 4
+
+    await run_until(both(), leadership, four_replies, "four replies")
+    ivan = [m["text"] for m in await control.chat_messages(11)]
+    ann = [m["text"] for m in await control.chat_messages(22)]
+    assert ivan[0].startswith("Привет, Иван!") and "0.00 ₽" in ivan[0]
+    assert ivan[1].startswith("Ваш баланс: 0.00 ₽")
+    assert ann[0].startswith("Hello, Ann!")
+    assert ann[1] == ("I did not understand \u201cwhat is this\u201d. "
+                      "Send /help to see the commands.")
+    stats = await control.stats()
+    assert stats["confirmed"] == 4 and stats["pending"] == 0
+    async with pool.connection() as conn:
+        cur = await conn.execute(b"SELECT count(*) FROM wallets WHERE user_id IN (11, 22)")
+        assert await cur.fetchone() == (2,)
+
+
+async def test_a_failing_handler_is_retried_then_dead_lettered_with_an_apology(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient, fast_retries: None) -> None:
+    calls: list[int] = []
+
+    async def broken(msg: Message) -> None:
+        calls.append(msg.message_id)
+        raise RuntimeError("handler bug")
+
+    leadership = await lead(pool)
+    await store(pool, message(1, 33, "hi", "ru"))
+
+    async def dead_lettered() -> bool:
+        row = await status(pool, 1)
+        return bool(row and row[0] == "failed")
+
+    await run_until(make_dispatcher(pool, bot, router_with(broken)).run(leadership),
+                    leadership, dead_lettered, "update 1 dead-lettered")
+    row = await status(pool, 1)
+    assert row is not None
+    assert row[1] == dispatcher_module.MAX_ATTEMPTS == len(calls)
+    assert "handler bug" in row[2]
+    replies = [m["text"] for m in await control.chat_messages(33)]
+    assert replies == ["Что-то пошло не так, и мы не смогли обработать ваш запрос. "
+                       "Деньги не списаны. Попробуйте ещё раз чуть позже."]
+
+
+async def test_a_chat_waits_for_its_retried_update_while_other_chats_go_on(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient, fast_retries: None) -> None:
+    failed_once: set[int] = set()
+
+    async def flaky(msg: Message) -> None:
+        if msg.text == "boom" and msg.message_id not in failed_once:
+            failed_once.add(msg.message_id)
+            raise RuntimeError("transient")
+        await msg.answer(f"ok {msg.text}")
+
+    leadership = await lead(pool)
+    await store(pool, message(1, 44, "boom"), message(2, 44, "after"), message(3, 55, "other"))
+
+    async def all_done() -> bool:
+        rows = [await status(pool, i) for i in (1, 2, 3)]
+        return all(r and r[0] == "done" for r in rows)
+
+    await run_until(make_dispatcher(pool, bot, router_with(flaky)).run(leadership),
+                    leadership, all_done, "three updates done")
+    assert [m["text"] for m in await control.chat_messages(44)] == ["ok boom", "ok after"]
+    assert [m["text"] for m in await control.chat_messages(55)] == ["ok other"]
+
+
+async def test_updates_left_processing_by_an_older_term_run_again_after_promotion(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient) -> None:
+    async def echo(msg: Message) -> None:
+        await msg.answer(f"echo {msg.text}")
+
+    await store(pool, message(1, 66, "in flight"))
+    async with pool.connection() as conn:
+        await conn.execute(MARK_PROCESSING_SQL, (1, 1))
+    leadership = await lead(pool, term=2)
+
+    async def done() -> bool:
+        row = await status(pool, 1)
+        return bool(row and row[0] == "done")
+
+    await run_until(make_dispatcher(pool, bot, router_with(echo)).run(leadership),
+                    leadership, done, "re-run of the stale claim")
+    assert [m["text"] for m in await control.chat_messages(66)] == ["echo in flight"]
+
+
+async def test_a_deposed_leader_claims_nothing(pool: AsyncConnectionPool, bot: Bot) -> None:
+    async def echo(msg: Message) -> None:
+        await msg.answer("should not happen")
+
+    await store(pool, message(1, 77, "hello"))
+    leadership = await lead(pool, term=1)
+    await set_term(pool, 2)  # a newer leader took over
+    with pytest.raises(FencedError):
+        await asyncio.wait_for(make_dispatcher(pool, bot, router_with(echo)).run(leadership), 10)
+    row = await status(pool, 1)
+    assert row is not None and row[0] == "pending"
