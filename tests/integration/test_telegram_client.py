@@ -1,0 +1,86 @@
+"""Outgoing Bot API calls: the retry policy, and the leader's webhook upkeep."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from psycopg_pool import AsyncConnectionPool
+
+from config import load_settings
+from sandbox.telegram import SandboxClient, SandboxConfig, TelegramSandbox
+from services.telegram import bot as bot_module
+from services.telegram.bot import create_bot
+from services.telegram.webhook import WebhookRegistrar
+from supervisor.election import Leadership
+from tests.helpers import BOT_TOKEN, make_env
+
+CHAT = 501
+SET_TERM_SQL = b"INSERT INTO leader_lease (name, term) VALUES ('t', 1)"
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[TelegramSandbox]:
+    config = SandboxConfig(per_chat_rate_per_s=0, global_rate_per_s=0, auto_create_chats=True)
+    async with TelegramSandbox([BOT_TOKEN], config=config) as sb:
+        yield sb
+
+
+@pytest.fixture
+async def control(sandbox: TelegramSandbox) -> AsyncIterator[SandboxClient]:
+    async with SandboxClient(sandbox.base_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def bot(sandbox: TelegramSandbox, database_url: str) -> AsyncIterator[Bot]:
+    b = create_bot(load_settings(make_env(database_url, TELEGRAM_API_BASE=sandbox.base_url)))
+    try:
+        yield b
+    finally:
+        await b.session.close()
+
+
+async def test_a_429_is_retried_after_retry_after_and_the_message_is_sent_once(
+        bot: Bot, control: SandboxClient) -> None:
+    await control.fault("sendMessage", fail_next=1, status=429, retry_after=1)
+    await bot.send_message(CHAT, "hello")
+    stats = await control.stats()
+    assert stats["status_429"] == 1
+    assert [m["text"] for m in await control.chat_messages(CHAT)] == ["hello"]
+
+
+async def test_server_errors_are_retried_with_backoff(
+        bot: Bot, control: SandboxClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bot_module, "BACKOFF_INITIAL_S", 0.01)
+    await control.fault("sendMessage", fail_next=2, status=500)
+    await bot.send_message(CHAT, "after two 500s")
+    assert [m["text"] for m in await control.chat_messages(CHAT)] == ["after two 500s"]
+
+
+async def test_a_bad_request_is_final_and_not_retried(bot: Bot, control: SandboxClient) -> None:
+    with pytest.raises(TelegramBadRequest):
+        await bot.send_message(CHAT, "")
+    assert (await control.stats())["calls"].get("sendMessage") == 1
+
+
+async def test_the_leader_sets_the_webhook_only_when_it_differs(
+        bot: Bot, control: SandboxClient, pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(SET_TERM_SQL)
+    leadership = Leadership(term=1, instance_id="t", lease_name="t", trusted=lambda: True)
+    url = "http://127.0.0.1:9/telegram/webhook"
+    registrar = WebhookRegistrar(pool, bot, url=url, secret="sec", allowed_updates=["message"])
+    assert await registrar.ensure(leadership) is True
+    assert await registrar.ensure(leadership) is False
+    info = await bot.get_webhook_info()
+    assert info.url == url and info.allowed_updates == ["message"]
+    wider = WebhookRegistrar(pool, bot, url=url, secret="sec",
+                             allowed_updates=["message", "callback_query"])
+    assert await wider.ensure(leadership) is True
+    rotated = WebhookRegistrar(pool, bot, url=url, secret="new-secret",
+                               allowed_updates=["message", "callback_query"])
+    assert await rotated.ensure(leadership) is True
+    assert (await control.stats())["calls"]["setWebhook"] == 3
