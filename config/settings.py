@@ -22,6 +22,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Telegram tokens are "<bot id>:<35 url-safe chars>"; we accept any length >= 20 for the tail.
 BOT_TOKEN_RE = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{20,}$")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+MIN_API_KEY_CHARS = 16
 
 
 class Secret:
@@ -104,8 +105,12 @@ def _text(raw: str) -> str:
     return value
 
 
-def _secret(raw: str) -> Secret:
-    return Secret(_text(raw))
+def _api_key(raw: str) -> Secret:
+    # Secrets are masked wherever they occur in a log line: a very short one would mask
+    # ordinary words, and would be a weak key anyway.
+    if len(raw.strip()) < MIN_API_KEY_CHARS:
+        raise ValueError(f"must be at least {MIN_API_KEY_CHARS} characters")
+    return Secret(raw.strip())
 
 
 def _bot_token(raw: str) -> Secret:
@@ -209,7 +214,8 @@ ENV_KEYS: tuple[EnvKey, ...] = (
            _postgres_url, secret=True),
     EnvKey("DB_MAXCONN", "db_maxconn", "Connections in this instance's pool (2-100).",
            _int_in(2, 100)),
-    EnvKey("KIE_API_KEY", "kie_api_key", "Kie.ai API key (Bearer token).", _secret, secret=True),
+    EnvKey("KIE_API_KEY", "kie_api_key", "Kie.ai API key (Bearer token).", _api_key,
+           secret=True),
     EnvKey("PAYMENT_BANK", "payment_bank", "Bank name shown to users for top-up transfers.",
            _text),
     EnvKey("PAYMENT_CARD_HOLDER", "payment_card_holder",

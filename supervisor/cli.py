@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="seconds to run (default: until Ctrl-C)")
     demo.add_argument("--fault-every", type=float, default=20.0,
                       help="seconds between leader faults")
+    demo.add_argument("--mode", choices=("polling", "webhook"), default="polling",
+                      help="how the instances get updates")
     return parser
 
 

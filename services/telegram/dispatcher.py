@@ -95,6 +95,8 @@ class InboxDispatcher:
         assert leadership is not None, "leader-only service"
         self._term.leadership = leadership
         listener = asyncio.create_task(self._listen(leadership), name="inbox-listen")
+        # Draining must end the idle wait at once, not after WAKE_FALLBACK_S.
+        drain_waker = asyncio.create_task(self._wake_on(leadership.draining), name="drain-wake")
         in_flight: set[asyncio.Task[None]] = set()
         try:
             await self._release_stale_claims(leadership)
@@ -115,10 +117,15 @@ class InboxDispatcher:
                 await asyncio.wait(in_flight)
         finally:
             listener.cancel()
+            drain_waker.cancel()
             for task in in_flight:
                 task.cancel()
-            await asyncio.wait([listener, *in_flight])
+            await asyncio.wait([listener, drain_waker, *in_flight])
             self._term.leadership = None
+
+    async def _wake_on(self, event: asyncio.Event) -> None:
+        await event.wait()
+        self._wake.set()
 
     def _on_done(self, in_flight: set[asyncio.Task[None]]) -> Any:
         def done(task: asyncio.Task[None]) -> None:

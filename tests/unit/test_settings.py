@@ -304,3 +304,11 @@ def test_every_env_key_maps_to_a_settings_field_once() -> None:
     names = [k.name for k in ENV_KEYS]
     assert len(names) == len(set(names))
     assert sorted(k.field for k in ENV_KEYS) == sorted(f.name for f in dataclasses.fields(Settings))
+
+
+def test_a_kie_api_key_shorter_than_sixteen_characters_is_refused() -> None:
+    env = make_env("postgresql://u@localhost/db", KIE_API_KEY="demo")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert any(p.startswith("KIE_API_KEY: must be at least 16") for p in caught.value.problems)
+    assert "demo" not in str(caught.value)
