@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -14,10 +14,8 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import Message
 from psycopg_pool import AsyncConnectionPool
 
-from config import load_settings
-from sandbox.telegram import SandboxClient, SandboxConfig, TelegramSandbox
+from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.telegram import dispatcher as dispatcher_module
-from services.telegram.bot import create_bot
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
@@ -25,7 +23,7 @@ from services.telegram.inbox import store_updates
 from services.telegram.poller import TelegramPoller
 from supervisor.election import FencedError, Leadership
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import BOT_TOKEN, eventually, make_env
+from tests.helpers import BOT_TOKEN, eventually
 
 LEASE = "test-lease"
 SET_TERM_SQL = b"""
@@ -37,29 +35,6 @@ MARK_PROCESSING_SQL = b"""
 UPDATE telegram_updates SET status = 'processing', claimed_term = %s, attempts = 1
  WHERE update_id = %s
 """
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[TelegramSandbox]:
-    config = SandboxConfig(per_chat_rate_per_s=0, global_rate_per_s=0, auto_create_chats=True)
-    async with TelegramSandbox([BOT_TOKEN], config=config) as sb:
-        yield sb
-
-
-@pytest.fixture
-async def control(sandbox: TelegramSandbox) -> AsyncIterator[SandboxClient]:
-    async with SandboxClient(sandbox.base_url) as client:
-        yield client
-
-
-@pytest.fixture
-async def bot(sandbox: TelegramSandbox, database_url: str) -> AsyncIterator[Bot]:
-    settings = load_settings(make_env(database_url, TELEGRAM_API_BASE=sandbox.base_url))
-    b = create_bot(settings)
-    try:
-        yield b
-    finally:
-        await b.session.close()
 
 
 async def set_term(pool: AsyncConnectionPool, term: int) -> None:

@@ -2,45 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from psycopg_pool import AsyncConnectionPool
 
-from config import load_settings
-from sandbox.telegram import SandboxClient, SandboxConfig, TelegramSandbox
+from sandbox.telegram import SandboxClient
 from services.telegram import bot as bot_module
-from services.telegram.bot import create_bot
 from services.telegram.webhook import WebhookRegistrar
 from supervisor.election import Leadership
-from tests.helpers import BOT_TOKEN, make_env
 
 CHAT = 501
 SET_TERM_SQL = b"INSERT INTO leader_lease (name, term) VALUES ('t', 1)"
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[TelegramSandbox]:
-    config = SandboxConfig(per_chat_rate_per_s=0, global_rate_per_s=0, auto_create_chats=True)
-    async with TelegramSandbox([BOT_TOKEN], config=config) as sb:
-        yield sb
-
-
-@pytest.fixture
-async def control(sandbox: TelegramSandbox) -> AsyncIterator[SandboxClient]:
-    async with SandboxClient(sandbox.base_url) as client:
-        yield client
-
-
-@pytest.fixture
-async def bot(sandbox: TelegramSandbox, database_url: str) -> AsyncIterator[Bot]:
-    b = create_bot(load_settings(make_env(database_url, TELEGRAM_API_BASE=sandbox.base_url)))
-    try:
-        yield b
-    finally:
-        await b.session.close()
 
 
 async def test_a_429_is_retried_after_retry_after_and_the_message_is_sent_once(
