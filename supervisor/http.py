@@ -89,9 +89,7 @@ class HttpServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.bound_port = sockets[0].getsockname()[1] if sockets else self._port
+        self.bound_port = int(self._runner.addresses[0][1])  # the real port when PORT=0
         self.started.set()
         logger.info("http_started", extra={"port": self.bound_port})
 
