@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
@@ -39,8 +39,15 @@ class BadUpdate(ValueError):
     """The body is not a Telegram update (reason in the message)."""
 
 
-def parse_update(body: bytes) -> dict[str, Any]:
-    """Return the update as a dict; raise BadUpdate unless it is a JSON object with an int id."""
+class Incoming(NamedTuple):
+    """An update as parsed, and the exact JSON text to store for it."""
+
+    update: dict[str, Any]
+    body: bytes
+
+
+def parse_update(body: bytes) -> Incoming:
+    """Parse a webhook body; raise BadUpdate unless it is a JSON object with an int update_id."""
     # PostgreSQL's jsonb cannot hold U+0000; a replacement character keeps the update storable.
     body = body.replace(b"\\u0000", b"\\ufffd")
     try:
@@ -52,7 +59,7 @@ def parse_update(body: bytes) -> dict[str, Any]:
     update_id = update.get("update_id")
     if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
         raise BadUpdate("update_id is missing or not a non-negative integer")
-    return update
+    return Incoming(update, body)
 
 
 def chat_key(update: Mapping[str, Any]) -> int | None:
@@ -83,14 +90,18 @@ def _int_or_none(value: object) -> int | None:
 
 
 async def store_updates(conn: psycopg.AsyncConnection, updates: Sequence[Mapping[str, Any]], *,
-                        instance_id: str) -> int:
-    """Store a batch of updates (within the caller's transaction); return how many were new."""
+                        instance_id: str, bodies: Sequence[bytes] | None = None) -> int:
+    """Store a batch of updates (within the caller's transaction); return how many were new.
+
+    `bodies`, when given, are the updates' JSON texts as received (stored verbatim).
+    """
     if not updates:
         return 0
+    payloads = (b"[" + b",".join(bodies) + b"]") if bodies is not None else orjson.dumps(updates)
     cur = await conn.execute(QUERIES["insert_updates"], {
         "update_ids": [u["update_id"] for u in updates],
         "chat_ids": [chat_key(u) for u in updates],
-        "payloads": [orjson.dumps(u).decode() for u in updates],
+        "payloads": payloads.decode(),
         "instance_id": instance_id})
     row = await cur.fetchone()
     return int(row[0]) if row else 0
@@ -113,13 +124,13 @@ class GroupCommitWriter:
         self._instance_id = instance_id
         self._max_batch = max_batch
         self._pool_wait_s = pool_wait_s
-        self._queue: list[tuple[Mapping[str, Any], asyncio.Future[None]]] = []
+        self._queue: list[tuple[Incoming, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def store(self, update: Mapping[str, Any]) -> None:
-        """Return once update is committed; raise the database error if it could not be."""
+    async def store(self, incoming: Incoming) -> None:
+        """Return once the update is committed; raise the database error if it could not be."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((update, future))
+        self._queue.append((incoming, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_all(), name="inbox-group-commit")
         # Shielded: a caller that goes away (client disconnect) must not cancel the batch.
@@ -130,9 +141,9 @@ class GroupCommitWriter:
             batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
             await self._flush(batch)
 
-    async def _flush(self, batch: list[tuple[Mapping[str, Any], asyncio.Future[None]]]) -> None:
+    async def _flush(self, batch: list[tuple[Incoming, asyncio.Future[None]]]) -> None:
         try:
-            await self._write([update for update, _ in batch])
+            await self._write([incoming for incoming, _ in batch])
         except psycopg.DataError as exc:
             if len(batch) == 1:
                 _settle(batch, exc)
@@ -145,12 +156,13 @@ class GroupCommitWriter:
             return
         _settle(batch, None)
 
-    async def _write(self, updates: list[Mapping[str, Any]]) -> None:
+    async def _write(self, batch: list[Incoming]) -> None:
         async with self._pool.connection(timeout=self._pool_wait_s) as conn, conn.transaction():
-            await store_updates(conn, updates, instance_id=self._instance_id)
+            await store_updates(conn, [i.update for i in batch], instance_id=self._instance_id,
+                                bodies=[i.body for i in batch])
 
 
-def _settle(batch: list[tuple[Mapping[str, Any], asyncio.Future[None]]],
+def _settle(batch: list[tuple[Incoming, asyncio.Future[None]]],
             error: BaseException | None) -> None:
     for _, future in batch:
         if future.done():

@@ -82,11 +82,11 @@ class WebhookIngress:
         except web.HTTPRequestEntityTooLarge:
             return _refuse(413, "body larger than 1 MB")
         try:
-            update = parse_update(body)
+            incoming = parse_update(body)
         except BadUpdate as exc:
             return _refuse(400, str(exc))
         try:
-            await self._writer.store(update)
+            await self._writer.store(incoming)
         except (psycopg.Error, PoolTimeout, OSError) as exc:
             self._state.record_error("webhook", exc)
             logger.error("webhook_store_failed", extra={"error": str(exc)[:200]})

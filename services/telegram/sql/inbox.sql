@@ -1,8 +1,13 @@
 -- name: insert_updates
 -- Store a batch of updates once each (replays are no-ops) and wake the dispatcher.
+-- The payloads arrive as ONE json array text (the raw bodies joined), not a jsonb[]: no
+-- per-element escaping on the client, no re-serialization of what Telegram sent.
 WITH batch AS (
-    SELECT * FROM unnest(%(update_ids)s::bigint[], %(chat_ids)s::bigint[], %(payloads)s::jsonb[])
-        AS b(update_id, chat_id, payload)
+    SELECT b.update_id, b.chat_id, p.payload
+      FROM unnest(%(update_ids)s::bigint[], %(chat_ids)s::bigint[]) WITH ORDINALITY
+               AS b(update_id, chat_id, n)
+      JOIN jsonb_array_elements(%(payloads)s::jsonb) WITH ORDINALITY AS p(payload, n)
+           USING (n)
 ), inserted AS (
     INSERT INTO telegram_updates (update_id, chat_id, payload, received_by)
     SELECT update_id, chat_id, payload, %(instance_id)s FROM batch
