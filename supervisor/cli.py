@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -46,7 +46,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(level=settings.log_level, instance_id=settings.instance_id,
                   secrets=settings.secret_values())
     command = {"run": _run, "migrate": _migrate, "check": _check, "status": _status}
-    return asyncio.run(command[args.command](settings, args))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(command[args.command](settings, args))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Return uvloop's loop factory where installed, else None (asyncio's own loop)."""
+    # uvloop serves HTTP and drives the Bot API client with markedly less CPU per request.
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _parser() -> argparse.ArgumentParser:
