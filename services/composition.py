@@ -38,6 +38,8 @@ BASELINE_MODEL_ID = "z-image"
 # A user id no Telegram user can have (ids are positive); only used inside a rolled-back probe.
 PROBE_USER_ID = -1
 PROBE_AMOUNT_KOP = 100
+# FSM states kept in memory by the leader (a few MB at most); misses read the database.
+FSM_STATE_CACHE_SIZE = 50_000
 
 
 async def compose(settings: Settings, pool: AsyncConnectionPool,
@@ -52,7 +54,9 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         return await db.connect(settings, purpose="listen")
 
     term = CurrentTerm()
-    aiogram_dp = build_dispatcher(storage=PostgresStorage(pool, fence=term.fence),
+    storage = PostgresStorage(pool, fence=term.fence, state_cache_size=FSM_STATE_CACHE_SIZE,
+                              cache_scope=lambda: term.leadership)
+    aiogram_dp = build_dispatcher(storage=storage,
                                   pool=pool, settings=settings, catalog=catalog)
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, term=term,
                                  listen_connect=listen_connect,

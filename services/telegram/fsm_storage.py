@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -96,19 +97,49 @@ def encode_data(data: Mapping[str, Any]) -> Jsonb:
 class PostgresStorage(BaseStorage):
     """Keep aiogram FSM state and data in the fsm_states table."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, fence: Fence | None = None) -> None:
+    def __init__(self, pool: AsyncConnectionPool, *, fence: Fence | None = None,
+                 state_cache_size: int = 0, cache_scope: Callable[[], object] | None = None,
+                 ) -> None:
         self._pool = pool
         self._fence = fence
+        # Optional write-through cache of states (aiogram reads the state of every update).
+        # Only sound while this storage is the only writer: the leader's dispatcher, with
+        # cache_scope returning the current term, so a new term starts with an empty cache.
+        self._cache_size = state_cache_size
+        self._cache_scope = cache_scope or (lambda: None)
+        self._cached_for: object = None
+        self._states: OrderedDict[tuple[Any, ...], str | None] = OrderedDict()
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         """Set the state of key; None clears it (the data is kept)."""
         value = state.state if isinstance(state, State) else state
         await self._write(key, "set_state", {"state": value})
+        self._remember(key, value)
 
     async def get_state(self, key: StorageKey) -> str | None:
         """Return the state of key, or None."""
+        cache_key = self._cache_key(key)
+        if cache_key in self._states:
+            self._states.move_to_end(cache_key)
+            return self._states[cache_key]
         row = await self._read(key, "get_state")
-        return row[0] if row else None
+        state: str | None = row[0] if row else None
+        self._remember(key, state)
+        return state
+
+    def _cache_key(self, key: StorageKey) -> tuple[Any, ...]:
+        scope = self._cache_scope()
+        if scope is not self._cached_for:
+            self._states.clear()
+            self._cached_for = scope
+        return tuple(key_params(key).values())
+
+    def _remember(self, key: StorageKey, state: str | None) -> None:
+        if not self._cache_size:
+            return
+        self._states[self._cache_key(key)] = state
+        if len(self._states) > self._cache_size:
+            self._states.popitem(last=False)
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         """Replace the data of key (the state is kept); an empty dict empties it."""

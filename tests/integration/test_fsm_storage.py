@@ -40,12 +40,15 @@ class FenceRefused(Exception):
     """Raised by the test fence that refuses every write."""
 
 
-@pytest.fixture(params=["memory", "postgres"])
+@pytest.fixture(params=["memory", "postgres", "postgres-cached"])
 def storage(request: pytest.FixtureRequest) -> BaseStorage:
-    """Each storage under contract: aiogram's MemoryStorage and ours on a fresh database."""
+    """Each storage under contract: aiogram's MemoryStorage and ours (with and without the
+    leader's state cache) on a fresh database."""
     if request.param == "memory":
         return MemoryStorage()
     pool: AsyncConnectionPool = request.getfixturevalue("pool")
+    if request.param == "postgres-cached":
+        return PostgresStorage(pool, state_cache_size=3)
     return PostgresStorage(pool)
 
 
@@ -521,3 +524,41 @@ async def test_two_storages_on_two_pools_see_each_others_writes_at_once(
     assert await second.get_state(KEY) == "Order:choosing_model"
     await second.update_data(KEY, {"model": "flux"})
     assert await first.get_data(KEY) == {"model": "flux"}
+
+
+async def test_the_state_cache_serves_reads_within_a_term_and_starts_empty_in_the_next(
+        pool: AsyncConnectionPool) -> None:
+    term: list[object] = [object()]
+    cached = PostgresStorage(pool, state_cache_size=10, cache_scope=lambda: term[0])
+    other_writer = PostgresStorage(pool)
+    await cached.set_state(KEY, Order.confirming)
+    await other_writer.set_state(KEY, "changed behind the cache")
+    # Within one term the leader is the only writer, so its cache is the truth.
+    assert await cached.get_state(KEY) == Order.confirming.state
+    term[0] = object()  # a new term: nothing cached may be trusted
+    assert await cached.get_state(KEY) == "changed behind the cache"
+
+
+async def test_the_state_cache_keeps_only_the_most_recent_keys(pool: AsyncConnectionPool) -> None:
+    cached = PostgresStorage(pool, state_cache_size=2)
+    other_writer = PostgresStorage(pool)
+    keys = [dataclasses.replace(KEY, user_id=n) for n in (1, 2, 3)]
+    for key in keys:
+        await cached.set_state(key, f"s{key.user_id}")
+    await other_writer.set_state(keys[0], "evicted, so read again")
+    assert await cached.get_state(keys[0]) == "evicted, so read again"
+    assert await cached.get_state(keys[2]) == "s3"
+
+
+async def test_a_refused_write_leaves_the_cached_state_unchanged(
+        pool: AsyncConnectionPool) -> None:
+    async def refuse(conn: psycopg.AsyncConnection) -> None:
+        raise FenceRefused
+
+    allowed = PostgresStorage(pool, state_cache_size=10)
+    await allowed.set_state(KEY, "kept")
+    refusing = PostgresStorage(pool, fence=refuse, state_cache_size=10)
+    assert await refusing.get_state(KEY) == "kept"
+    with pytest.raises(FenceRefused):
+        await refusing.set_state(KEY, "never stored")
+    assert await refusing.get_state(KEY) == "kept"
