@@ -22,6 +22,7 @@ from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
 from services.telegram.poller import TelegramPoller
+from services.telegram.pressure import IngressPressure
 from services.telegram.webhook import (
     WebhookIngress,
     WebhookRegistrar,
@@ -58,10 +59,12 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
                               cache_scope=lambda: term.leadership)
     aiogram_dp = build_dispatcher(storage=storage,
                                   pool=pool, settings=settings, catalog=catalog)
+    pressure = IngressPressure()
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, term=term,
                                  listen_connect=listen_connect,
                                  instance_id=settings.instance_id,
-                                 concurrency=settings.dispatch_concurrency)
+                                 concurrency=settings.dispatch_concurrency,
+                                 flooded=pressure.high)
     allowed_updates = aiogram_dp.resolve_used_update_types()
     leader_only: list[Service] = [
         dispatcher,
@@ -75,7 +78,8 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     else:
         leader_only.append(WebhookRegistrar(pool, bot, url=webhook_url(settings), secret=secret,
                                             allowed_updates=allowed_updates))
-    ingress = WebhookIngress(pool, state, secret=secret, instance_id=settings.instance_id)
+    ingress = WebhookIngress(pool, state, secret=secret, instance_id=settings.instance_id,
+                             pressure=pressure)
     return Composition(leader_only=leader_only, routes=[ingress.install],
                        checks=checks(settings, pool, catalog), on_close=[bot.session.close])
 

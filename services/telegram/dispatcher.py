@@ -59,6 +59,8 @@ RETRY_MAX_S = 30.0
 LISTEN_RETRY_S = 1.0
 # While all slots are busy, claim again only once concurrency / this many are free.
 CLAIM_BATCH_DIVISOR = 4
+# Handlers at once while the webhook ingress is flooded (never zero: the backlog still moves).
+FLOODED_CONCURRENCY = 4
 # Opens the dedicated autocommit session that LISTENs (never a pooled connection).
 ConnectFn = Callable[[], Awaitable[psycopg.AsyncConnection]]
 
@@ -83,7 +85,8 @@ class InboxDispatcher:
 
     def __init__(self, pool: AsyncConnectionPool, bot: Bot, dispatcher: Dispatcher,
                  state: RuntimeState, *, term: CurrentTerm, listen_connect: ConnectFn,
-                 instance_id: str, concurrency: int) -> None:
+                 instance_id: str, concurrency: int,
+                 flooded: Callable[[], bool] = lambda: False) -> None:
         self._pool = pool
         self._listen_connect = listen_connect
         self._bot = bot
@@ -92,6 +95,7 @@ class InboxDispatcher:
         self._instance_id = instance_id
         self._concurrency = concurrency
         self._term = term
+        self._flooded = flooded
         self._wake = asyncio.Event()
         self._done: list[int] = []   # handled, to be marked done at the next loop turn
 
@@ -110,8 +114,11 @@ class InboxDispatcher:
             await self._release_stale_claims(leadership)
             while not leadership.draining.is_set():
                 self._wake.clear()
-                free = self._concurrency - len(in_flight)
-                limit = free if free >= claim_batch or not in_flight else 0
+                # While webhook deliveries pour in, storing them comes first (see pressure.py).
+                slots = FLOODED_CONCURRENCY if self._flooded() else self._concurrency
+                free = min(self._concurrency, slots) - len(in_flight)
+                limit = free if free >= min(claim_batch, slots) or not in_flight else 0
+                limit = max(0, limit)
                 claimed = await self._settle_and_claim(leadership, limit)
                 for row in claimed:
                     task = asyncio.create_task(self._handle(leadership, row),

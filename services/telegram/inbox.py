@@ -24,6 +24,9 @@ QUERIES = QueryStore(Path(__file__).with_name("sql") / "inbox.sql")
 NOTIFY_CHANNEL = "telegram_inbox"
 # Updates per group-commit transaction; bounds one statement's size under a burst.
 MAX_BATCH = 500
+# Batches written at once: while one waits for its commit to reach disk, the next one fills
+# and goes out on another connection (PostgreSQL group-commits concurrent transactions).
+MAX_FLUSHERS = 3
 # Fail fast when the pool has no connection: Telegram retries a 503 later.
 POOL_WAIT_S = 2.0
 # Update fields whose object carries the chat; the first present one decides the order key.
@@ -113,7 +116,8 @@ class GroupCommitWriter:
     Each caller waits until *its* update is committed, so answering 200 afterwards keeps the
     "durable before acknowledged" rule. While one batch is being written, new arrivals queue
     and go together in the next one: under load a single INSERT ... unnest + COMMIT carries
-    many updates, at no cost to an idle system (a lone update is flushed at once). A batch the
+    many updates, at no cost to an idle system (a lone update is flushed at once); up to
+    MAX_FLUSHERS batches are in flight on separate connections. A batch the
     database refuses as bad data is retried update by update, so one poisoned update cannot
     fail its neighbours.
     """
@@ -125,14 +129,16 @@ class GroupCommitWriter:
         self._max_batch = max_batch
         self._pool_wait_s = pool_wait_s
         self._queue: list[tuple[Incoming, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def store(self, incoming: Incoming) -> None:
         """Return once the update is committed; raise the database error if it could not be."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((incoming, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_all(), name="inbox-group-commit")
+        if len(self._flushers) < MAX_FLUSHERS:
+            flusher = asyncio.create_task(self._flush_all(), name="inbox-group-commit")
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
         # Shielded: a caller that goes away (client disconnect) must not cancel the batch.
         await asyncio.shield(future)
 

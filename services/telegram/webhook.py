@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from config import Settings
 from services.telegram.inbox import BadUpdate, GroupCommitWriter, parse_update
+from services.telegram.pressure import IngressPressure
 from supervisor.aio import wait_event
 from supervisor.election import Leadership
 from supervisor.http import json_response
@@ -63,8 +64,9 @@ class WebhookIngress:
     """Accept Telegram's webhook POSTs durably on any instance."""
 
     def __init__(self, pool: AsyncConnectionPool, state: RuntimeState, *, secret: str,
-                 instance_id: str) -> None:
+                 instance_id: str, pressure: IngressPressure | None = None) -> None:
         self._writer = GroupCommitWriter(pool, instance_id=instance_id)
+        self._pressure = pressure or IngressPressure()
         self._state = state
         self._secret = secret.encode()
 
@@ -85,6 +87,7 @@ class WebhookIngress:
             incoming = parse_update(body)
         except BadUpdate as exc:
             return _refuse(400, str(exc))
+        self._pressure.note()
         try:
             await self._writer.store(incoming)
         except (psycopg.Error, PoolTimeout, OSError) as exc:
