@@ -115,10 +115,11 @@ class InboxDispatcher:
             while not leadership.draining.is_set():
                 self._wake.clear()
                 # While webhook deliveries pour in, storing them comes first (see pressure.py).
-                slots = FLOODED_CONCURRENCY if self._flooded() else self._concurrency
-                free = min(self._concurrency, slots) - len(in_flight)
-                limit = free if free >= min(claim_batch, slots) or not in_flight else 0
-                limit = max(0, limit)
+                slots = self._concurrency
+                if self._flooded():
+                    slots = min(slots, FLOODED_CONCURRENCY)
+                free = max(0, slots - len(in_flight))
+                limit = free if not in_flight or free >= min(claim_batch, slots) else 0
                 claimed = await self._settle_and_claim(leadership, limit)
                 for row in claimed:
                     task = asyncio.create_task(self._handle(leadership, row),

@@ -10,6 +10,7 @@ a no-op.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,6 +20,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from supervisor.sqlstore import QueryStore
+
+logger = logging.getLogger(__name__)
 
 QUERIES = QueryStore(Path(__file__).with_name("sql") / "inbox.sql")
 NOTIFY_CHANNEL = "telegram_inbox"
@@ -157,7 +160,10 @@ class GroupCommitWriter:
             for one in batch:
                 await self._flush([one])
             return
-        except (psycopg.Error, PoolTimeout, OSError) as exc:
+        except Exception as exc:
+            # Every waiting request must get an answer, whatever went wrong.
+            if not isinstance(exc, (psycopg.Error, PoolTimeout, OSError)):
+                logger.exception("inbox_batch_failed", extra={"updates": len(batch)})
             _settle(batch, exc)
             return
         _settle(batch, None)
