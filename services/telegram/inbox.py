@@ -55,7 +55,8 @@ class Incoming(NamedTuple):
 def parse_update(body: bytes) -> Incoming:
     """Parse a webhook body; raise BadUpdate unless it is a JSON object with an int update_id."""
     # PostgreSQL's jsonb cannot hold U+0000; a replacement character keeps the update storable.
-    body = body.replace(b"\\u0000", b"\\ufffd")
+    if b"\\u0000" in body:
+        body = body.replace(b"\\u0000", b"\\ufffd")
     try:
         update = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -142,8 +143,9 @@ class GroupCommitWriter:
             flusher = asyncio.create_task(self._flush_all(), name="inbox-group-commit")
             self._flushers.add(flusher)
             flusher.add_done_callback(self._flushers.discard)
-        # Shielded: a caller that goes away (client disconnect) must not cancel the batch.
-        await asyncio.shield(future)
+        # A caller that goes away (client disconnect) cancels only its own future: the batch
+        # runs in the flusher task and is written all the same.
+        await future
 
     async def _flush_all(self) -> None:
         while self._queue:

@@ -43,6 +43,7 @@ WEBHOOK_SECRET_LABEL = b"kiebot-webhook-secret-v1"
 # Telegram's own limit for a webhook's parallel connections; ours are cheap inserts.
 MAX_CONNECTIONS = 100
 REVERIFY_INTERVAL_S = 600.0
+OK_BODY = b'{"ok":true}'
 STATE_KEY = "telegram_webhook_fingerprint"
 QUERIES = QueryStore(Path(__file__).with_name("sql") / "webhook.sql")
 
@@ -95,7 +96,7 @@ class WebhookIngress:
             logger.error("webhook_store_failed", extra={"error": str(exc)[:200]})
             return _refuse(503, "storage unavailable, retry later")
         self._state.count("webhook_updates")
-        return json_response({"ok": True})
+        return web.Response(body=OK_BODY, content_type="application/json")
 
 
 def _refuse(status: int, reason: str) -> web.Response:
