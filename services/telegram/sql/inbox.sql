@@ -32,18 +32,17 @@ UPDATE telegram_updates
  WHERE status = 'processing' AND claimed_term < %(term)s;
 
 -- name: claim
--- Claim the head update of every chat whose head is ready, oldest first; a chat with an update
--- in processing (or backing off) yields nothing, so each chat is handled strictly in order.
-WITH heads AS (
-    SELECT DISTINCT ON (chat_id, CASE WHEN chat_id IS NULL THEN update_id END)
-           update_id, status, retry_at
-      FROM telegram_updates
-     WHERE status IN ('pending', 'processing')
-     ORDER BY chat_id, CASE WHEN chat_id IS NULL THEN update_id END, update_id
-), ready AS (
+-- Claim ready updates oldest first, each only if no older update of its chat is still open
+-- (pending, backing off or processing), so each chat is handled strictly in order. The scan
+-- walks open updates in id order and stops at the limit; the chat check is an index probe.
+WITH ready AS (
     SELECT t.update_id
-      FROM telegram_updates t JOIN heads h ON h.update_id = t.update_id
-     WHERE h.status = 'pending' AND (h.retry_at IS NULL OR h.retry_at <= now())
+      FROM telegram_updates t
+     WHERE t.status = 'pending' AND (t.retry_at IS NULL OR t.retry_at <= now())
+       AND (t.chat_id IS NULL OR NOT EXISTS (
+               SELECT 1 FROM telegram_updates o
+                WHERE o.chat_id = t.chat_id AND o.update_id < t.update_id
+                  AND o.status IN ('pending', 'processing')))
      ORDER BY t.update_id
      LIMIT %(limit)s
        FOR UPDATE OF t SKIP LOCKED
