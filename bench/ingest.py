@@ -27,7 +27,6 @@ import itertools
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common
 from sandbox.cluster import ServerProcess
 from sandbox.postgres import free_port
+from sandbox.serving import serve_until_signalled
 from services.telegram.webhook import SECRET_HEADER, WEBHOOK_PATH
 from supervisor.election import lock_key
 
@@ -297,19 +297,7 @@ async def serve_aiogram(port: int, api_base: str, secret: str) -> None:
     SimpleRequestHandler(dispatcher=dispatcher, bot=bot,
                          secret_token=secret).register(app, path=WEBHOOK_PATH)
     setup_application(app, dispatcher, bot=bot)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    bound = runner.addresses[0][1]
-    print(orjson.dumps({"event": "started", "base_url": f"http://127.0.0.1:{bound}"}).decode(),
-          flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_until_signalled(app, "127.0.0.1", port)
 
 
 # ------------------------------------------------------------------ the benchmark

@@ -12,12 +12,12 @@ import argparse
 import asyncio
 import itertools
 import logging
-import signal
 import sys
 
 import aiohttp
-import orjson
 from aiohttp import web
+
+from sandbox.serving import serve_until_signalled
 
 logger = logging.getLogger(__name__)
 
@@ -63,30 +63,14 @@ def build_app(backends: list[str]) -> web.Application:
     return app
 
 
-async def serve(host: str, port: int, backends: list[str]) -> None:
-    """Serve until SIGTERM or SIGINT."""
-    runner = web.AppRunner(build_app(backends), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0][1]
-    print(orjson.dumps({"event": "started", "base_url": f"http://{host}:{bound}"}).decode(),
-          flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description="round-robin HTTP balancer for the sandbox")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--backend", action="append", required=True)
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port, [b.rstrip("/") for b in args.backend]))
+    backends = [b.rstrip("/") for b in args.backend]
+    asyncio.run(serve_until_signalled(build_app(backends), args.host, args.port))
     return 0
 
 
