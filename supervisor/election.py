@@ -130,10 +130,6 @@ class Elector:
         self._lock_pid: int | None = None
         self._trusted_until = 0.0
 
-    @property
-    def name(self) -> str:
-        return self._name
-
     def trusted(self) -> bool:
         """Tell whether the current term is inside its trust window."""
         return self._clock() < self._trusted_until

@@ -53,7 +53,7 @@ async def metrics(request: web.Request) -> web.Response:
         f'kiebot_is_leader{{instance="{state.instance_id}"}} {int(state.role == "leader")}',
         f"kiebot_term {state.term or 0}",
         f"kiebot_takeovers_total {state.takeovers}",
-        f"kiebot_uptime_seconds {state.health()['uptime_s']}",
+        f"kiebot_uptime_seconds {state.uptime_s()}",
     ]
     for name, info in sorted(state.services.items()):
         lines.append(f'kiebot_service_restarts_total{{service="{name}"}} {info.restarts}')

@@ -88,6 +88,10 @@ class RuntimeState:
         """Increment a /metrics counter."""
         self.counters[name] = self.counters.get(name, 0) + by
 
+    def uptime_s(self) -> float:
+        """Return seconds since the process started (monotonic)."""
+        return round(time.monotonic() - self.started_mono, 3)
+
     def db_fresh(self) -> bool:
         """Tell whether the database answered within DB_FRESH_S."""
         return self.db_ok_mono is not None and time.monotonic() - self.db_ok_mono < DB_FRESH_S
@@ -120,7 +124,7 @@ class RuntimeState:
             "last_transition": self.last_transition,
             "takeovers": self.takeovers,
             "bot_mode": self.bot_mode,
-            "uptime_s": round(now - self.started_mono, 3),
+            "uptime_s": self.uptime_s(),
             "version": self.version,
             "migrations": {k: self.migrations.get(k) for k in
                            ("applied", "count", "pending", "ok")},

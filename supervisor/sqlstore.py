@@ -46,10 +46,3 @@ class QueryStore:
 
     def __getitem__(self, name: str) -> sql.SQL:
         return self._queries[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._queries
-
-    def names(self) -> list[str]:
-        """Return the query names in file order."""
-        return list(self._queries)

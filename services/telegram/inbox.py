@@ -24,7 +24,6 @@ from supervisor.sqlstore import QueryStore
 logger = logging.getLogger(__name__)
 
 QUERIES = QueryStore(Path(__file__).with_name("sql") / "inbox.sql")
-NOTIFY_CHANNEL = "telegram_inbox"
 # Updates per group-commit transaction; bounds one statement's size under a burst.
 MAX_BATCH = 500
 # Batches written at once: while one waits for its commit to reach disk, the next one fills
