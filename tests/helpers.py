@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 BOT_TOKEN = "123456789:TEST-token_abcdefghijklmnopqrstuvwxyz"
 KIE_KEY = "kie-secret-key-0123456789"
@@ -43,3 +44,13 @@ async def eventually(condition: Callable[[], Awaitable[bool] | bool], *, timeout
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(interval_s)
+
+
+def message_update(update_id: int, chat_id: int = 42, text: str = "hi",
+                   language: str = "en") -> dict[str, Any]:
+    """Return a private-chat text message update as Telegram sends it."""
+    return {"update_id": update_id, "message": {
+        "message_id": update_id, "date": 1_700_000_000, "text": text,
+        "chat": {"id": chat_id, "type": "private"},
+        "from": {"id": chat_id, "is_bot": False, "first_name": "Ann",
+                 "language_code": language}}}

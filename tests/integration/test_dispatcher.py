@@ -23,7 +23,7 @@ from services.telegram.inbox import store_updates
 from services.telegram.poller import TelegramPoller
 from supervisor.election import FencedError, Leadership
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import BOT_TOKEN, eventually
+from tests.helpers import BOT_TOKEN, eventually, message_update
 
 LEASE = "test-lease"
 SET_TERM_SQL = b"""
@@ -45,14 +45,6 @@ async def set_term(pool: AsyncConnectionPool, term: int) -> None:
 async def lead(pool: AsyncConnectionPool, term: int = 1) -> Leadership:
     await set_term(pool, term)
     return Leadership(term=term, instance_id="test", lease_name=LEASE, trusted=lambda: True)
-
-
-def message(update_id: int, chat_id: int, text: str, language: str = "en") -> dict[str, Any]:
-    return {"update_id": update_id, "message": {
-        "message_id": update_id, "date": 1_700_000_000, "text": text,
-        "chat": {"id": chat_id, "type": "private"},
-        "from": {"id": chat_id, "is_bot": False, "first_name": "Ann",
-                 "language_code": language}}}
 
 
 async def store(pool: AsyncConnectionPool, *updates: dict[str, Any]) -> None:
@@ -160,7 +152,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_with_an_apology(
         raise RuntimeError("handler bug")
 
     leadership = await lead(pool)
-    await store(pool, message(1, 33, "hi", "ru"))
+    await store(pool, message_update(1, 33, "hi", "ru"))
 
     async def dead_lettered() -> bool:
         row = await status(pool, 1)
@@ -188,7 +180,8 @@ async def test_a_chat_waits_for_its_retried_update_while_other_chats_go_on(
         await msg.answer(f"ok {msg.text}")
 
     leadership = await lead(pool)
-    await store(pool, message(1, 44, "boom"), message(2, 44, "after"), message(3, 55, "other"))
+    await store(pool, message_update(1, 44, "boom"), message_update(2, 44, "after"),
+                message_update(3, 55, "other"))
 
     async def all_done() -> bool:
         rows = [await status(pool, i) for i in (1, 2, 3)]
@@ -205,7 +198,7 @@ async def test_updates_left_processing_by_an_older_term_run_again_after_promotio
     async def echo(msg: Message) -> None:
         await msg.answer(f"echo {msg.text}")
 
-    await store(pool, message(1, 66, "in flight"))
+    await store(pool, message_update(1, 66, "in flight"))
     async with pool.connection() as conn:
         await conn.execute(MARK_PROCESSING_SQL, (1, 1))
     leadership = await lead(pool, term=2)
@@ -223,7 +216,7 @@ async def test_a_deposed_leader_claims_nothing(pool: AsyncConnectionPool, bot: B
     async def echo(msg: Message) -> None:
         await msg.answer("should not happen")
 
-    await store(pool, message(1, 77, "hello"))
+    await store(pool, message_update(1, 77, "hello"))
     leadership = await lead(pool, term=1)
     await set_term(pool, 2)  # a newer leader took over
     with pytest.raises(FencedError):

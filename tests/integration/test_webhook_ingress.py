@@ -13,17 +13,11 @@ from psycopg_pool import AsyncConnectionPool
 from services.telegram.webhook import SECRET_HEADER, WEBHOOK_PATH, WebhookIngress
 from supervisor.http import build_app
 from supervisor.runtime_state import RuntimeState
+from tests.helpers import message_update
 from tests.pg import free_port
 
 SECRET = "s3cret-webhook-token"
 GOOD = {SECRET_HEADER: SECRET}
-
-
-def message_update(update_id: int, chat_id: int = 42, text: str = "hi") -> dict[str, object]:
-    return {"update_id": update_id, "message": {
-        "message_id": update_id, "date": 1_700_000_000, "text": text,
-        "chat": {"id": chat_id, "type": "private"},
-        "from": {"id": chat_id, "is_bot": False, "first_name": "Ann"}}}
 
 
 async def client_for(pool: AsyncConnectionPool) -> TestClient:
