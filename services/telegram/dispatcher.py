@@ -36,6 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import orjson
 import psycopg
 from aiogram import Bot, Dispatcher
 from aiogram.types import Update
@@ -206,7 +207,8 @@ class InboxDispatcher:
         update_id = row["update_id"]
         started = time.perf_counter()
         try:
-            update = Update.model_validate(row["payload"], context={"bot": self._bot})
+            # The payload comes as JSON text: pydantic parses it faster than dict validation.
+            update = Update.model_validate_json(row["payload"], context={"bot": self._bot})
             async with asyncio.timeout(HANDLER_TIMEOUT_S):
                 await self._dp.feed_update(self._bot, update, leadership=leadership)
         except asyncio.CancelledError:
@@ -237,7 +239,7 @@ class InboxDispatcher:
         self._state.count("updates_failed")
         await self._update_status(leadership, "mark_failed", {"update_id": update_id,
                                                              "error": error})
-        await self._apologize(row["payload"])
+        await self._apologize(orjson.loads(row["payload"]))
 
     async def _update_status(self, leadership: Leadership, query: str,
                              params: dict[str, Any]) -> None:

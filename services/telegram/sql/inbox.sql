@@ -52,7 +52,7 @@ UPDATE telegram_updates u
        claimed_at = now(), attempts = u.attempts + 1
   FROM ready
  WHERE u.update_id = ready.update_id
-RETURNING u.update_id, u.chat_id, u.payload, u.attempts;
+RETURNING u.update_id, u.chat_id, u.payload::text AS payload, u.attempts;
 
 -- name: mark_done
 -- Record updates handled to completion by our term.
