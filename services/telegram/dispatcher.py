@@ -61,7 +61,7 @@ LISTEN_RETRY_S = 1.0
 # While all slots are busy, claim again only once concurrency / this many are free.
 CLAIM_BATCH_DIVISOR = 4
 # Handlers at once while the webhook ingress is flooded (never zero: the backlog still moves).
-FLOODED_CONCURRENCY = 4
+FLOODED_CONCURRENCY = 2
 # Opens the dedicated autocommit session that LISTENs (never a pooled connection).
 ConnectFn = Callable[[], Awaitable[psycopg.AsyncConnection]]
 
