@@ -1,11 +1,12 @@
 """Measure webhook ingest: our instance's durable ingress vs aiogram's in-memory handler.
 
-    python bench/ingest.py [--quick] [--concurrency 64] [--duration 10] [--generator python|wrk]
+    python bench/ingest.py [--quick] [--concurrency 64] [--duration 10] [--generator wrk|python]
 
 One real instance (`python -m supervisor run`, BOT_MODE=webhook, its own throwaway database,
 TELEGRAM_API_BASE = a Telegram sandbox process) takes POST /telegram/webhook from a load
-generator with C keep-alive connections, each request a distinct ~300-byte message update
-(unique update_id, 1,000 chats), for D seconds after a warm-up. Every update is committed to
+generator on the same machine (wrk when installed, else an asyncio aiohttp client) over 64
+keep-alive connections, each request a distinct ~300-byte message update (unique update_id,
+1,000 chats), for D seconds after a warm-up. Every update is committed to
 PostgreSQL before the 200; the leader's dispatcher handles the stored updates and replies
 through the sandbox meanwhile (part of the real load). The same load then goes to aiogram's
 `SimpleRequestHandler` (in-memory, answers before handling, a no-op message handler) in its
@@ -444,10 +445,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
         QUICK_DURATION_S if args.quick else DEFAULT_DURATION_S)
     warmup_s = args.warmup if args.warmup is not None else (
         QUICK_WARMUP_S if args.quick else DEFAULT_WARMUP_S)
+    generator = args.generator or ("wrk" if shutil.which("wrk") else "python")
     started = time.monotonic()
     with common.bench_stack() as stack:
         logs = common.logs_dir(stack, keep=args.keep_logs)
-        load = Load(args.generator, args.concurrency, warmup_s, duration_s, args.chats, logs)
+        load = Load(generator, args.concurrency, warmup_s, duration_s, args.chats, logs)
         db = common.bench_database(stack)
         # Auto-created chats: the dispatcher's replies go to chats the sandbox never saw.
         sandbox = common.start_sandbox(stack, logs, auto_create_chats=True)
@@ -459,13 +461,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
             "ratio_ours_to_aiogram": round(ratio, 2) if ratio is not None else None,
             "noise_warning": common.noise_warning(
                 ours["ours"]["cpu_cores"], aiogram["cpu_cores"]),  # type: ignore[index,arg-type]
-            "config": {"generator": args.generator, "concurrency": args.concurrency,
+            "config": {"generator": generator, "concurrency": args.concurrency,
                        "warmup_s": warmup_s, "duration_s": duration_s, "chats": args.chats,
                        "body_bytes": len(update_body(FIRST_UPDATE_ID, args.chats)),
                        "instances": 1, "dispatcher": not args.ingress_only,
                        "event_loop": {"instance": common.event_loop_name(),
                                       "aiogram_server": common.event_loop_name(),
-                                      "generator": "asyncio"},
+                                      "generator": "asyncio" if generator == "python" else "wrk"},
                        "db_maxconn": args.db_maxconn,
                        "log_level": args.log_level, "extra_env": dict(args.env),
                        "cores": os.cpu_count(),
@@ -482,7 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="measured seconds per target")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per target")
     parser.add_argument("--chats", type=int, default=DEFAULT_CHATS)
-    parser.add_argument("--generator", choices=("python", "wrk"), default="python")
+    parser.add_argument("--generator", choices=("wrk", "python"),
+                        help="load generator (default: wrk when installed, else python)")
     parser.add_argument("--db-maxconn", type=int, default=10, help="instance pool size")
     parser.add_argument("--log-level", default="INFO", help="instance LOG_LEVEL")
     parser.add_argument("--keep-logs", action="store_true",
