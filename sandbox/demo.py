@@ -53,7 +53,7 @@ from sandbox.demo_view import (
     render_totals,
     status_line,
 )
-from sandbox.postgres import ThrowawayCluster, free_port
+from sandbox.postgres import ThrowawayCluster, free_port, server_version
 from sandbox.telegram import SandboxClient, SandboxError
 from supervisor import migrations
 from supervisor.aio import wait_event
@@ -89,9 +89,9 @@ SANDBOX_ARGS: Final = (
     "--webhook-timeout", "5", "--webhook-retry-initial", "0.05", "--webhook-retry-max", "0.5",
 )
 INSTALL_HINT: Final = (
-    "The demo needs PostgreSQL's server binaries (initdb, pg_ctl) on this machine.\n"
-    "Install them, e.g. on Debian/Ubuntu:  sudo apt-get install postgresql\n"
-    "(on macOS: brew install postgresql), then run the demo again.")
+    "The demo needs PostgreSQL's server binaries (initdb, pg_ctl): the dev extra brings them\n"
+    "on Linux x86_64 and macOS (pip install -e '.[dev]'); elsewhere install them, e.g. on\n"
+    "Debian/Ubuntu:  sudo apt-get install postgresql, then run the demo again.")
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -135,7 +135,8 @@ def run_demo(args: argparse.Namespace) -> int:
         cleanup.callback(pg.destroy)
         cleanup.callback(_copy_quietly, pg.root / "server.log", logs_dir / "postgres.log")
         try:
-            print("starting PostgreSQL ...", flush=True)
+            print(f"starting PostgreSQL ({server_version(pg.bindir)}, {pg.bindir}) ...",
+                  flush=True)
             pg.init()
             pg.start()
             return asyncio.run(Demo(options, pg.url, logs_dir, cleanup).run())

@@ -1,8 +1,7 @@
 """Find or start a PostgreSQL server for the tests, and hand out fresh databases.
 
 Order: testcontainers when a Docker engine answers; else TEST_DATABASE_URL; else a throwaway
-cluster started from the machine's PostgreSQL binaries (as the `postgres` user when we are
-root, since pg_ctl refuses to run as root).
+cluster (`sandbox.postgres`: the machine's PostgreSQL binaries, else the pgserver wheel's).
 
 Each test gets its own database, created from a template that was migrated once per session
 (`CREATE DATABASE ... TEMPLATE`), so tests are independent and fast.

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import glob
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Final
 
 import pytest
+
+from sandbox.postgres import find_bindir
 
 pytestmark = pytest.mark.chaos  # real processes and signals
 
@@ -22,8 +22,12 @@ MIN_SENT: Final = 300  # ~30 messages/s for 25 s
 
 
 def _pg_binaries() -> bool:
-    """Tell whether PostgreSQL's server binaries are on this machine."""
-    return bool(shutil.which("pg_ctl") or glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    """Tell whether the demo finds PostgreSQL's server binaries (the machine's or bundled)."""
+    try:
+        find_bindir()
+    except RuntimeError:
+        return False
+    return True
 
 
 @pytest.mark.skipif(not _pg_binaries(),
