@@ -4,7 +4,7 @@
 
 One real instance (`python -m supervisor run`, BOT_MODE=webhook, its own throwaway database,
 TELEGRAM_API_BASE = a Telegram sandbox process) takes POST /telegram/webhook from a load
-generator on the same machine (wrk when installed, else an asyncio aiohttp client) over 64
+generator on the same machine (wrk when installed, else a plain asyncio HTTP/1.1 client) over 64
 keep-alive connections, each request a distinct ~300-byte message update (unique update_id,
 1,000 chats), for D seconds after a warm-up. Every update is committed to
 PostgreSQL before the 200; the leader's dispatcher handles the stored updates and replies
@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 import psycopg
 
@@ -155,45 +154,67 @@ class LoadRun:
 
 async def python_load(url: str, *, concurrency: int, warmup_s: float, duration_s: float,
                       first_update_id: int, chats: int, window: common.Window) -> LoadRun:
-    """POST distinct updates over `concurrency` connections; measure after the warm-up."""
+    """POST distinct updates over `concurrency` connections; measure after the warm-up.
+
+    Plain HTTP/1.1 keep-alive over asyncio streams (no client library): the generator shares
+    the machine with what it measures, so it should spend as little of it as it can.
+    """
     run = LoadRun(first_update_id)
-    headers = {SECRET_HEADER: common.WEBHOOK_SECRET, "Content-Type": "application/json"}
+    target = urlsplit(url)
+    host, port = target.hostname or "127.0.0.1", target.port or 80
+    head = (f"POST {target.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"{SECRET_HEADER}: {common.WEBHOOK_SECRET}\r\n"
+            "Content-Type: application/json\r\nContent-Length: ").encode()
     ids = itertools.count(first_update_id)
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        start = time.perf_counter()
-        measure_from = start + warmup_s
-        end = measure_from + duration_s
-        wall_offset = time.time() - time.perf_counter()
+    start = time.perf_counter()
+    measure_from = start + warmup_s
+    end = measure_from + duration_s
+    wall_offset = time.time() - time.perf_counter()
 
-        async def worker() -> None:
-            while (began := time.perf_counter()) < end:
-                update_id = next(ids)
-                run.sent += 1
-                try:
-                    async with session.post(url, data=update_body(update_id, chats),
-                                            headers=headers) as response:
-                        await response.read()
-                        status = response.status
-                except (aiohttp.ClientError, TimeoutError):
-                    status = 0
-                finished = time.perf_counter()
+    async def post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   body: bytes) -> int:
+        writer.write(b"%s%d\r\n\r\n%s" % (head, len(body), body))
+        header = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in header.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await reader.readexactly(length)
+        return int(header[9:12])
+
+    async def worker() -> None:
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        while (began := time.perf_counter()) < end:
+            update_id = next(ids)
+            run.sent += 1
+            try:
+                if connection is None:
+                    connection = await asyncio.open_connection(host, port)
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    status = await post(*connection, update_body(update_id, chats))
+            except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError):
+                status = 0
+                if connection is not None:
+                    connection[1].close()
+                connection = None
+            finished = time.perf_counter()
+            if status == 200:
+                run.acknowledged += 1
+            if began >= measure_from:
                 if status == 200:
-                    run.acknowledged += 1
-                if began >= measure_from:
-                    if status == 200:
-                        run.latencies_s.append(finished - began)
-                    else:
-                        run.errors += 1
+                    run.latencies_s.append(finished - began)
+                else:
+                    run.errors += 1
+        if connection is not None:
+            connection[1].close()
 
-        async def edges() -> None:
-            await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
-            window.start()
-            await asyncio.sleep(max(0.0, end - time.perf_counter()))
-            run.cpu_cores = window.stop()
+    async def edges() -> None:
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        window.start()
+        await asyncio.sleep(max(0.0, end - time.perf_counter()))
+        run.cpu_cores = window.stop()
 
-        await asyncio.gather(edges(), *(worker() for _ in range(concurrency)))
+    await asyncio.gather(edges(), *(worker() for _ in range(concurrency)))
     run.measured_s = duration_s
     run.window_wall = (measure_from + wall_offset, end + wall_offset)
     return run
@@ -326,10 +347,11 @@ class Load:
                             window=common.Window(common.CpuMeter(processes), profiler),
                             script_dir=self.logs)
         meter = common.CpuMeter({**processes, "generator": lambda: [os.getpid()]})
-        return asyncio.run(python_load(
+        with asyncio.Runner(loop_factory=common.event_loop_factory()) as runner:
+            return runner.run(python_load(
             url, concurrency=self.concurrency, warmup_s=self.warmup_s,
             duration_s=self.duration_s, first_update_id=first_update_id, chats=self.chats,
-            window=common.Window(meter, profiler)))
+                window=common.Window(meter, profiler)))
 
 
 def health_figures(samples: Sequence[Sequence[float]],
@@ -467,7 +489,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
                        "instances": 1, "dispatcher": not args.ingress_only,
                        "event_loop": {"instance": common.event_loop_name(),
                                       "aiogram_server": common.event_loop_name(),
-                                      "generator": "asyncio" if generator == "python" else "wrk"},
+                                      "generator": (common.event_loop_name()
+                                                    if generator == "python" else "wrk")},
                        "db_maxconn": args.db_maxconn,
                        "log_level": args.log_level, "extra_env": dict(args.env),
                        "cores": os.cpu_count(),
