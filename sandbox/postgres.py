@@ -75,7 +75,9 @@ def _reachable_copy(bindir: Path) -> Path:
     /root is out of its reach); once per machine, in the temp dir."""
     install = bindir.parent                       # site-packages/pgserver/pginstall
     libs = install.parent.parent / "pgserver.libs"  # its binaries' rpath: $ORIGIN/../../../
-    digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    # Keyed by where and which build it is, so an upgraded wheel gets a fresh copy.
+    built = (bindir / "postgres").stat().st_mtime_ns
+    digest = hashlib.sha256(f"{install}:{built}".encode()).hexdigest()[:12]
     target = Path(tempfile.gettempdir()) / f"kiebot-pginstall-{digest}"
     if not (target / "pgserver" / "pginstall" / "bin" / "pg_ctl").exists():
         staging = Path(tempfile.mkdtemp(prefix="kiebot-pginstall-"))
