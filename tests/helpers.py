@@ -7,7 +7,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
+
+from supervisor.election import Leadership
+
 BOT_TOKEN = "123456789:TEST-token_abcdefghijklmnopqrstuvwxyz"
+TEST_LEASE = "test-lease"
+SET_TERM_SQL = b"""
+INSERT INTO leader_lease (name, term) VALUES (%s, %s)
+ON CONFLICT (name) DO UPDATE SET term = EXCLUDED.term
+"""
 KIE_KEY = "kie-secret-key-0123456789"
 
 
@@ -54,3 +63,16 @@ def message_update(update_id: int, chat_id: int = 42, text: str = "hi",
         "chat": {"id": chat_id, "type": "private"},
         "from": {"id": chat_id, "is_bot": False, "first_name": "Ann",
                  "language_code": language}}}
+
+
+async def set_term(pool: AsyncConnectionPool, term: int) -> None:
+    """Make `term` the current term of TEST_LEASE (a newer one deposes older leaderships)."""
+    async with pool.connection() as conn:
+        await conn.execute(SET_TERM_SQL, (TEST_LEASE, term))
+
+
+async def lead(pool: AsyncConnectionPool, term: int = 1, *,
+               trusted: Callable[[], bool] = lambda: True) -> Leadership:
+    """Return a leadership of `term`, made current, for running leader-only services."""
+    await set_term(pool, term)
+    return Leadership(term=term, instance_id="test", lease_name=TEST_LEASE, trusted=trusted)

@@ -23,28 +23,13 @@ from services.telegram.inbox import store_updates
 from services.telegram.poller import TelegramPoller
 from supervisor.election import FencedError, Leadership
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import BOT_TOKEN, eventually, message_update
+from tests.helpers import BOT_TOKEN, eventually, lead, message_update, set_term
 
-LEASE = "test-lease"
-SET_TERM_SQL = b"""
-INSERT INTO leader_lease (name, term) VALUES (%s, %s)
-ON CONFLICT (name) DO UPDATE SET term = EXCLUDED.term
-"""
 STATUS_SQL = b"SELECT status, attempts, last_error FROM telegram_updates WHERE update_id = %s"
 MARK_PROCESSING_SQL = b"""
 UPDATE telegram_updates SET status = 'processing', claimed_term = %s, attempts = 1
  WHERE update_id = %s
 """
-
-
-async def set_term(pool: AsyncConnectionPool, term: int) -> None:
-    async with pool.connection() as conn:
-        await conn.execute(SET_TERM_SQL, (LEASE, term))
-
-
-async def lead(pool: AsyncConnectionPool, term: int = 1) -> Leadership:
-    await set_term(pool, term)
-    return Leadership(term=term, instance_id="test", lease_name=LEASE, trusted=lambda: True)
 
 
 async def store(pool: AsyncConnectionPool, *updates: dict[str, Any]) -> None:
