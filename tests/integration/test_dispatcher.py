@@ -154,6 +154,32 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_with_an_apology(
                        "Деньги не списаны. Попробуйте ещё раз чуть позже."]
 
 
+async def test_a_handler_that_hangs_is_timed_out_retried_then_dead_lettered(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient, fast_retries: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatcher_module, "HANDLER_TIMEOUT_S", 0.05)
+    never = asyncio.Event()
+    calls: list[int] = []
+
+    async def hangs(msg: Message) -> None:
+        calls.append(msg.message_id)
+        await never.wait()
+
+    leadership = await lead(pool)
+    await store(pool, message_update(1, 34, "hi"))
+
+    async def dead_lettered() -> bool:
+        row = await status(pool, 1)
+        return bool(row and row[0] == "failed")
+
+    await run_until(make_dispatcher(pool, bot, router_with(hangs)).run(leadership),
+                    leadership, dead_lettered, "update 1 dead-lettered")
+    row = await status(pool, 1)
+    assert row is not None and row[1] == dispatcher_module.MAX_ATTEMPTS == len(calls)
+    assert row[2].startswith("TimeoutError")
+    assert len(await control.chat_messages(34)) == 1  # the apology, once
+
+
 async def test_a_chat_waits_for_its_retried_update_while_other_chats_go_on(
         pool: AsyncConnectionPool, bot: Bot, control: SandboxClient, fast_retries: None) -> None:
     failed_once: set[int] = set()
