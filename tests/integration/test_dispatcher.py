@@ -43,6 +43,15 @@ async def status(pool: AsyncConnectionPool, update_id: int) -> tuple[Any, ...] |
         return await cur.fetchone()
 
 
+def status_is(pool: AsyncConnectionPool, update_id: int,
+              wanted: str) -> Callable[[], Awaitable[bool]]:
+    """Return a condition: the update's inbox status is `wanted`."""
+    async def check() -> bool:
+        row = await status(pool, update_id)
+        return bool(row and row[0] == wanted)
+    return check
+
+
 def make_dispatcher(pool: AsyncConnectionPool, bot: Bot, dp: Dispatcher,
                     term: CurrentTerm | None = None) -> InboxDispatcher:
     async def listen_connect() -> psycopg.AsyncConnection:
@@ -139,12 +148,8 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_with_an_apology(
     leadership = await lead(pool)
     await store(pool, message_update(1, 33, "hi", "ru"))
 
-    async def dead_lettered() -> bool:
-        row = await status(pool, 1)
-        return bool(row and row[0] == "failed")
-
     await run_until(make_dispatcher(pool, bot, router_with(broken)).run(leadership),
-                    leadership, dead_lettered, "update 1 dead-lettered")
+                    leadership, status_is(pool, 1, "failed"), "update 1 dead-lettered")
     row = await status(pool, 1)
     assert row is not None
     assert row[1] == dispatcher_module.MAX_ATTEMPTS == len(calls)
@@ -168,12 +173,8 @@ async def test_a_handler_that_hangs_is_timed_out_retried_then_dead_lettered(
     leadership = await lead(pool)
     await store(pool, message_update(1, 34, "hi"))
 
-    async def dead_lettered() -> bool:
-        row = await status(pool, 1)
-        return bool(row and row[0] == "failed")
-
     await run_until(make_dispatcher(pool, bot, router_with(hangs)).run(leadership),
-                    leadership, dead_lettered, "update 1 dead-lettered")
+                    leadership, status_is(pool, 1, "failed"), "update 1 dead-lettered")
     row = await status(pool, 1)
     assert row is not None and row[1] == dispatcher_module.MAX_ATTEMPTS == len(calls)
     assert row[2].startswith("TimeoutError")
@@ -214,12 +215,8 @@ async def test_updates_left_processing_by_an_older_term_run_again_after_promotio
         await conn.execute(MARK_PROCESSING_SQL, (1, 1))
     leadership = await lead(pool, term=2)
 
-    async def done() -> bool:
-        row = await status(pool, 1)
-        return bool(row and row[0] == "done")
-
     await run_until(make_dispatcher(pool, bot, router_with(echo)).run(leadership),
-                    leadership, done, "re-run of the stale claim")
+                    leadership, status_is(pool, 1, "done"), "re-run of the stale claim")
     assert [m["text"] for m in await control.chat_messages(66)] == ["echo in flight"]
 
 
