@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
 import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
+from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from sandbox.telegram import SandboxClient
+from config import load_settings
+from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.telegram import bot as bot_module
+from services.telegram.bot import create_bot
 from services.telegram.webhook import WebhookRegistrar
-from supervisor.election import Leadership
+from tests.helpers import lead, make_env
 
 CHAT = 501
-SET_TERM_SQL = b"INSERT INTO leader_lease (name, term) VALUES ('t', 1)"
 
 
 async def test_a_429_is_retried_after_retry_after_and_the_message_is_sent_once(
@@ -33,6 +40,51 @@ async def test_server_errors_are_retried_with_backoff(
     assert [m["text"] for m in await control.chat_messages(CHAT)] == ["after two 500s"]
 
 
+@contextlib.asynccontextmanager
+async def dropping_first_connection(upstream: str) -> AsyncIterator[str]:
+    """Serve a proxy to `upstream` that drops the first request's connection unanswered."""
+    dropped: list[str] = []
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        if not dropped:
+            dropped.append(request.path)
+            assert request.transport is not None
+            request.transport.close()  # the client sees the connection break mid-call
+            return web.Response()
+        async with aiohttp.ClientSession() as http, http.post(
+                upstream + request.path, data=await request.read(),
+                headers={"Content-Type": request.content_type}) as answer:
+            return web.Response(body=await answer.read(), status=answer.status,
+                                content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_network_error_is_retried_with_backoff(
+        sandbox: TelegramSandbox, control: SandboxClient, database_url: str,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(bot_module, "BACKOFF_INITIAL_S", 0.01)
+    caplog.set_level(logging.WARNING, logger=bot_module.__name__)
+    async with dropping_first_connection(sandbox.base_url) as flaky:
+        bot = create_bot(load_settings(make_env(database_url, TELEGRAM_API_BASE=flaky)))
+        try:
+            await bot.send_message(CHAT, "after a dropped connection")
+        finally:
+            await bot.session.close()
+    assert [r.getMessage() for r in caplog.records] == ["telegram_call_failed"]
+    assert [m["text"] for m in await control.chat_messages(CHAT)] == [
+        "after a dropped connection"]
+
+
 async def test_a_bad_request_is_final_and_not_retried(bot: Bot, control: SandboxClient) -> None:
     with pytest.raises(TelegramBadRequest):
         await bot.send_message(CHAT, "")
@@ -41,9 +93,7 @@ async def test_a_bad_request_is_final_and_not_retried(bot: Bot, control: Sandbox
 
 async def test_the_leader_sets_the_webhook_only_when_it_differs(
         bot: Bot, control: SandboxClient, pool: AsyncConnectionPool) -> None:
-    async with pool.connection() as conn:
-        await conn.execute(SET_TERM_SQL)
-    leadership = Leadership(term=1, instance_id="t", lease_name="t", trusted=lambda: True)
+    leadership = await lead(pool)
     url = "http://127.0.0.1:9/telegram/webhook"
     registrar = WebhookRegistrar(pool, bot, url=url, secret="sec", allowed_updates=["message"])
     assert await registrar.ensure(leadership) is True
