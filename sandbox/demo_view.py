@@ -84,13 +84,18 @@ def render(snap: Snapshot) -> str:
         f"   {snap.next_fault}",
         f"logs: {snap.logs_dir}",
         "",
-        f"  {'instance':<12} {'pid':>7}  {'role':<10} {'term':>5}  {'alive':<5}  /health",
+        f"  {'instance':<12} {'pid':>7}  {'role':<10} {'term':>5}  {'alive':<5}"
+        f"  {'stored':>7} {'handled':>8}  /health",
     ]
     for m in snap.members:
         doc = m.health or {}
+        counters = doc.get("counters") or {}
+        stored_here = (counters.get("updates_received", 0) + counters.get("webhook_updates", 0)
+                       if m.health else None)
         lines.append(
             f"  {m.instance_id:<12} {_cell(m.pid):>7}  {_cell(doc.get('role')):<10}"
             f" {_cell(doc.get('term')):>5}  {'yes' if m.alive else 'no':<5}"
+            f"  {_cell(stored_here):>7} {_cell(counters.get('updates_processed')):>8}"
             f"  {doc.get('status', 'ok') if m.health else 'no answer'}")
     lines += [
         "",
@@ -101,6 +106,8 @@ def render(snap: Snapshot) -> str:
         f" (failed {snap.statuses.get('failed', 0)})   replies {snap.replies}"
         f"   inject errors {snap.inject_errors}",
         f"  leader {snap.leader}   failovers {len(snap.failovers)}",
+        "",
+        "  stored / handled: by that process since it started (its /health counters)",
         "",
         "  failovers (fault -> new leader says so on /health):",
     ]

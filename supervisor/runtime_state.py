@@ -133,6 +133,7 @@ class RuntimeState:
             "services": {name: {"state": s.state, "restarts": s.restarts}
                          for name, s in self.services.items()},
             "cluster": self.cluster,
+            "counters": dict(self.counters),
             "last_errors": list(self.last_errors),
         }
 

@@ -88,6 +88,7 @@ async def test_health_reports_every_field(client: TestClient, state: RuntimeStat
         "follower", "leader", "lock acquired")
     assert body["takeovers"] == 1
     assert body["last_errors"] == []
+    assert body["counters"] == {}
 
 
 async def test_health_of_a_fresh_follower_is_degraded_until_migrated(
