@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
+from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from supervisor.election import Leadership
@@ -76,3 +79,36 @@ async def lead(pool: AsyncConnectionPool, term: int = 1, *,
     """Return a leadership of `term`, made current, for running leader-only services."""
     await set_term(pool, term)
     return Leadership(term=term, instance_id="test", lease_name=TEST_LEASE, trusted=trusted)
+
+
+@contextlib.asynccontextmanager
+async def faulty_first_request(upstream: str, *, drop_connection: bool) -> AsyncIterator[str]:
+    """Serve a proxy to `upstream` whose first request fails: its connection dropped
+    unanswered (drop_connection), else an HTML 502 page as a broken front proxy sends."""
+    faulted: list[str] = []
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        if not faulted:
+            faulted.append(request.path)
+            if drop_connection:
+                assert request.transport is not None
+                request.transport.close()  # the client sees the connection break mid-call
+                return web.Response()
+            return web.Response(status=502, text="<html>502 Bad Gateway</html>",
+                                content_type="text/html")
+        async with aiohttp.ClientSession() as http, http.post(
+                upstream + request.path, data=await request.read(),
+                headers={"Content-Type": request.content_type}) as answer:
+            return web.Response(body=await answer.read(), status=answer.status,
+                                content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", forward)
+    # A long poll may still be passing through: do not wait for it on the way out.
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

@@ -14,7 +14,8 @@ Raw HTTP on purpose
 
 Failure handling
     409 Conflict (another getUpdates or a webhook): another poller is alive; back off, and stop
-    if our term is no longer trusted. 429: wait retry_after. Network errors and 5xx: back off.
+    if our term is no longer trusted. 429: wait retry_after. Network errors, 5xx and answers
+    that are not JSON (a proxy's error page): back off.
     Draining or demotion: the pending long poll is cancelled at once.
 """
 
@@ -71,11 +72,14 @@ class TelegramPoller:
         assert leadership is not None, "leader-only service"
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout, json_serialize=_dumps) as http:
-            await self._call(http, "deleteWebhook", {"drop_pending_updates": False})
+            webhook_deleted = False
             offset: int | None = None
             backoff = Backoff(initial_s=BACKOFF_INITIAL_S, max_s=BACKOFF_MAX_S)
             while not leadership.draining.is_set():
                 try:
+                    if not webhook_deleted:  # getUpdates is refused while a webhook is set
+                        await self._call(http, "deleteWebhook", {"drop_pending_updates": False})
+                        webhook_deleted = True
                     updates = await self._poll(http, leadership, offset)
                 except TelegramError as exc:
                     delay = exc.retry_after or backoff.next_delay()
@@ -130,7 +134,14 @@ class TelegramPoller:
     async def _call(self, http: aiohttp.ClientSession, method: str,
                     params: dict[str, Any]) -> Any:
         async with http.post(self._url + method, json=params) as response:
-            body = orjson.loads(await response.read())
+            raw = await response.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            # A proxy's error page (e.g. an HTML 502) is an outage like any other: back off.
+            raise TelegramError(response.status, "the answer is not JSON", None) from None
+        if not isinstance(body, dict):
+            raise TelegramError(response.status, "the answer is not a JSON object", None)
         if not body.get("ok"):
             retry_after = (body.get("parameters") or {}).get("retry_after")
             raise TelegramError(int(body.get("error_code", response.status)),

@@ -16,7 +16,7 @@ from services.telegram import poller as poller_module
 from services.telegram.poller import TelegramPoller
 from supervisor.election import FencedError
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import BOT_TOKEN, eventually, lead, set_term
+from tests.helpers import BOT_TOKEN, eventually, faulty_first_request, lead, set_term
 
 CHAT = 4242
 # Nothing listens there; the poller must remove the webhook before any delivery is tried.
@@ -26,9 +26,10 @@ DRAIN_BOUND_S = 1.0
 COUNT_SQL = b"SELECT count(*) FROM telegram_updates"
 
 
-def make_poller(pool: AsyncConnectionPool, sandbox: TelegramSandbox) -> TelegramPoller:
+def make_poller(pool: AsyncConnectionPool, sandbox: TelegramSandbox, *,
+                api_base: str | None = None) -> TelegramPoller:
     return TelegramPoller(pool, RuntimeState("test", "polling", "test"),
-                          api_base=sandbox.base_url, token=BOT_TOKEN,
+                          api_base=api_base or sandbox.base_url, token=BOT_TOKEN,
                           allowed_updates=["message", "callback_query"], instance_id="test")
 
 
@@ -64,6 +65,24 @@ async def test_the_webhook_is_removed_and_updates_are_confirmed_once_stored(
     finally:
         leadership.draining.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_an_error_page_instead_of_json_is_backed_off_like_an_outage(
+        pool: AsyncConnectionPool, sandbox: TelegramSandbox, control: SandboxClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(poller_module, "BACKOFF_INITIAL_S", 0.01)
+    await control.inject_message(CHAT, "behind a flaky proxy")
+    leadership = await lead(pool)
+    async with faulty_first_request(sandbox.base_url, drop_connection=False) as proxy:
+        task = asyncio.create_task(make_poller(pool, sandbox, api_base=proxy).run(leadership))
+        try:
+            async def one_stored() -> bool:
+                return await stored(pool) == 1
+
+            await eventually(one_stored, what="the update stored after the 502 page")
+        finally:
+            leadership.draining.set()
+            await asyncio.wait_for(task, 10)
 
 
 async def test_a_batch_that_cannot_be_stored_is_never_confirmed(

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from config import load_settings
@@ -18,7 +14,7 @@ from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.telegram import bot as bot_module
 from services.telegram.bot import create_bot
 from services.telegram.webhook import WebhookRegistrar
-from tests.helpers import lead, make_env
+from tests.helpers import faulty_first_request, lead, make_env
 
 CHAT = 501
 
@@ -40,41 +36,12 @@ async def test_server_errors_are_retried_with_backoff(
     assert [m["text"] for m in await control.chat_messages(CHAT)] == ["after two 500s"]
 
 
-@contextlib.asynccontextmanager
-async def dropping_first_connection(upstream: str) -> AsyncIterator[str]:
-    """Serve a proxy to `upstream` that drops the first request's connection unanswered."""
-    dropped: list[str] = []
-
-    async def forward(request: web.Request) -> web.StreamResponse:
-        if not dropped:
-            dropped.append(request.path)
-            assert request.transport is not None
-            request.transport.close()  # the client sees the connection break mid-call
-            return web.Response()
-        async with aiohttp.ClientSession() as http, http.post(
-                upstream + request.path, data=await request.read(),
-                headers={"Content-Type": request.content_type}) as answer:
-            return web.Response(body=await answer.read(), status=answer.status,
-                                content_type="application/json")
-
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", forward)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
 async def test_a_network_error_is_retried_with_backoff(
         sandbox: TelegramSandbox, control: SandboxClient, database_url: str,
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(bot_module, "BACKOFF_INITIAL_S", 0.01)
     caplog.set_level(logging.WARNING, logger=bot_module.__name__)
-    async with dropping_first_connection(sandbox.base_url) as flaky:
+    async with faulty_first_request(sandbox.base_url, drop_connection=True) as flaky:
         bot = create_bot(load_settings(make_env(database_url, TELEGRAM_API_BASE=flaky)))
         try:
             await bot.send_message(CHAT, "after a dropped connection")
