@@ -2,9 +2,9 @@
 
 Retry policy (one place for every outgoing Bot API call):
 - 429 Too Many Requests: wait `retry_after` seconds (Telegram did not execute the call), retry.
-- network errors and 5xx: back off and retry. The call may have been executed before the
-  connection broke, so a retried send can show twice: delivery is at-least-once, like the
-  dispatcher's retry of a failed update.
+- network errors, 5xx and answers that are not JSON (a proxy's error page): back off and
+  retry. The call may have been executed before the connection broke, so a retried send can
+  show twice: delivery is at-least-once, like the dispatcher's retry of a failed update.
 - anything else (400, 403, 409, ...) is final and raised at once.
 """
 
@@ -19,7 +19,12 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import File, Message, User, WebhookInfo
@@ -62,7 +67,7 @@ class RetryMiddleware(BaseRequestMiddleware):
                 if attempt >= MAX_ATTEMPTS or exc.retry_after > MAX_RETRY_AFTER_S:
                     raise
                 delay = float(exc.retry_after)
-            except (TelegramNetworkError, TelegramServerError) as exc:
+            except (TelegramNetworkError, TelegramServerError, ClientDecodeError) as exc:
                 if attempt >= MAX_ATTEMPTS:
                     raise
                 delay = backoff.next_delay()

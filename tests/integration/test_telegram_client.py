@@ -36,20 +36,22 @@ async def test_server_errors_are_retried_with_backoff(
     assert [m["text"] for m in await control.chat_messages(CHAT)] == ["after two 500s"]
 
 
-async def test_a_network_error_is_retried_with_backoff(
+@pytest.mark.parametrize("drop_connection", [True, False], ids=["dropped", "html-502"])
+async def test_a_broken_connection_or_an_error_page_is_retried_with_backoff(
         sandbox: TelegramSandbox, control: SandboxClient, database_url: str,
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        drop_connection: bool) -> None:
     monkeypatch.setattr(bot_module, "BACKOFF_INITIAL_S", 0.01)
     caplog.set_level(logging.WARNING, logger=bot_module.__name__)
-    async with faulty_first_request(sandbox.base_url, drop_connection=True) as flaky:
-        bot = create_bot(load_settings(make_env(database_url, TELEGRAM_API_BASE=flaky)))
+    async with faulty_first_request(sandbox.base_url, drop_connection=drop_connection) as proxy:
+        bot = create_bot(load_settings(make_env(database_url, TELEGRAM_API_BASE=proxy)))
         try:
-            await bot.send_message(CHAT, "after a dropped connection")
+            await bot.send_message(CHAT, "after one failed attempt")
         finally:
             await bot.session.close()
     assert [r.getMessage() for r in caplog.records] == ["telegram_call_failed"]
     assert [m["text"] for m in await control.chat_messages(CHAT)] == [
-        "after a dropped connection"]
+        "after one failed attempt"]
 
 
 async def test_a_bad_request_is_final_and_not_retried(bot: Bot, control: SandboxClient) -> None:
