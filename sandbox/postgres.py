@@ -79,6 +79,11 @@ def _reachable_copy(bindir: Path) -> Path:
     built = (bindir / "postgres").stat().st_mtime_ns
     digest = hashlib.sha256(f"{install}:{built}".encode()).hexdigest()[:12]
     target = Path(tempfile.gettempdir()) / f"kiebot-pginstall-{digest}"
+    if target.exists() and not _ours_and_sealed(target):
+        # Somebody else made that path (we run these binaries): use a private copy instead.
+        private = Path(tempfile.mkdtemp(prefix="kiebot-pginstall-"))
+        os.chmod(private, 0o755)
+        target = private / "copy"
     if not (target / "pgserver" / "pginstall" / "bin" / "pg_ctl").exists():
         staging = Path(tempfile.mkdtemp(prefix="kiebot-pginstall-"))
         shutil.copytree(install, staging / "pgserver" / "pginstall", symlinks=True)
@@ -90,6 +95,11 @@ def _reachable_copy(bindir: Path) -> Path:
         except OSError:  # another process made the copy meanwhile
             shutil.rmtree(staging, ignore_errors=True)
     return target / "pgserver" / "pginstall" / "bin"
+
+
+def _ours_and_sealed(path: Path) -> bool:
+    info = path.stat()
+    return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def server_version(bindir: Path) -> str:
