@@ -85,13 +85,13 @@ class TelegramPoller:
                     delay = exc.retry_after or backoff.next_delay()
                     if exc.code == 409 and not leadership.trusted():
                         return
-                    logger.warning("get_updates_refused", extra={
+                    logger.warning("poll_refused", extra={
                         "code": exc.code, "error": str(exc), "next_delay_s": delay})
                     await wait_event(leadership.draining, delay)
                     continue
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     delay = backoff.next_delay()
-                    logger.warning("get_updates_failed", extra={
+                    logger.warning("poll_failed", extra={
                         "error": repr(exc), "attempt": backoff.attempts, "next_delay_s": delay})
                     await wait_event(leadership.draining, delay)
                     continue
