@@ -23,10 +23,10 @@ from psycopg import pq
 from psycopg_pool import AsyncConnectionPool
 
 from services.telegram.fsm_storage import PostgresStorage
-from supervisor.election import FencedError, Leadership
+from supervisor.election import FencedError
+from tests.helpers import lead, set_term
 
 KEY = StorageKey(bot_id=42, chat_id=-1001, user_id=7)
-LEASE = "bot-fsm-test"
 
 
 class Order(StatesGroup):
@@ -437,17 +437,12 @@ async def test_the_fence_runs_once_per_write_inside_its_transaction_and_never_fo
 
 
 async def test_a_superseded_leader_term_cannot_write(pool: AsyncConnectionPool) -> None:
-    async with pool.connection() as conn:
-        await conn.execute("INSERT INTO leader_lease (name, term, holder) VALUES (%s, 1, 'a')",
-                           (LEASE,))
-    term1 = Leadership(term=1, instance_id="a", lease_name=LEASE, trusted=lambda: True)
+    term1 = await lead(pool, term=1)
     storage = PostgresStorage(pool, fence=term1.fence)
     await storage.set_state(KEY, Order.confirming)
     await storage.update_data(KEY, {"model": "flux"})
 
-    async with pool.connection() as conn:
-        await conn.execute("UPDATE leader_lease SET term = 2, holder = 'b' WHERE name = %s",
-                           (LEASE,))
+    await set_term(pool, 2)  # a newer leader took over
     with pytest.raises(FencedError):
         await storage.set_state(KEY, None)
     with pytest.raises(FencedError):
@@ -455,7 +450,7 @@ async def test_a_superseded_leader_term_cannot_write(pool: AsyncConnectionPool) 
     with pytest.raises(FencedError):
         await storage.set_data(KEY, {})
 
-    term2 = Leadership(term=2, instance_id="b", lease_name=LEASE, trusted=lambda: True)
+    term2 = await lead(pool, term=2)
     new_leader = PostgresStorage(pool, fence=term2.fence)
     assert await new_leader.get_state(KEY) == "Order:confirming"
     assert await new_leader.update_data(KEY, {"step": 2}) == {"model": "flux", "step": 2}
