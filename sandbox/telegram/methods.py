@@ -913,34 +913,23 @@ async def _send_media(bot: BotState, p: Params, method: str, kind: str) -> Any:
     return message.obj
 
 
-@api_method("sendPhoto", rate_limited=True)
-async def send_photo(bot: BotState, p: Params) -> Any:
-    """Send a photo by upload, URL or file_id."""
-    return await _send_media(bot, p, "sendPhoto", "photo")
+def _register_media_senders() -> None:
+    """Register sendPhoto, sendVideo, ...: alike but for the field that carries the file."""
+    for method, kind in (("sendPhoto", "photo"), ("sendVideo", "video"),
+                         ("sendAudio", "audio"), ("sendDocument", "document"),
+                         ("sendAnimation", "animation")):
+        api_method(method, rate_limited=True)(_media_sender(method, kind))
 
 
-@api_method("sendVideo", rate_limited=True)
-async def send_video(bot: BotState, p: Params) -> Any:
-    """Send a video by upload, URL or file_id."""
-    return await _send_media(bot, p, "sendVideo", "video")
+def _media_sender(method: str, kind: str) -> Handler:
+    async def send(bot: BotState, p: Params) -> Any:
+        return await _send_media(bot, p, method, kind)
+
+    send.__doc__ = f"{method}: send the {kind} given by upload, URL or file_id."
+    return send
 
 
-@api_method("sendAudio", rate_limited=True)
-async def send_audio(bot: BotState, p: Params) -> Any:
-    """Send an audio file by upload, URL or file_id."""
-    return await _send_media(bot, p, "sendAudio", "audio")
-
-
-@api_method("sendDocument", rate_limited=True)
-async def send_document(bot: BotState, p: Params) -> Any:
-    """Send a document by upload, URL or file_id."""
-    return await _send_media(bot, p, "sendDocument", "document")
-
-
-@api_method("sendAnimation", rate_limited=True)
-async def send_animation(bot: BotState, p: Params) -> Any:
-    """Send an animation by upload, URL or file_id."""
-    return await _send_media(bot, p, "sendAnimation", "animation")
+_register_media_senders()
 
 
 @api_method("getFile")

@@ -430,6 +430,19 @@ async def test_non_loopback_webhook_urls_are_refused(bot: Bot) -> None:
 # ---------------------------------------------------------------- bot output
 
 
+@pytest.mark.parametrize("method, kind", [("send_video", "video"), ("send_audio", "audio"),
+                                          ("send_document", "document"),
+                                          ("send_animation", "animation")])
+async def test_each_media_method_sends_its_kind_by_url(
+    bot: Bot, control: SandboxClient, method: str, kind: str
+) -> None:
+    await control.inject_message(USER_ID, "/start")
+    sent = await getattr(bot, method)(USER_ID, f"https://cdn.example.test/result.{kind}")
+    assert getattr(sent, kind) is not None
+    log = (await control.chat(USER_ID))["messages"]
+    assert log[-1]["method"] == "send" + kind.capitalize()
+
+
 async def test_sent_edited_answered_and_photo_messages_show_up_in_the_chat_log(
     bot: Bot, control: SandboxClient
 ) -> None:
