@@ -35,6 +35,8 @@ from tests.pg import Server  # noqa: E402
 
 # Set explicitly so the load generator knows the exact header value (no derivation).
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
+# Chats the load spreads over (the issue measures ingest and pipeline with 1,000).
+DEFAULT_CHATS = 1_000
 INSTANCE_COMMAND = ("-m", "supervisor", "run")
 LEADER_TIMEOUT_S = 60.0
 WEBHOOK_SET_TIMEOUT_S = 30.0

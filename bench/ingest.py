@@ -53,7 +53,6 @@ DEFAULT_DURATION_S = 10.0
 QUICK_DURATION_S = 3.0
 DEFAULT_WARMUP_S = 3.0
 QUICK_WARMUP_S = 1.0
-DEFAULT_CHATS = 1_000
 HEALTH_INTERVAL_S = 0.010
 HEALTH_TIMEOUT_S = 2.0
 # The poller starts before the load and runs past its end; the window is cut out afterwards.
@@ -506,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="concurrent connections")
     parser.add_argument("--duration", type=float, help="measured seconds per target")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per target")
-    parser.add_argument("--chats", type=int, default=DEFAULT_CHATS)
+    parser.add_argument("--chats", type=int, default=common.DEFAULT_CHATS)
     parser.add_argument("--generator", choices=("wrk", "python"),
                         help="load generator (default: wrk when installed, else python)")
     parser.add_argument("--db-maxconn", type=int, default=10, help="instance pool size")

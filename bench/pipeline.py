@@ -43,7 +43,6 @@ from services.telegram.webhook import WEBHOOK_PATH
 
 DEFAULT_UPDATES = 10_000
 QUICK_UPDATES = 2_000
-DEFAULT_CHATS = 1_000
 WARMUP_UPDATES = 200
 INJECT_BATCH = 100
 CHAT_ID_BASE = 7_000_000_000
@@ -292,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_UPDATES} updates")
     parser.add_argument("--updates", type=int, help=f"default {DEFAULT_UPDATES}")
-    parser.add_argument("--chats", type=int, default=DEFAULT_CHATS)
+    parser.add_argument("--chats", type=int, default=common.DEFAULT_CHATS)
     parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--mode", choices=("polling", "webhook"), default="polling")
     parser.add_argument("--inject-rate", type=float, default=0.0,
