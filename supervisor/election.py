@@ -41,7 +41,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +99,18 @@ class Leadership:
     trusted: Callable[[], bool]
     lost: asyncio.Event = field(default_factory=asyncio.Event)       # stop now
     draining: asyncio.Event = field(default_factory=asyncio.Event)   # finish, take no new work
+
+    @contextlib.asynccontextmanager
+    async def fenced(self, pool: AsyncConnectionPool, *,
+                     timeout_s: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
+        """Yield a pooled connection inside a transaction fenced by this term; commit on exit.
+
+        The one way leader code writes. A crash or an error before the block ends rolls the
+        whole transaction back; FencedError means another term began and nothing was written.
+        """
+        async with pool.connection(timeout=timeout_s) as conn, conn.transaction():
+            await self.fence(conn)
+            yield conn
 
     async def fence(self, conn: psycopg.AsyncConnection) -> None:
         """Check inside conn's transaction that our term is current; raise FencedError if not."""
