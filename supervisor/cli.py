@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, validate the environment, run the command; return the exit code."""
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        from sandbox.demo import run_demo  # the demo brings its own environment
+        from sandbox.harness.demo import run_demo  # the demo brings its own environment
 
         return run_demo(args)
     try:
