@@ -14,6 +14,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from config import Settings
+from services.accounts import Accounts
 from services.billing.ledger import EntryKind, apply_entry, count_entries
 from services.catalog import Catalog, load_catalog, price_kopecks
 from services.maintenance import Maintenance
@@ -63,8 +64,8 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
 
     storage = PostgresStorage(pool, fence=term.fence, state_cache_size=FSM_STATE_CACHE_SIZE,
                               cache_scope=lambda: term.leadership)
-    aiogram_dp = build_dispatcher(storage=storage,
-                                  pool=pool, settings=settings, catalog=catalog)
+    accounts = Accounts(pool, leadership=lambda: term.leadership)
+    aiogram_dp = build_dispatcher(storage=storage, accounts=accounts)
     pressure = IngressPressure()
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, term=term,
                                  listen_connect=listen_connect,
