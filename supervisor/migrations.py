@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import dict_row
 
+from supervisor import db
 from supervisor.sqlstore import QueryStore
 
 logger = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ async def apply_pending(conninfo: str, *, directory: Path = MIGRATIONS_DIR,
         application_name=application_name,
     )
     try:
+        db.require_supported_server(conn)
         await conn.execute(QUERIES["lock"], {"key": MIGRATION_LOCK_KEY})
         try:
             await conn.execute(QUERIES["create_table"])
