@@ -133,10 +133,11 @@ def destructive_statements(text: str) -> list[str]:
         return [f"does not parse: {exc}"]
     problems = []
     for raw in statements:
-        why = _destroys(raw.stmt)
+        why = _destroys(raw.stmt) if raw.stmt is not None else None
         if why:
-            start = raw.stmt_location
-            shown = " ".join(text[start:start + raw.stmt_len if raw.stmt_len else None].split())
+            start = raw.stmt_location or 0
+            end = start + raw.stmt_len if raw.stmt_len else None  # 0: up to the end of the text
+            shown = " ".join(text[start:end].split())
             if len(shown) > STATEMENT_SHOWN_CHARS:
                 shown = shown[:STATEMENT_SHOWN_CHARS] + "..."
             problems.append(f"`{shown}` {why}; migrations never destroy data")
