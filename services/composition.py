@@ -32,6 +32,7 @@ from services.telegram.webhook import (
 )
 from services.users import ensure_user
 from supervisor import db
+from supervisor.http import RouteInstaller
 from supervisor.runtime_state import RuntimeState
 from supervisor.services import Check, Composition, Service
 
@@ -77,6 +78,7 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
         Maintenance(pool, inbox_retention_hours=settings.inbox_retention_hours),
     ]
+    routes: list[RouteInstaller] = []
     if settings.bot_mode == "polling":
         leader_only.append(TelegramPoller(
             pool, state, api_base=settings.telegram_api_base,
@@ -85,9 +87,10 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     else:
         leader_only.append(WebhookRegistrar(pool, bot, url=webhook_url(settings), secret=secret,
                                             allowed_updates=allowed_updates))
-    ingress = WebhookIngress(pool, state, secret=secret, instance_id=settings.instance_id,
-                             pressure=pressure)
-    return Composition(leader_only=leader_only, routes=[ingress.install],
+        # The webhook route exists only in webhook mode: in polling mode nothing may inject.
+        routes.append(WebhookIngress(pool, state, secret=secret,
+                                     instance_id=settings.instance_id, pressure=pressure).install)
+    return Composition(leader_only=leader_only, routes=routes,
                        checks=checks(settings, pool, catalog), on_close=[bot.session.close])
 
 
