@@ -26,7 +26,8 @@ have started the task, and a blind second attempt could pay for it twice.
 
 What is final (KieFinal): 400 (invalid or policy-rejected), 401 (key), 402 (credits), 404,
 405, 413, 422 (validation), 433, 451 (input file not downloadable), 501 (generation failed),
-505 (feature disabled), and every other code; also a 200 answer missing what it must carry.
+505 (feature disabled), 531 (Suno: failed, refunded) and every other code; also a 200 answer
+missing what it must carry.
 
 The bucket. Kie allows 20 new tasks per 10 s per account. Only the leader submits, so one
 in-process bucket is exact: each spent token comes back exactly 10 s after it was spent (a

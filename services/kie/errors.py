@@ -13,10 +13,10 @@ NO_ANSWER_CODE = 0
 DETAIL_MAX_CHARS = 200
 
 # Codes after which the same request may succeed later (kie_api.md §1.4): rate limited,
-# maintenance, server errors, the 4o queue being full. 501 (generation failed) and 505
-# (feature disabled) are 5xx but final.
+# maintenance, server errors, the 4o queue being full. 501 (generation failed), 505 (feature
+# disabled) and 531 (Suno: failed, refunded) are 5xx but final.
 RETRYABLE_CODES = frozenset({NO_ANSWER_CODE, 408, 429, 455, 500, 502, 503, 504, 550})
-FINAL_5XX_CODES = frozenset({501, 505})
+FINAL_5XX_CODES = frozenset({501, 505, 531})
 
 # What each code means, safe to log and to show an operator; Kie's own text goes to `detail`.
 CODE_MEANINGS: Mapping[int, str] = MappingProxyType({
@@ -35,6 +35,7 @@ CODE_MEANINGS: Mapping[int, str] = MappingProxyType({
     500: "Kie server error",
     501: "generation failed",
     505: "feature disabled",
+    531: "generation failed, credits refunded",
     550: "queue full, request refused",
 })
 
