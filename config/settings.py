@@ -263,6 +263,16 @@ ENV_KEYS: tuple[EnvKey, ...] = (
     EnvKey("KIE_BASE_URL", "kie_base_url", "Kie.ai API base URL (https; http only on loopback).",
            _https_url,
            default="https://api.kie.ai"),
+    EnvKey("KIE_UPLOAD_BASE_URL", "kie_upload_base_url",
+           "Kie.ai file upload API base URL (https; http only on loopback).",
+           _https_url, default="https://kieai.redpandaai.co"),
+    EnvKey("KIE_WEBHOOK_HMAC_KEY", "kie_webhook_hmac_key",
+           "Kie's webhookHmacKey: when set, every callback must carry a valid "
+           "X-Webhook-Signature (unset: callbacks are checked by their per-job token only).",
+           _api_key, default="", secret=True),
+    EnvKey("KIE_REQUEST_TIMEOUT", "kie_request_timeout_s",
+           "Seconds one Kie API request may take in all (connecting included).",
+           _float_in(1, 300), default="30.0"),
     EnvKey("WEBHOOK_SECRET_TOKEN", "webhook_secret_token",
            "Secret Telegram sends with each webhook, 16-256 of A-Z a-z 0-9 _ - (default: "
            "derived from the bot token).",
@@ -316,6 +326,9 @@ class Settings:
     price_markup: Decimal
     telegram_api_base: str
     kie_base_url: str
+    kie_upload_base_url: str
+    kie_webhook_hmac_key: Secret | None
+    kie_request_timeout_s: float
     webhook_secret_token: Secret   # WEBHOOK_SECRET_TOKEN, or derived from the bot token
     log_level: str
     leader_renew_interval_s: float
