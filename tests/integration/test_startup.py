@@ -14,8 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 import pytest
-from sandbox.postgres import free_port
 
+from sandbox.harness.postgres import free_port
 from supervisor import db, migrations
 from supervisor.instance import EXIT_DATABASE_REFUSED
 from supervisor.runtime_state import RuntimeState
