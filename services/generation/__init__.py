@@ -44,6 +44,7 @@ from services.generation.settlement import (
     Succeeded,
     apply_outcome,
     expire_overdue,
+    expiry_deadlines,
 )
 from services.generation.store import CALLBACKS_CHANNEL, CallbackSource, Job, JobStatus
 from services.generation.submission import (
@@ -85,6 +86,7 @@ __all__ = [
     "claim_for_poll",
     "claim_pending",
     "expire_overdue",
+    "expiry_deadlines",
     "pending_callbacks",
     "reconcile_orphans",
     "record_delivered",

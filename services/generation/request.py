@@ -31,6 +31,7 @@ from decimal import Decimal
 
 import psycopg
 
+from config import Settings
 from services.billing.ledger import EntryKind, LedgerStore, apply_entry
 from services.catalog import Catalog, InputError, PricingError, price_kopecks, select_sku
 from services.generation.errors import GenerationError, RequestConflict
@@ -45,6 +46,12 @@ class JobLimits:
 
     max_active_jobs: int
     free_daily_quota: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobLimits:
+        """Return the limits configured by MAX_ACTIVE_JOBS and FREE_DAILY_QUOTA."""
+        return cls(max_active_jobs=settings.max_active_jobs,
+                   free_daily_quota=settings.free_daily_quota)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from datetime import datetime
 
 import psycopg
 
+from config import Settings
 from services.billing.ledger import EntryKind, apply_entry
 from services.generation.errors import JobNotFound
 from services.generation.store import Job, JobStatus, JobStore
@@ -56,6 +57,12 @@ class Settlement:
 
     job: Job
     applied: bool
+
+
+def expiry_deadlines(settings: Settings) -> dict[str, float]:
+    """Return the seconds a job of each catalog category may take (JOB_EXPIRY_*)."""
+    return {"image": settings.job_expiry_image_s, "video": settings.job_expiry_video_s,
+            "audio": settings.job_expiry_audio_s, "upscale": settings.job_expiry_upscale_s}
 
 
 def settle_key(job_id: int) -> str:

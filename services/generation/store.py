@@ -35,9 +35,6 @@ class JobStatus(StrEnum):
     EXPIRED = "expired"      # no result within the category's deadline; hold released
 
 
-OPEN_STATUSES = frozenset({JobStatus.PENDING, JobStatus.SUBMITTED})
-
-
 class CallbackSource(StrEnum):
     """Where a stored callback came from, mirrored by the CHECK on job_callbacks.source."""
 
