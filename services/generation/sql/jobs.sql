@@ -221,3 +221,17 @@ UPDATE generation_jobs
    SET delivered_at = now(), undeliverable_reason = %(reason)s
  WHERE id = %(job_id)s AND delivered_at IS NULL AND delivery_attempts = %(attempt)s
 RETURNING id;
+
+-- name: user_jobs
+-- One page of the user's jobs, newest first, with how many jobs they have in all.
+SELECT *, count(*) OVER () AS total FROM generation_jobs
+ WHERE user_id = %(user_id)s
+ ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: user_job
+-- One job of this user (another user's job id finds nothing).
+SELECT * FROM generation_jobs WHERE id = %(job_id)s AND user_id = %(user_id)s;
+
+-- name: last_model
+-- The model of the user's latest job, if they ever made one.
+SELECT model_id FROM generation_jobs WHERE user_id = %(user_id)s ORDER BY id DESC LIMIT 1;
