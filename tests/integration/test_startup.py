@@ -14,13 +14,13 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 import pytest
-from sandbox.postgres import free_port
 
+from sandbox.harness.databases import with_database
 from supervisor import db, migrations
 from supervisor.instance import EXIT_DATABASE_REFUSED
 from supervisor.runtime_state import RuntimeState
 from tests.helpers import eventually, make_env
-from tests.pg import with_database
+from tests.pg import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
