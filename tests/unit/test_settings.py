@@ -327,7 +327,7 @@ def test_secret_values_lists_every_secret_for_log_scrubbing() -> None:
 
 def test_secret_keys_are_the_tokens_keys_and_database_url() -> None:
     assert set(SECRET_ENV_KEYS) == {"DATABASE_URL", "KIE_API_KEY", "TELEGRAM_BOT_TOKEN",
-                                    "WEBHOOK_SECRET_TOKEN"}
+                                    "WEBHOOK_SECRET_TOKEN", "KIE_WEBHOOK_HMAC_KEY"}
 
 
 # ---- the key table ----
