@@ -48,6 +48,7 @@ from tests.integration.generation_support import (
     assert_invariants,
     new_user,
     request,
+    wait_until_blocked,
     wallet,
 )
 
@@ -398,3 +399,21 @@ async def test_concurrent_delivery_claims_never_share_a_job(
 
     a, b, c = await asyncio.gather(claim("a"), claim("b"), claim("c"))
     assert len(set(a) | set(b) | set(c)) == len(a) + len(b) + len(c) == 6
+
+
+async def test_concurrent_outcomes_for_one_job_settle_it_once(
+        funded: AsyncConnectionPool, database_url: str) -> None:
+    job, _ = await submitted_job(funded)
+    async with (
+        await psycopg.AsyncConnection.connect(database_url) as first,
+        await psycopg.AsyncConnection.connect(database_url) as second,
+    ):
+        won = await apply_outcome(first, job.id, Succeeded(["https://cdn/x.png"]))
+        racing = asyncio.create_task(
+            apply_outcome(second, job.id, Failed(code="dup", message="other leader")))
+        await wait_until_blocked(funded, second.info.backend_pid)
+        await first.commit()
+        lost = await racing
+        await second.commit()
+    assert (won.applied, lost.applied, lost.job.status) == (True, False, JobStatus.SUCCEEDED)
+    assert await wallet(funded) == Wallet(balance_kop=5000 - PRICE_KOP, hold_kop=0)
