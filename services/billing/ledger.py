@@ -1,7 +1,7 @@
 """Move money through the ledger: every change is one entry with a unique idempotency key.
 
 `apply_entry` inserts the entry; the database moves the wallet in the same statement (the
-`ledger_move_wallet` trigger, migration 008), so a crash can never leave an entry without its
+`ledger_move_wallet` trigger, migration 007), so a crash can never leave an entry without its
 wallet change or the reverse, and nothing else can move a wallet: a direct `UPDATE wallets`
 is refused by the database. Replaying the same key with the same movement changes nothing
 (and says so); replaying it with another user, kind, amount, job or payment raises
@@ -30,7 +30,7 @@ WALLET_FLOOR_CONSTRAINTS = frozenset({"wallets_balance_kop_check", "wallets_hold
 
 
 class EntryKind(StrEnum):
-    """Ledger entry kinds, mirrored by the CHECKs on ledger.kind (sign rules: migration 008)."""
+    """Ledger entry kinds, mirrored by the CHECKs on ledger.kind (sign rules: migration 007)."""
 
     TOPUP = "topup"            # approved payment: balance +, hold 0
     HOLD = "hold"              # generation confirmed: balance -x, hold +x
