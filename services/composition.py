@@ -24,6 +24,7 @@ from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
 from services.telegram.poller import TelegramPoller
 from services.telegram.pressure import IngressPressure
+from services.telegram.retention import inbox_jobs
 from services.telegram.webhook import (
     WebhookIngress,
     WebhookRegistrar,
@@ -75,7 +76,8 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     allowed_updates = aiogram_dp.resolve_used_update_types()
     leader_only: list[Service] = [
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
-        Maintenance(pool, inbox_retention_hours=settings.inbox_retention_hours),
+        # Each area registers its periodic jobs here; Maintenance only schedules them.
+        Maintenance(inbox_jobs(pool, retention_hours=settings.inbox_retention_hours)),
     ]
     if settings.bot_mode == "polling":
         leader_only.append(TelegramPoller(
