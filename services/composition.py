@@ -33,6 +33,7 @@ from services.telegram.webhook import (
 )
 from services.users import ensure_user
 from supervisor import db
+from supervisor.http import RouteInstaller
 from supervisor.runtime_state import RuntimeState
 from supervisor.services import Check, Composition, Service
 
@@ -79,6 +80,7 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         # Each area registers its periodic jobs here; Maintenance only schedules them.
         Maintenance(inbox_jobs(pool, retention_hours=settings.inbox_retention_hours)),
     ]
+    routes: list[RouteInstaller] = []
     if settings.bot_mode == "polling":
         leader_only.append(TelegramPoller(
             pool, state, api_base=settings.telegram_api_base,
@@ -87,9 +89,10 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     else:
         leader_only.append(WebhookRegistrar(pool, bot, url=webhook_url(settings), secret=secret,
                                             allowed_updates=allowed_updates))
-    ingress = WebhookIngress(pool, state, secret=secret, instance_id=settings.instance_id,
-                             pressure=pressure)
-    return Composition(leader_only=leader_only, routes=[ingress.install],
+        # The webhook route exists only in webhook mode: in polling mode nothing may inject.
+        routes.append(WebhookIngress(pool, state, secret=secret,
+                                     instance_id=settings.instance_id, pressure=pressure).install)
+    return Composition(leader_only=leader_only, routes=routes,
                        checks=checks(settings, pool, catalog), on_close=[bot.session.close])
 
 
