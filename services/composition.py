@@ -28,7 +28,6 @@ from services.telegram.retention import inbox_jobs
 from services.telegram.webhook import (
     WebhookIngress,
     WebhookRegistrar,
-    webhook_secret,
     webhook_url,
 )
 from services.users import ensure_user
@@ -59,7 +58,7 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         return leadership is not None and not leadership.lost.is_set() and leadership.trusted()
 
     bot = create_bot(settings, leading=leading)
-    secret = webhook_secret(settings)
+    secret = settings.webhook_secret_token.get()
 
     async def listen_connect() -> psycopg.AsyncConnection:
         return await db.connect(settings, purpose="listen")
