@@ -28,8 +28,6 @@ class Family:
     name: ClassVar[str]
     create_path: ClassVar[str]
     status_path: ClassVar[str]
-    # Where the callback body carries the task id (the HMAC signs it).
-    id_key: ClassVar[str] = "taskId"
     task_id_prefix: ClassVar[str] = ""
     # Whether results come with a cover image (Suno covers, Runway thumbnails).
     covers: ClassVar[bool] = False
