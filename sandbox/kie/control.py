@@ -104,6 +104,10 @@ class KieSandboxClient(ControlClient):
         rule = {"kind": kind, "model": model, **fields}
         return list((await self._request("POST", "/faults", payload=rule))["faults"])
 
+    async def add_faults(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add raw rule objects (all validated before any is added); return all rules."""
+        return list((await self._request("POST", "/faults", payload=rules))["faults"])
+
     async def faults(self) -> list[dict[str, Any]]:
         """List active fault rules."""
         return list((await self._request("GET", "/faults"))["faults"])

@@ -164,7 +164,8 @@ class Uploads:
             entry["body"] = {"fields": fields, "file": {"filename": part_name, "size": size}}
         if data is None:
             raise KieError(400, "Missing required parameter: file")
-        name = clean_file_name(fields.get("fileName")) or clean_file_name(part_name)
+        # Like Kie, only `fileName` names the file; without it the name is random.
+        name = clean_file_name(fields.get("fileName"))
         return Upload(clean_upload_path(fields.get("uploadPath")), name, data)
 
     async def _base64(self, request: web.Request) -> Upload:
