@@ -33,7 +33,6 @@ MP3_FRAME_HEADER: Final[bytes] = b"\xff\xfb\x90\xc4"  # MPEG-1 L3, 128 kbit/s, 4
 MP3_FRAME_BYTES: Final[int] = 417  # 144 * 128000 / 44100, no padding bit
 MP3_FRAMES_PER_S: Final[float] = 44_100 / 1_152
 ID3_HEADER_BYTES: Final[int] = 10
-MAX_MEDIA_BYTES: Final[int] = 64 * 1024 * 1024
 # Huffman table K.3 (DC luminance): code counts per length 1..16 and the categories 0..11.
 DC_BITS: Final[tuple[int, ...]] = (0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0)
 DC_VALUES: Final[tuple[int, ...]] = tuple(range(12))

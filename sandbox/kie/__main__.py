@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     async def main_coroutine() -> None:
         sandbox = KieSandbox(args.key, config=config)
-        await serve(sandbox, args.host, args.port, {"upload_base_url": None})
+        await serve(sandbox, args.host, args.port, {})
 
     return run(main_coroutine, name="kie-sandbox", level=args.log_level, secrets=secrets)
 

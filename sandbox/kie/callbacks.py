@@ -120,6 +120,10 @@ class CallbackSender:
         self.stats = CallbackStats(pending=self.stats.pending)
         self.log = deque(maxlen=self._config.max_callback_log_items)
 
+    def resize_log(self, max_items: int) -> None:
+        """Change the cap of the attempt log, keeping the newest entries."""
+        self.log = deque(self.log, maxlen=max_items)
+
     def _later(self, delay_s: float, callback: Any, *args: Any) -> None:
         """Run `callback(*args)` after `delay_s`, remembering the timer for stop()."""
         loop = asyncio.get_running_loop()

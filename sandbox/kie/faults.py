@@ -31,6 +31,7 @@ from sandbox.common.faults import (
     reject_unknown,
     str_field,
 )
+from sandbox.kie.config import MAX_MEDIA_BYTES
 from sandbox.kie.envelope import KieError
 
 KINDS: Final[frozenset[str]] = frozenset({"request", "task", "callback", "result"})
@@ -39,7 +40,6 @@ MAX_COUNT: Final[int] = 10_000_000
 MAX_HANG_MS: Final[int] = 600_000
 MAX_DELAY_MS: Final[int] = 600_000
 MAX_DUPLICATES: Final[int] = 10
-MAX_RESULT_BYTES: Final[int] = 60 * 1024 * 1024
 DEFAULT_FAIL_CODE: Final[str] = "500"
 DEFAULT_FAIL_MSG: Final[str] = "Internal Error, Please try again later."
 
@@ -195,7 +195,7 @@ def parse_rule(payload: dict[str, Any]) -> tuple[Key, AnyRule]:
             str_field(payload, "fail_msg", DEFAULT_FAIL_MSG) or DEFAULT_FAIL_MSG,
             None
             if size is None
-            else int_field(payload, "result_bytes", 0, low=0, high=MAX_RESULT_BYTES),
+            else int_field(payload, "result_bytes", 0, low=0, high=MAX_MEDIA_BYTES),
         )
         return (kind, "", model), rule
     if kind == "callback":

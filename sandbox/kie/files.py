@@ -30,7 +30,6 @@ class StoredFile:
     name: str
     expires_at_s: float
     missing: bool = False
-    uploaded_at_ms: int = 0
 
     def live(self, now_s: float) -> bool:
         """Tell whether the file can still be fetched."""

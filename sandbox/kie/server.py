@@ -110,6 +110,8 @@ class KieSandbox(SandboxServer):
         self.config.update(changes)
         if "max_request_log_items" in changes:
             self.requests.resize(self.config.max_request_log_items)
+        if "max_callback_log_items" in changes:
+            self.callbacks.resize_log(self.config.max_callback_log_items)
 
     def reset(self, *, config: bool = False) -> None:
         """Forget tasks, files, callbacks log, requests, faults, counters; refill credits."""

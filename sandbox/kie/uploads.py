@@ -126,9 +126,7 @@ class Uploads:
             extension = mimetypes.guess_extension(mime, strict=False) or ".bin"
             name = f"{secrets.token_hex(8)}{extension}"
         now_ms = int(time.time() * 1000)
-        file = StoredFile(
-            data, mime, name, time.monotonic() + sandbox.config.upload_ttl_s, uploaded_at_ms=now_ms
-        )
+        file = StoredFile(data, mime, name, time.monotonic() + sandbox.config.upload_ttl_s)
         url = sandbox.files.put(f"{UPLOAD_FOLDER}/{account.folder}/{path}/{name}", file)
         self.count += 1
         sandbox.notify()

@@ -49,25 +49,23 @@ class Family:
         raise NotImplementedError
 
 
-def check_fields(
-    body: Mapping[str, Any], fields: Sequence[InputField], *, prefix: str = ""
-) -> dict[str, Any]:
+def check_fields(body: Mapping[str, Any], fields: Sequence[InputField]) -> dict[str, Any]:
     """Check `body` against `fields` (unknown, missing, type, enum, range, length)."""
     known = {f.name for f in fields}
     for name in body:
         if name not in known:
-            raise KieError(422, f"{prefix}{name}: is not a parameter of this API")
+            raise KieError(422, f"{name}: is not a parameter of this API")
     clean: dict[str, Any] = {}
     for f in fields:
         value = body.get(f.name)
         if value is None:
             if f.required:
-                raise KieError(422, f"{prefix}{f.name}: is required")
+                raise KieError(422, f"{f.name}: is required")
             continue
         try:
             clean[f.name] = f.check(value)
         except InputError as exc:
-            raise KieError(422, f"{prefix}{exc.field}: {exc.reason}") from exc
+            raise KieError(422, f"{exc.field}: {exc.reason}") from exc
     return clean
 
 

@@ -22,4 +22,3 @@ FAMILIES: Final[tuple[Family, ...]] = (
     Suno(),
     Midjourney(),
 )
-FAMILY_BY_NAME: Final[dict[str, Family]] = {family.name: family for family in FAMILIES}
