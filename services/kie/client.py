@@ -178,7 +178,7 @@ class KieClient:
                                             headers=headers, timeout=client_timeout or self.timeout,
                                             allow_redirects=False) as answer:
                 status, raw = answer.status, await answer.read()
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # Never connected: the request cannot have reached Kie.
             raise KieRetryable(0, detail=type(exc).__name__, path=path) from None
         except (aiohttp.ClientError, TimeoutError) as exc:

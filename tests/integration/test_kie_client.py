@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -457,18 +458,25 @@ async def test_a_telegram_file_above_the_limit_is_refused_before_downloading(
     assert kie.calls == [] and BOT_TOKEN not in str(caught.value)
 
 
-@pytest.fixture
-async def broken_file_server(telegram: TelegramSandbox) -> AsyncIterator[str]:
-    """A Telegram front that passes Bot API calls and breaks every file download midway."""
+@contextlib.asynccontextmanager
+async def telegram_front(telegram: TelegramSandbox, *, break_downloads: bool) -> AsyncIterator[str]:
+    """Serve a Telegram front that passes Bot API calls with getFile's file_size removed,
+    and either passes file downloads or breaks every one midway."""
 
     async def api(request: web.Request) -> web.Response:
         async with aiohttp.ClientSession() as http, http.post(
                 telegram.base_url + request.path, data=await request.read(),
                 headers={"Content-Type": request.content_type}) as answer:
-            return web.Response(body=await answer.read(), status=answer.status,
-                                content_type="application/json")
+            body = orjson.loads(await answer.read())
+        if request.path.endswith("/getFile") and body.get("ok"):
+            body["result"].pop("file_size", None)
+        return web.json_response(body, dumps=lambda v: orjson.dumps(v).decode())
 
     async def file(request: web.Request) -> web.StreamResponse:
+        if not break_downloads:
+            async with aiohttp.ClientSession() as http, http.get(
+                    telegram.base_url + request.path) as answer:
+                return web.Response(body=await answer.read(), status=answer.status)
         response = web.StreamResponse(headers={"Content-Length": "100000"})
         await response.prepare(request)
         await response.write(b"\x89PNG" * 10)
@@ -488,17 +496,34 @@ async def broken_file_server(telegram: TelegramSandbox) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+async def test_a_telegram_file_of_unknown_size_is_cut_off_at_the_limit_while_streaming(
+        client: KieClient, kie: KieStandIn, telegram: TelegramSandbox) -> None:
+    file_id = await photo_file_id(telegram)
+    async with telegram_front(telegram, break_downloads=False) as front:
+        bot = bot_at(front)
+        try:
+            assert (await bot.get_file(file_id)).file_size is None
+            with pytest.raises(FileTooLarge):
+                await transfer_telegram_file(bot, file_id, client=client, max_bytes=10)
+            url = await transfer_telegram_file(bot, file_id, client=client)
+        finally:
+            await bot.session.close()
+    (stored_key, _), = kie.uploads.items()  # only the second transfer was stored
+    assert url.endswith(stored_key)
+
+
 async def test_a_broken_telegram_download_raises_without_the_file_url(
         client: KieClient, kie: KieStandIn, telegram: TelegramSandbox,
-        broken_file_server: str, caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     file_id = await photo_file_id(telegram)
-    bot = bot_at(broken_file_server)
-    try:
-        with pytest.raises(TelegramFileUnavailable) as caught:
-            await transfer_telegram_file(bot, file_id, client=client)
-    finally:
-        await bot.session.close()
+    async with telegram_front(telegram, break_downloads=True) as front:
+        bot = bot_at(front)
+        try:
+            with pytest.raises(TelegramFileUnavailable) as caught:
+                await transfer_telegram_file(bot, file_id, client=client)
+        finally:
+            await bot.session.close()
     error = caught.value
     shown = [str(error), repr(error), *map(str, error.args), error.detail]
     assert not [s for s in shown if BOT_TOKEN in s or "/file/bot" in s]
