@@ -23,10 +23,10 @@ from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
 from services.telegram.poller import TelegramPoller
 from services.telegram.pressure import IngressPressure
+from services.telegram.retention import inbox_jobs
 from services.telegram.webhook import (
     WebhookIngress,
     WebhookRegistrar,
-    webhook_secret,
     webhook_url,
 )
 from supervisor import db
@@ -51,7 +51,7 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         return leadership is not None and not leadership.lost.is_set() and leadership.trusted()
 
     bot = create_bot(settings, leading=leading)
-    secret = webhook_secret(settings)
+    secret = settings.webhook_secret_token.get()
 
     async def listen_connect() -> psycopg.AsyncConnection:
         return await db.connect(settings, purpose="listen")
@@ -69,7 +69,8 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     allowed_updates = aiogram_dp.resolve_used_update_types()
     leader_only: list[Service] = [
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
-        Maintenance(pool, inbox_retention_hours=settings.inbox_retention_hours),
+        # Each area registers its periodic jobs here; Maintenance only schedules them.
+        Maintenance(inbox_jobs(pool, retention_hours=settings.inbox_retention_hours)),
     ]
     routes: list[RouteInstaller] = []
     if settings.bot_mode == "polling":
