@@ -254,6 +254,14 @@ async def test_the_http_status_switch_makes_the_http_status_equal_the_code(
     assert (status, body["code"]) == (422, 422)
     status, body = await call(api, "GET", CREDIT)
     assert (status, body["code"]) == (200, 200)
+    for code in (429, 455, 500, 501, 505):
+        await control.fault("request", op="credit", code=code)
+        status, body = await call(api, "GET", CREDIT)
+        assert (status, body["code"], body["data"]) == (code, code, None) and body["msg"]
+    await control.set_credits(0)
+    body_402 = {"model": "z-image", "input": {"prompt": "x", "aspect_ratio": "1:1"}}
+    status, body = await call(api, "POST", CREATE, json=body_402)
+    assert (status, body["code"]) == (402, 402)
 
 
 @pytest.mark.parametrize(
