@@ -27,6 +27,7 @@ from sandbox.kie import KieSandbox, KieSandboxClient, KieSandboxConfig
 from sandbox.telegram import SandboxClient, SandboxConfig, TelegramSandbox
 from services.catalog.loader import get_catalog
 from services.kie import client as client_module
+from services.kie import uploads as uploads_module
 from services.kie.adapters import adapter_for
 from services.kie.callbacks import (
     SIGNATURE_HEADER,
@@ -424,6 +425,17 @@ async def test_an_upload_refused_by_kie_raises_its_code(
     with pytest.raises(KieFinal) as caught:
         await upload_bytes(client, b"x", file_name="a.txt")
     assert caught.value.code == 400 and len(await paths(control)) == 1
+
+
+async def test_a_url_upload_returns_kie_s_copy_of_the_file(
+        client: KieClient, control: KieSandboxClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = await upload_bytes(client, b"public bytes", file_name="pub.txt")
+    # The sandbox serves over http on loopback, which the public-https rule refuses.
+    monkeypatch.setattr(uploads_module, "_check_public_https", lambda url: None)
+    copy = await upload_from_url(client, original, upload_path="copies", file_name="c.txt")
+    assert copy != original and await fetch(copy) == b"public bytes"
+    (request,) = await control.requests(path_prefix="/api/file-url-upload")
+    assert request["body"] == {"fileUrl": original, "uploadPath": "copies", "fileName": "c.txt"}
 
 
 @pytest.mark.parametrize("url", ["http://example.com/a.png", "https://127.0.0.1/a.png",
