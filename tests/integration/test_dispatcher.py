@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from decimal import Decimal
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import psycopg

@@ -222,6 +222,10 @@ UPDATE generation_jobs
  WHERE id = %(job_id)s AND delivered_at IS NULL AND delivery_attempts = %(attempt)s
 RETURNING id;
 
+-- name: recent_jobs
+-- The user's latest jobs, newest first (history; delivered ones carry Telegram file_ids).
+SELECT * FROM generation_jobs WHERE user_id = %(user_id)s ORDER BY id DESC LIMIT %(limit)s;
+
 -- name: user_jobs
 -- One page of the user's jobs, newest first, with how many jobs they have in all.
 SELECT *, count(*) OVER () AS total FROM generation_jobs
