@@ -1,4 +1,4 @@
-"""Every button's callback data fits Telegram's 64 bytes, whatever its values, and prefixes differ."""
+"""Every button's callback data fits Telegram's 64 bytes at its largest; prefixes differ."""
 
 from __future__ import annotations
 
