@@ -89,8 +89,9 @@ class ChatBot:
                               accounts=accounts, storefront=self.storefront,
                               support=self.support)
         self.leadership = await lead(self.pool)
+        self.allowed_updates = dp.resolve_used_update_types()
         poller = TelegramPoller(self.pool, self.state, api_base=self.sandbox.base_url,
-                                token=BOT_TOKEN, allowed_updates=dp.resolve_used_update_types(),
+                                token=BOT_TOKEN, allowed_updates=self.allowed_updates,
                                 instance_id="test")
 
         async def listen_connect() -> psycopg.AsyncConnection:
