@@ -217,3 +217,12 @@ async def test_help_and_unknown_text_lead_back_to_the_menu(chatbot: ChatBot) -> 
     hint = await user.send("what is this")
     assert hint.text == "I did not understand “what is this”. Send /help to see the commands."
     assert hint.data() == ["home"]
+
+
+async def test_a_press_on_a_message_the_bot_cannot_edit_gets_its_screen_as_a_new_message(
+        chatbot: ChatBot) -> None:
+    user = chatbot.person(116)
+    await user.send("/start")  # message 1 is the user's own: the bot cannot edit it
+    screen = await user.press("help", message_id=1)
+    assert screen.text.startswith("What I can do") and screen.message_id not in (1, 2)
+    assert await chatbot.trouble() == []
