@@ -104,10 +104,13 @@ class ChatBot:
                                     dispatcher.run(self.leadership))
 
     async def stop(self) -> None:
-        """Drain and stop."""
+        """Drain and stop; leave fresh routers behind for the next Dispatcher."""
         self.leadership.draining.set()
-        if self._task is not None:
-            await asyncio.wait_for(self._task, 15)
+        try:
+            if self._task is not None:
+                await asyncio.wait_for(self._task, 15)
+        finally:
+            fresh_routers()
 
     async def trouble(self) -> list[tuple[Any, ...]]:
         """Return updates that failed, were retried or are not done."""
