@@ -13,7 +13,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
         "generating": "⚙️ {model}: генерируется…",
         "progress": "⚙️ {model}: генерируется… {percent}%",
         "done": "✅ {model}: готово.",
-        "failed": "❌ {model}: не получилось. {reason}",
+        "failed": "❌ {model}: не получилось. {reason}\nДеньги не списаны: резерв вернулся на баланс.",
         "result_unavailable": ("❌ {model}: результат готов, но его файл больше недоступен. "
                                "Напишите в поддержку."),
     }),
@@ -22,7 +22,8 @@ TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
         "generating": "⚙️ {model}: generating…",
         "progress": "⚙️ {model}: generating… {percent}%",
         "done": "✅ {model}: done.",
-        "failed": "❌ {model}: it did not work. {reason}",
+        "failed": ("❌ {model}: it did not work. {reason}\nYou were not charged: the hold is back "
+                   "on your balance."),
         "result_unavailable": ("❌ {model}: the result is ready but its file is no longer "
                                "available. Please contact support."),
     }),

@@ -1,0 +1,186 @@
+"""The leader's callback applier: stored Kie answers -> settled jobs, in fenced transactions.
+
+Overview
+    Callbacks (any instance, callback_ingress.py) and the status poller's answers
+    (poller.py) land in the `job_callbacks` inbox with a NOTIFY on `job_callbacks`. This loop
+    wakes on that NOTIFY (or every POLL_INTERVAL_S, in case one was missed), and in ONE
+    fenced transaction per batch reads up to BATCH unapplied callbacks, turns each into an
+    outcome with the job's Kie adapter (a callback body: `parse_callback`; a poll answer:
+    `parse_status`), settles the job (`apply_callback`: success commits the hold, failure
+    releases it, once per job) and marks the callback applied.
+
+    Not a supervisor.worker.Worker: there is no I/O between reading a callback and settling
+    its job, so claim, handle and settle collapse into one transaction; the Worker's split
+    would add a claim column and a second transaction per batch for nothing.
+
+States of a callback: unapplied -> applied (in the transaction that settles its job).
+A non-terminal answer (running, Suno's `text`/`first`) is marked applied and changes nothing;
+an answer after the job finished (duplicate, out of order) finds it finished: nothing moves.
+
+Failure handling
+    A database error fails the batch (rolled back): retried after Backoff, nothing lost.
+    A payload the adapter cannot read is logged and marked applied (it would fail forever).
+    Crash before the commit: the callbacks stay unapplied, the next leader applies them;
+    after the commit: nothing to redo. Settlement is once per job in any case.
+
+After each batch that finished jobs, `on_settled` runs (the delivery worker's wake-up), so a
+result goes out as soon as its callback is applied. Every ORPHAN_SWEEP_EVERY_S the batch also
+moves orphan callbacks (stored by task id before the job had it) to their jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from services.catalog import Catalog
+from services.generation import (
+    CallbackSource,
+    Failed,
+    Outcome,
+    Succeeded,
+    apply_callback,
+    pending_callbacks,
+    reconcile_orphans,
+)
+from services.generation.loops import LoopStore
+from services.generation.store import JobStore, StoredCallback
+from services.kie import TaskState, TaskStatus, adapter_for
+from supervisor.aio import Backoff, wait_event
+from supervisor.election import Leadership
+from supervisor.runtime_state import RuntimeState
+
+logger = logging.getLogger(__name__)
+
+# Callbacks per transaction: big enough to drain a burst in few round trips, small enough
+# to keep the fenced transaction (which holds the term row FOR SHARE) short.
+BATCH: Final[int] = 200
+POLL_INTERVAL_S: Final[float] = 1.0
+ORPHAN_SWEEP_EVERY_S: Final[float] = 30.0
+LISTEN_RETRY_S: Final[float] = 1.0
+BACKOFF_INITIAL_S: Final[float] = 0.2
+BACKOFF_MAX_S: Final[float] = 5.0
+# The code of a job Kie reported failed without saying why.
+KIE_FAILED_CODE: Final[str] = "kie_failed"
+DB_ERRORS = (psycopg.Error, PoolTimeout, OSError)
+ConnectFn = Callable[[], Awaitable[psycopg.AsyncConnection]]
+
+
+def outcome_of(state: TaskState) -> Outcome | None:
+    """Return the settlement a task state calls for (None while the task is not final)."""
+    if state.status is TaskStatus.SUCCEEDED:
+        return Succeeded(result_urls=list(state.result_urls))
+    if state.status is TaskStatus.FAILED:
+        return Failed(code=state.fail_code or KIE_FAILED_CODE,
+                      message=state.fail_message or "Kie reported a failure")
+    return None
+
+
+class CallbackApplier:
+    """Apply stored Kie answers to their jobs while this instance leads."""
+
+    name = "kie-callbacks"
+
+    def __init__(self, pool: AsyncConnectionPool, catalog: Catalog, state: RuntimeState, *,
+                 listen_connect: ConnectFn | None = None,
+                 on_settled: Callable[[], None] | None = None) -> None:
+        """Apply through pool, reading each job's model from catalog."""
+        self._pool = pool
+        self._catalog = catalog
+        self._state = state
+        self._listen_connect = listen_connect
+        self._on_settled = on_settled
+        self._wake = asyncio.Event()
+        self._next_sweep = 0.0
+
+    def wake(self) -> None:
+        """Run a batch now (the poller stored an answer in this process)."""
+        self._wake.set()
+
+    async def run(self, leadership: Leadership | None) -> None:
+        """Apply batches until draining; each wait races the drain."""
+        assert leadership is not None, "leader-only service"
+        listener = (asyncio.create_task(self._listen(leadership), name="kie-callbacks-listen")
+                    if self._listen_connect is not None else None)
+        backoff = Backoff(initial_s=BACKOFF_INITIAL_S, max_s=BACKOFF_MAX_S)
+        try:
+            while not leadership.draining.is_set():
+                self._wake.clear()
+                try:
+                    applied = await self.apply_batch(leadership)
+                except DB_ERRORS as exc:
+                    delay = backoff.next_delay()
+                    logger.error("callback_batch_failed", extra={
+                        "error": str(exc)[:200], "attempt": backoff.attempts,
+                        "next_delay_s": round(delay, 2)})
+                    await wait_event(leadership.draining, delay)
+                    continue
+                backoff.reset()
+                if applied < BATCH:
+                    await self._wait(leadership)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                await asyncio.wait([listener])
+
+    async def apply_batch(self, leadership: Leadership) -> int:
+        """Apply up to BATCH stored callbacks in one fenced transaction; return how many."""
+        settled = 0
+        async with leadership.fenced(self._pool) as conn:
+            if time.monotonic() >= self._next_sweep:
+                await reconcile_orphans(conn)
+                self._next_sweep = time.monotonic() + ORPHAN_SWEEP_EVERY_S
+            callbacks = await pending_callbacks(conn, limit=BATCH)
+            for callback in callbacks:
+                outcome = await self._outcome(conn, callback)
+                settlement = await apply_callback(conn, callback, outcome)
+                settled += settlement is not None and settlement.applied
+        if callbacks:
+            self._state.count("kie_callbacks_applied", len(callbacks))
+        if settled and self._on_settled is not None:
+            self._on_settled()
+        return len(callbacks)
+
+    async def _outcome(self, conn: psycopg.AsyncConnection,
+                       callback: StoredCallback) -> Outcome | None:
+        """Read a stored answer with its job's adapter; None when not final or unreadable."""
+        job = await JobStore(conn).job(callback.job_id)
+        model = self._catalog.get(job.model_id) if job is not None else None
+        if job is None or model is None:
+            logger.warning("callback_without_model", extra={"job_id": callback.job_id})
+            return None
+        adapter = adapter_for(model)
+        try:
+            if callback.source is CallbackSource.POLL:
+                state = adapter.parse_status(callback.payload)
+            else:
+                state = adapter.parse_callback(callback.payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("callback_unreadable", extra={"job_id": job.id,
+                                                         "error": str(exc)[:200]})
+            return None
+        return outcome_of(state)
+
+    async def _wait(self, leadership: Leadership) -> None:
+        """Wait for a NOTIFY, a wake() or the poll interval, whichever comes first."""
+        await wait_event(self._wake, POLL_INTERVAL_S)
+
+    async def _listen(self, leadership: Leadership) -> None:
+        """Hold a LISTEN session on the callbacks channel; every notification wakes the loop."""
+        assert self._listen_connect is not None
+        while not leadership.draining.is_set():
+            try:
+                async with await self._listen_connect() as conn:
+                    await LoopStore(conn).listen_callbacks()
+                    self._wake.set()  # catch up on anything stored before LISTEN began
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except DB_ERRORS as exc:
+                logger.warning("callback_listen_failed", extra={"error": str(exc)[:200]})
+                await wait_event(leadership.draining, LISTEN_RETRY_S)

@@ -1,0 +1,32 @@
+"""What the generation loops ask the database besides the job store (SQL in sql/loops.sql)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+
+from supervisor.sqlstore import QueryStore
+
+QUERIES = QueryStore(Path(__file__).with_name("sql") / "loops.sql")
+
+
+class LoopStore:
+    """The few statements of the loops themselves: their LISTENs and the user's language."""
+
+    def __init__(self, conn: psycopg.AsyncConnection) -> None:
+        self._conn = conn
+
+    async def listen_callbacks(self) -> None:
+        """Subscribe to stored callbacks and poll answers."""
+        await self._conn.execute(QUERIES["listen_callbacks"])
+
+    async def listen_requests(self) -> None:
+        """Subscribe to new generation jobs."""
+        await self._conn.execute(QUERIES["listen_requests"])
+
+    async def user_language(self, user_id: int) -> str | None:
+        """Return the user's Telegram language code, None when unknown."""
+        cur = await self._conn.execute(QUERIES["user_language"], {"user_id": user_id})
+        row = await cur.fetchone()
+        return row[0] if row else None
