@@ -14,6 +14,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from config import Settings
+from services.accounts import Accounts
 from services.billing.ledger import EntryKind, apply_entry, count_entries
 from services.catalog import Catalog, load_catalog, price_kopecks
 from services.maintenance import Maintenance
@@ -31,6 +32,7 @@ from services.telegram.webhook import (
 )
 from services.users import ensure_user
 from supervisor import db
+from supervisor.http import RouteInstaller
 from supervisor.runtime_state import RuntimeState
 from supervisor.services import Check, Composition, Service
 
@@ -48,17 +50,23 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     """Build the product's services for one instance."""
     catalog = await asyncio.to_thread(load_catalog)
     state.catalog_models = len(catalog)
-    bot = create_bot(settings)
+    term = CurrentTerm()
+
+    def leading() -> bool:
+        # The same local test Leadership.fence makes before it asks the database.
+        leadership = term.leadership
+        return leadership is not None and not leadership.lost.is_set() and leadership.trusted()
+
+    bot = create_bot(settings, leading=leading)
     secret = webhook_secret(settings)
 
     async def listen_connect() -> psycopg.AsyncConnection:
         return await db.connect(settings, purpose="listen")
 
-    term = CurrentTerm()
     storage = PostgresStorage(pool, fence=term.fence, state_cache_size=FSM_STATE_CACHE_SIZE,
                               cache_scope=lambda: term.leadership)
-    aiogram_dp = build_dispatcher(storage=storage,
-                                  pool=pool, settings=settings, catalog=catalog)
+    accounts = Accounts(pool, leadership=lambda: term.leadership)
+    aiogram_dp = build_dispatcher(storage=storage, accounts=accounts)
     pressure = IngressPressure()
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, term=term,
                                  listen_connect=listen_connect,
@@ -67,9 +75,10 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
                                  flooded=pressure.high)
     allowed_updates = aiogram_dp.resolve_used_update_types()
     leader_only: list[Service] = [
-        dispatcher,
+        dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
         Maintenance(pool, inbox_retention_hours=settings.inbox_retention_hours),
     ]
+    routes: list[RouteInstaller] = []
     if settings.bot_mode == "polling":
         leader_only.append(TelegramPoller(
             pool, state, api_base=settings.telegram_api_base,
@@ -78,9 +87,10 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     else:
         leader_only.append(WebhookRegistrar(pool, bot, url=webhook_url(settings), secret=secret,
                                             allowed_updates=allowed_updates))
-    ingress = WebhookIngress(pool, state, secret=secret, instance_id=settings.instance_id,
-                             pressure=pressure)
-    return Composition(leader_only=leader_only, routes=[ingress.install],
+        # The webhook route exists only in webhook mode: in polling mode nothing may inject.
+        routes.append(WebhookIngress(pool, state, secret=secret,
+                                     instance_id=settings.instance_id, pressure=pressure).install)
+    return Composition(leader_only=leader_only, routes=routes,
                        checks=checks(settings, pool, catalog), on_close=[bot.session.close])
 
 
