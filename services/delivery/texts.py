@@ -13,7 +13,8 @@ TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
         "generating": "⚙️ {model}: генерируется…",
         "progress": "⚙️ {model}: генерируется… {percent}%",
         "done": "✅ {model}: готово.",
-        "failed": "❌ {model}: не получилось. {reason}\nДеньги не списаны: резерв вернулся на баланс.",
+        "failed": ("❌ {model}: не получилось. {reason}\nДеньги не списаны: резерв вернулся "
+                   "на баланс."),
         "result_unavailable": ("❌ {model}: результат готов, но его файл больше недоступен. "
                                "Напишите в поддержку."),
     }),

@@ -23,7 +23,7 @@ async def bot() -> AsyncIterator[Bot]:
     config = SandboxConfig(per_chat_rate_per_s=0, global_rate_per_s=0, auto_create_chats=True)
     async with TelegramSandbox([BOT_TOKEN], config=config) as sb:
         env = make_env("postgresql://unused@127.0.0.1/unused", TELEGRAM_API_BASE=sb.base_url)
-        b = create_bot(load_settings(env))
+        b = create_bot(load_settings(env), leading=lambda: True)
         try:
             yield b
         finally:

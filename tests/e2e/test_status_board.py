@@ -43,7 +43,7 @@ async def control(sandbox: TelegramSandbox) -> AsyncIterator[SandboxClient]:
 @pytest.fixture
 async def bot(sandbox: TelegramSandbox) -> AsyncIterator[Bot]:
     env = make_env("postgresql://unused@127.0.0.1/unused", TELEGRAM_API_BASE=sandbox.base_url)
-    b = create_bot(load_settings(env))
+    b = create_bot(load_settings(env), leading=lambda: True)
     try:
         yield b
     finally:
