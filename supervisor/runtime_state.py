@@ -77,6 +77,8 @@ class RuntimeState:
     errors: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     db_unreachable: bool = False
     stopping: bool = False
+    # The leader's last audit of the money and job invariants: ok, violations, rules, at.
+    invariants: dict[str, Any] | None = None
 
     def set_role(self, role: str, *, term: int | None, reason: str) -> None:
         """Record a role transition (and keep the log context in step)."""
@@ -181,6 +183,7 @@ class RuntimeState:
                          for name, s in self.services.items()},
             "cluster": self.cluster,
             "counters": dict(self.counters),
+            "invariants": self.invariants,
             "last_errors": list(self.errors.values())[::-1],
         }
 
