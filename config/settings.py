@@ -301,6 +301,28 @@ ENV_KEYS: tuple[EnvKey, ...] = (
     EnvKey("DB_STATEMENT_TIMEOUT", "db_statement_timeout_s",
            "Seconds a pooled statement may run before PostgreSQL cancels it.",
            _float_in(0.5, 600), default="30.0"),
+    # --- generation jobs (services/generation) ---
+    EnvKey("MAX_ACTIVE_JOBS", "max_active_jobs",
+           "Generations one user may have queued or running at once.", _int_in(1, 100),
+           default="2"),
+    EnvKey("FREE_DAILY_QUOTA", "free_daily_quota",
+           "Free-tier generations per user per day (UTC); failed ones do not count.",
+           _int_in(0, 1000), default="5"),
+    EnvKey("MAX_SUBMIT_ATTEMPTS", "max_submit_attempts",
+           "Times a job is sent to Kie before it fails and its hold is released.",
+           _int_in(1, 20), default="3"),
+    EnvKey("JOB_EXPIRY_IMAGE", "job_expiry_image_s",
+           "Seconds an image job may take before it expires and its hold is released.",
+           _float_in(60, 86400), default="900"),
+    EnvKey("JOB_EXPIRY_VIDEO", "job_expiry_video_s",
+           "Seconds a video job may take before it expires and its hold is released.",
+           _float_in(60, 86400), default="3600"),
+    EnvKey("JOB_EXPIRY_AUDIO", "job_expiry_audio_s",
+           "Seconds an audio job may take before it expires and its hold is released.",
+           _float_in(60, 86400), default="1200"),
+    EnvKey("JOB_EXPIRY_UPSCALE", "job_expiry_upscale_s",
+           "Seconds an upscale job may take before it expires and its hold is released.",
+           _float_in(60, 86400), default="1800"),
 )
 
 REQUIRED_ENV_KEYS: tuple[str, ...] = tuple(k.name for k in ENV_KEYS if k.required)
@@ -339,6 +361,13 @@ class Settings:
     dispatch_concurrency: int
     inbox_retention_hours: int
     db_statement_timeout_s: float
+    max_active_jobs: int
+    free_daily_quota: int
+    max_submit_attempts: int
+    job_expiry_image_s: float
+    job_expiry_video_s: float
+    job_expiry_audio_s: float
+    job_expiry_upscale_s: float
 
     def secret_values(self) -> tuple[str, ...]:
         """Return every secret value, for log and output scrubbing."""

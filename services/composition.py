@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from config import Settings
 from services.accounts import Accounts
-from services.billing.ledger import EntryKind, apply_entry, count_entries
+from services.billing.ledger import EntryKind, LedgerConflict, apply_entry, count_entries
 from services.catalog import Catalog, load_catalog, price_kopecks
 from services.maintenance import Maintenance
 from services.telegram.bot import create_bot
@@ -119,10 +119,17 @@ def checks(settings: Settings, pool: AsyncConnectionPool,
             first = await apply_entry(conn, **entry)  # type: ignore[arg-type]
             second = await apply_entry(conn, **entry)  # type: ignore[arg-type]
             entries = await count_entries(conn, key)
-        if not (first.applied and not second.applied and entries == 1
+            try:
+                await apply_entry(conn, **(entry | {"balance_delta_kop": 1}))  # type: ignore[arg-type]
+            except LedgerConflict:
+                conflict = True
+            else:
+                conflict = False
+        if not (first.applied and not second.applied and entries == 1 and conflict
                 and second.wallet and second.wallet.balance_kop == PROBE_AMOUNT_KOP):
-            raise RuntimeError(f"same key applied twice: entries={entries}, "
+            raise RuntimeError(f"same key applied twice or a conflicting replay accepted: "
+                               f"entries={entries}, conflict={conflict}, "
                                f"wallet={second.wallet}")
-        return "same ledger key twice -> one entry (rolled back)"
+        return "same ledger key twice -> one entry, another amount -> conflict (rolled back)"
 
     return [Check("catalog", catalog_probe), Check("billing_idempotency", billing_probe)]

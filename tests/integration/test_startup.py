@@ -15,12 +15,12 @@ import aiohttp
 import orjson
 import pytest
 
+from sandbox.harness.databases import with_database
 from sandbox.harness.postgres import free_port
 from supervisor import db, migrations
 from supervisor.instance import EXIT_DATABASE_REFUSED
 from supervisor.runtime_state import RuntimeState
 from tests.helpers import eventually, make_env
-from tests.pg import with_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
