@@ -17,6 +17,7 @@ from config import Settings
 from services.accounts import Accounts
 from services.billing.ledger import EntryKind, LedgerConflict, apply_entry, count_entries
 from services.catalog import Catalog, load_catalog, price_kopecks
+from services.generation.engine import build_engine
 from services.maintenance import Maintenance
 from services.telegram.bot import create_bot
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
@@ -74,11 +75,14 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
                                  concurrency=settings.dispatch_concurrency,
                                  flooded=pressure.high)
     allowed_updates = aiogram_dp.resolve_used_update_types()
+    engine = build_engine(settings, pool, state, bot=bot, catalog=catalog,
+                          listen_connect=listen_connect)
     leader_only: list[Service] = [
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
         Maintenance(pool, inbox_retention_hours=settings.inbox_retention_hours),
+        *engine.leader_only,
     ]
-    routes: list[RouteInstaller] = []
+    routes: list[RouteInstaller] = [*engine.routes]  # Kie's callbacks, on every instance
     if settings.bot_mode == "polling":
         leader_only.append(TelegramPoller(
             pool, state, api_base=settings.telegram_api_base,
@@ -91,7 +95,8 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         routes.append(WebhookIngress(pool, state, secret=secret,
                                      instance_id=settings.instance_id, pressure=pressure).install)
     return Composition(leader_only=leader_only, routes=routes,
-                       checks=checks(settings, pool, catalog), on_close=[bot.session.close])
+                       checks=checks(settings, pool, catalog),
+                       on_close=[bot.session.close, *engine.on_close])
 
 
 def checks(settings: Settings, pool: AsyncConnectionPool,

@@ -37,6 +37,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramForbiddenError
 from psycopg_pool import AsyncConnectionPool
 
+import supervisor.worker as worker
 from services.catalog import Catalog
 from services.catalog.loader import Model
 from services.delivery import texts
@@ -53,7 +54,6 @@ from services.generation.loops import LoopStore
 from services.kie import FailureReason, failure_reason
 from services.kie.failures import TEXTS as FAILURE_TEXTS
 from services.telegram.texts import language_of
-from supervisor import worker
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
 
@@ -128,8 +128,10 @@ class DeliveryQueue:
                 await record_undeliverable(conn, settlement.job.payload,
                                            reason=(settlement.error or UNAVAILABLE_REASON)[:300])
 
-    async def release(self, conn: psycopg.AsyncConnection, *, held: Collection[Hashable],
-                      older_than_s: float, max_attempts: int) -> list[worker.Released[Job]]:
+    async def release_claims(self, conn: psycopg.AsyncConnection, *,
+                             held: Collection[Hashable],
+                             older_than_s: float,
+                             max_attempts: int) -> list[worker.Released[Job]]:
         """Free nothing: an unheld claim frees itself when its lease passes."""
         return []
 

@@ -1,11 +1,11 @@
 """The leader's status poller: ask Kie about submitted jobs it has been quiet about.
 
 Overview (a supervisor.worker.Worker over PollQueue)
-    claim     first `expire_overdue`: jobs older than their category's deadline expire
-              (hold released); then `claim_for_poll`: submitted jobs with no unapplied
-              callback whose `next_poll_at` is due, pushed back in the same statement
-              (first poll 60 s after submission, then 30 s doubling up to 600 s: Kie's
-              per-task query limits are never approached)
+    claim     first `expire_overdue`: jobs older than their category's deadline
+              (JOB_EXPIRY_*) expire, their holds released; then `claim_for_poll`:
+              submitted jobs with no unapplied callback whose `next_poll_at` is due,
+              pushed back in the same statement (first poll 60 s after submission, then
+              30 s doubling up to 600 s: Kie's per-task query limits are never approached)
     handle    recordInfo for the job's family; a terminal answer is stored with
               `store_poll_result` (fenced) into the same inbox as callbacks, and the applier
               settles it exactly as it would the callback
@@ -24,30 +24,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any, Final
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+import supervisor.worker as worker
 from services.catalog import Catalog
 from services.generation import Job, claim_for_poll, expire_overdue, store_poll_result
 from services.kie import KieClient, KieError, adapter_for
-from supervisor import worker
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
 
 logger = logging.getLogger(__name__)
 
-# How long a job may take before it expires, per catalog category: Kie's own slowest
-# generations (long videos, music) finish well within these; past them the user gets the
-# hold back rather than waiting on a task Kie lost.
-DEADLINES_S: Final[Mapping[str, float]] = MappingProxyType({
-    "image": 15 * 60.0,
-    "upscale": 20 * 60.0,
-    "audio": 30 * 60.0,
-    "video": 60 * 60.0,
-})
 CONCURRENCY: Final[int] = 8
 POLL_INTERVAL_S: Final[float] = 5.0
 HANDLER_TIMEOUT_S: Final[float] = 60.0
@@ -77,8 +67,10 @@ class PollQueue:
                      settlements: Sequence[worker.Settlement[Job]]) -> None:
         """Write nothing: the claim already scheduled each job's next poll."""
 
-    async def release(self, conn: psycopg.AsyncConnection, *, held: Collection[Hashable],
-                      older_than_s: float, max_attempts: int) -> list[worker.Released[Job]]:
+    async def release_claims(self, conn: psycopg.AsyncConnection, *,
+                             held: Collection[Hashable],
+                             older_than_s: float,
+                             max_attempts: int) -> list[worker.Released[Job]]:
         """Free nothing: a poll claim holds no lease."""
         return []
 
@@ -89,7 +81,7 @@ class StatusPoller:
     name = "kie-poller"
 
     def __init__(self, pool: AsyncConnectionPool, kie: KieClient, catalog: Catalog,
-                 state: RuntimeState, *, deadlines_s: Mapping[str, float] = DEADLINES_S,
+                 state: RuntimeState, *, deadlines_s: Mapping[str, float],
                  on_stored: Callable[[], None] | None = None,
                  on_expired: Callable[[], None] | None = None) -> None:
         """Poll through kie; on_stored runs after an answer is stored (the applier's wake),

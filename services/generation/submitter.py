@@ -19,7 +19,8 @@ user's long queue delays another user's first job by at most one slot.
 Failure handling
     Kie final error (400 invalid, 402 credits, 422 ...): the job fails now, hold released.
     Kie retryable error (5xx, 429, timeout) after the client's own retries: the worker
-    retries the job (a new attempt after the lease) up to MAX_SUBMIT_ATTEMPTS, then fails it.
+    retries the job (a new attempt after the lease) up to MAX_SUBMIT_ATTEMPTS (env), then fails it
+    (each attempt may start a Kie task, never a second charge).
     Every attempt after the first is counted on /metrics (`kie_resubmits`).
 
 Crash analysis
@@ -28,7 +29,7 @@ Crash analysis
     - between 2 and 3 (Kie accepted, task id not stored): the callback URL names the job and
       its token, so Kie's callback alone settles it (stored, then applied to the pending job);
       a job with a stored callback is never claimed again. If the lease passes first, it is
-      submitted again: a second Kie task (counted, bounded by MAX_SUBMIT_ATTEMPTS) but one
+      submitted again: a second Kie task (counted, bounded by MAX_SUBMIT_ATTEMPTS), but one
       charge, since settlement is once per job.
     - after 3: the job is `submitted`; its callback or the status poller finishes it.
 """
@@ -42,6 +43,7 @@ from typing import Final
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+import supervisor.worker as worker
 from services.catalog import Catalog
 from services.generation import (
     Failed,
@@ -54,14 +56,11 @@ from services.generation import (
 from services.generation.callback_ingress import callback_url
 from services.generation.loops import LoopStore
 from services.kie import KieClient, KieFinal, TokenBucket
-from supervisor import worker
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
 
 logger = logging.getLogger(__name__)
 
-# Attempts (createTask calls) per job at most; each may start a Kie task, never a charge.
-MAX_SUBMIT_ATTEMPTS: Final[int] = 3
 # Longer than one submission can take: the bucket's wait (<= 10 s) plus the client's
 # attempts (4 x 30 s timeout + 7 s of backoff); a shorter lease could submit a job twice.
 SUBMIT_LEASE_S: Final[float] = 180.0
@@ -104,8 +103,10 @@ class SubmitQueue:
                 await apply_outcome(conn, settlement.job.payload.id, Failed(
                     code=SUBMIT_FAILED_CODE, message=settlement.error or "submission failed"))
 
-    async def release(self, conn: psycopg.AsyncConnection, *, held: Collection[Hashable],
-                      older_than_s: float, max_attempts: int) -> list[worker.Released[Job]]:
+    async def release_claims(self, conn: psycopg.AsyncConnection, *,
+                             held: Collection[Hashable],
+                             older_than_s: float,
+                             max_attempts: int) -> list[worker.Released[Job]]:
         """Free nothing: an unheld claim frees itself when its lease passes."""
         return []
 
@@ -117,18 +118,20 @@ class Submitter:
 
     def __init__(self, pool: AsyncConnectionPool, kie: KieClient, catalog: Catalog,
                  state: RuntimeState, *, webhook_base_url: str,
-                 listen_connect: worker.ConnectFn | None = None,
+                 max_attempts: int, listen_connect: worker.ConnectFn | None = None,
                  max_concurrency: int = MAX_CONCURRENCY) -> None:
-        """Submit through kie; callbacks go to webhook_base_url."""
+        """Submit through kie (at most max_attempts per job); callbacks go to
+        webhook_base_url."""
         self._pool = pool
         self._kie = kie
         self._catalog = catalog
         self._state = state
         self._base_url = webhook_base_url
         self._max_concurrency = max_concurrency
+        self._max_attempts = max_attempts
         self.worker = worker.Worker(
             worker.WorkerConfig(name=self.name, concurrency=max_concurrency,
-                                max_attempts=MAX_SUBMIT_ATTEMPTS,
+                                max_attempts=max_attempts,
                                 handler_timeout_s=HANDLER_TIMEOUT_S, claim_batch=1,
                                 poll_interval_s=POLL_INTERVAL_S),
             pool=pool, queue=SubmitQueue(), handle=self.submit,
@@ -146,7 +149,7 @@ class Submitter:
         """Submit one job (see the module doc for the steps and their crash analysis)."""
         job = claimed.payload
         async with leadership.fenced(self._pool) as conn:
-            ticket = await begin_submit(conn, job.id, max_attempts=MAX_SUBMIT_ATTEMPTS)
+            ticket = await begin_submit(conn, job.id, max_attempts=self._max_attempts)
         if ticket is None:
             return
         if ticket.attempt > 1:

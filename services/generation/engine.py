@@ -1,0 +1,65 @@
+"""The generation engine's wiring: the leader's loops and the callback route of every instance.
+
+    submitter  (leader)  pending jobs -> createTask -> task id
+    ingress    (every)   POST /kie/callback/{job}/{token} -> stored + NOTIFY -> 200
+    applier    (leader)  stored callbacks and poll answers -> settlement (fenced)
+    poller     (leader)  recordInfo for quiet jobs -> stored like a callback; expiry
+    delivery   (leader)  finished jobs -> Telegram -> file_ids recorded
+    invariants (leader, scheduled) audit() -> /health and /metrics
+
+In-process wake-ups keep a result's path short: the poller wakes the applier when it stores
+an answer, the applier wakes the delivery worker when it settles a job. Each loop also wakes
+on its own NOTIFY or poll interval, so a wake-up lost in a crash only costs a poll interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from aiogram import Bot
+from psycopg_pool import AsyncConnectionPool
+
+from config import Settings
+from services.catalog import Catalog
+from services.generation.applier import CallbackApplier
+from services.generation.callback_ingress import CallbackIngress
+from services.generation.delivery_worker import DeliveryWorker
+from services.generation.invariants_job import InvariantsJob
+from services.generation.poller import StatusPoller
+from services.generation.settlement import expiry_deadlines
+from services.generation.submitter import Submitter
+from services.kie import KieClient
+from supervisor.http import RouteInstaller
+from supervisor.runtime_state import RuntimeState
+from supervisor.services import Service
+
+
+@dataclass(slots=True)
+class Engine:
+    """What the composition root hands the supervisor for generations."""
+
+    leader_only: list[Service]
+    routes: list[RouteInstaller]
+    invariants: InvariantsJob
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeState, *,
+                 bot: Bot, catalog: Catalog,
+                 listen_connect: Callable[[], Awaitable[psycopg.AsyncConnection]],
+                 kie: KieClient | None = None) -> Engine:
+    """Wire the generation loops for one instance (no I/O)."""
+    kie = kie or KieClient.from_settings(settings)
+    delivery = DeliveryWorker(pool, bot, catalog, state, instance_id=settings.instance_id)
+    applier = CallbackApplier(pool, catalog, state, listen_connect=listen_connect,
+                              on_settled=delivery.wake)
+    poller = StatusPoller(pool, kie, catalog, state, deadlines_s=expiry_deadlines(settings),
+                          on_stored=applier.wake, on_expired=delivery.wake)
+    submitter = Submitter(pool, kie, catalog, state, webhook_base_url=settings.webhook_base_url,
+                          max_attempts=settings.max_submit_attempts,
+                          listen_connect=listen_connect)
+    ingress = CallbackIngress(pool, state, hmac_key=settings.kie_webhook_hmac_key)
+    return Engine(leader_only=[submitter, applier, poller, delivery], routes=[ingress.install],
+                  invariants=InvariantsJob(pool, state), on_close=[kie.close])
