@@ -33,13 +33,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from services.catalog import Catalog
+from services.catalog.loader import Model
 from services.generation import (
     CallbackSource,
     Failed,
@@ -70,6 +71,23 @@ BACKOFF_MAX_S: Final[float] = 5.0
 KIE_FAILED_CODE: Final[str] = "kie_failed"
 DB_ERRORS = (psycopg.Error, PoolTimeout, OSError)
 ConnectFn = Callable[[], Awaitable[psycopg.AsyncConnection]]
+
+
+def read_answer(model: Model, source: CallbackSource | str,
+                payload: Mapping[str, Any]) -> TaskState | None:
+    """Read a stored Kie answer with the model's adapter (None: unreadable).
+
+    A callback body is read as a callback, the poller's recordInfo data as a status answer.
+    """
+    adapter = adapter_for(model)
+    try:
+        if CallbackSource(source) is CallbackSource.POLL:
+            return adapter.parse_status(payload)
+        return adapter.parse_callback(payload)
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.warning("kie_answer_unreadable", extra={"model": model.id,
+                                                       "error": str(exc)[:200]})
+        return None
 
 
 def outcome_of(state: TaskState) -> Outcome | None:
@@ -155,17 +173,8 @@ class CallbackApplier:
         if job is None or model is None:
             logger.warning("callback_without_model", extra={"job_id": callback.job_id})
             return None
-        adapter = adapter_for(model)
-        try:
-            if callback.source is CallbackSource.POLL:
-                state = adapter.parse_status(callback.payload)
-            else:
-                state = adapter.parse_callback(callback.payload)
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("callback_unreadable", extra={"job_id": job.id,
-                                                         "error": str(exc)[:200]})
-            return None
-        return outcome_of(state)
+        state = read_answer(model, callback.source, callback.payload)
+        return outcome_of(state) if state is not None else None
 
     async def _wait(self, leadership: Leadership) -> None:
         """Wait for a NOTIFY, a wake() or the poll interval, whichever comes first."""

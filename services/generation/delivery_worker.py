@@ -32,6 +32,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 import psycopg
 from aiogram import Bot
 from aiogram.exceptions import TelegramForbiddenError
@@ -42,7 +43,7 @@ from services.catalog import Catalog
 from services.catalog.loader import Model
 from services.delivery import texts
 from services.delivery.files import ResultFile, ResultKind
-from services.delivery.sender import Delivery, Outcome, ResultSender
+from services.delivery.sender import MAX_TEXT_UTF16, Delivery, Outcome, ResultSender, clip
 from services.generation import (
     Job,
     JobStatus,
@@ -50,6 +51,7 @@ from services.generation import (
     record_delivered,
     record_undeliverable,
 )
+from services.generation.applier import read_answer
 from services.generation.loops import LoopStore
 from services.kie import FailureReason, failure_reason
 from services.kie.failures import TEXTS as FAILURE_TEXTS
@@ -197,32 +199,56 @@ class DeliveryWorker:
     async def _send_results(self, job: Job, model: Model | None, title: str) -> Delivery:
         """Send a succeeded job's files; raise ResultsUnavailable when none can be read."""
         assert self._sender is not None
-        files = [ResultFile(result_kind(url, model), url) for url in job.result_urls or []]
+        if not job.result_urls:
+            return await self._send_text_result(job, model, title)
+        files = [ResultFile(result_kind(url, model), url) for url in job.result_urls]
         delivery = await self._sender.send(job.chat_id, files, caption=title)
         if delivery.outcome is Outcome.UNAVAILABLE:
             raise ResultsUnavailable(f"job {job.id}: no result file could be read")
         return delivery
 
+    async def _send_text_result(self, job: Job, model: Model | None, title: str) -> Delivery:
+        """Send a result that is text (speech to text), read from the job's Kie answer."""
+        text = ""
+        if model is not None:
+            async with self._pool.connection() as conn:
+                answers = await LoopStore(conn).job_answers(job.id)
+            for source, payload in answers:
+                state = read_answer(model, source, payload)
+                if state is not None and state.result_object:
+                    found = state.result_object.get("text")
+                    text = found if isinstance(found, str) else orjson.dumps(
+                        state.result_object).decode()
+                    break
+        message = await self._send_text(job.chat_id, clip(f"{title}\n\n{text}".strip(),
+                                                          MAX_TEXT_UTF16))
+        if message is None:
+            return Delivery(Outcome.BLOCKED, detail=BLOCKED_REASON)
+        return Delivery(Outcome.SENT, message_ids=[message])
+
+    async def _send_text(self, chat_id: int, text: str) -> int | None:
+        """Send a text message; return its id, None when the user blocked the bot."""
+        try:
+            message = await self._bot.send_message(chat_id, text)
+        except TelegramForbiddenError:
+            return None
+        return message.message_id
+
     async def _send_failure(self, job: Job, lang: str, title: str) -> Delivery:
         """Tell the user why a job failed or expired (and that nothing was charged)."""
         reason = FAILURE_TEXTS[failure_of(job)].get(lang)
-        text = texts.get(lang, "failed", model=title, reason=reason)
-        try:
-            message = await self._bot.send_message(job.chat_id, text)
-        except TelegramForbiddenError as exc:
-            return Delivery(Outcome.BLOCKED, detail=exc.message)
-        return Delivery(Outcome.SENT, message_ids=[message.message_id])
+        message = await self._send_text(job.chat_id, texts.get(lang, "failed", model=title,
+                                                                reason=reason))
+        if message is None:
+            return Delivery(Outcome.BLOCKED, detail=BLOCKED_REASON)
+        return Delivery(Outcome.SENT, message_ids=[message])
 
     async def _tell_undeliverable(self, job: Job) -> None:
         """Tell the user a finished result could not be delivered (best effort)."""
         lang = await self._language(job.user_id)
         model = self._catalog.get(job.model_id)
         title = model.title.get(lang) if model is not None else job.model_id
-        try:
-            await self._bot.send_message(job.chat_id,
-                                         texts.get(lang, "result_unavailable", model=title))
-        except TelegramForbiddenError:
-            return
+        await self._send_text(job.chat_id, texts.get(lang, "result_unavailable", model=title))
 
     async def _language(self, user_id: int) -> str:
         """Return the language delivery speaks to a user in (ru or en)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -12,7 +13,7 @@ QUERIES = QueryStore(Path(__file__).with_name("sql") / "loops.sql")
 
 
 class LoopStore:
-    """The few statements of the loops themselves: their LISTENs and the user's language."""
+    """The few statements of the loops themselves: LISTENs, a user's language, a job's answers."""
 
     def __init__(self, conn: psycopg.AsyncConnection) -> None:
         self._conn = conn
@@ -30,3 +31,8 @@ class LoopStore:
         cur = await self._conn.execute(QUERIES["user_language"], {"user_id": user_id})
         row = await cur.fetchone()
         return row[0] if row else None
+
+    async def job_answers(self, job_id: int) -> list[tuple[str, dict[str, Any]]]:
+        """Return a job's stored Kie answers as (source, payload), newest first."""
+        cur = await self._conn.execute(QUERIES["job_answers"], {"job_id": job_id})
+        return [(row[0], row[1]) for row in await cur.fetchall()]
