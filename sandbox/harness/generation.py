@@ -30,11 +30,11 @@ from sandbox.harness.env import BOT_TOKEN, KIE_KEY, make_env
 from sandbox.harness.postgres import free_port
 from sandbox.kie import KieSandbox, KieSandboxConfig
 from sandbox.telegram import SandboxConfig, TelegramSandbox
-from services.billing.ledger import EntryKind, apply_entry
+from services.billing.ledger import EntryKind, Wallet, apply_entry, read_wallet
 from services.catalog import Catalog, get_catalog
 from services.catalog.loader import InputField, Model
 from services.generation import Job, JobLimits, RequestOutcome, audit, request_generation
-from services.generation.engine import Engine, build_engine
+from services.generation.engine import Engine, Timings, build_engine
 from services.generation.store import JobStore
 from services.kie import KieClient, TokenBucket
 from services.telegram.bot import create_bot
@@ -64,6 +64,7 @@ class StackOptions:
     limits: JobLimits = field(default_factory=lambda: JobLimits(max_active_jobs=1_000,
                                                                 free_daily_quota=1_000))
     env: Mapping[str, str] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
 
 
 def sample_value(f: InputField, kind: str) -> object:
@@ -157,7 +158,7 @@ class GenerationStack:
 
         engine = self.engine = build_engine(settings, pool, self.state, bot=bot,
                                             catalog=self.catalog, listen_connect=listen_connect,
-                                            kie=kie)
+                                            kie=kie, timings=self.options.timings)
         app = web.Application()
         for install in engine.routes:
             install(app)
@@ -220,6 +221,14 @@ class GenerationStack:
         """Tell whether every job's delivery is closed (delivered or undeliverable)."""
         jobs = await self.jobs(job_ids)
         return len(jobs) == len(job_ids) and all(j.delivered_at for j in jobs.values())
+
+    async def wallet(self, user_id: int) -> Wallet:
+        """Return a user's wallet as committed."""
+        assert self.pool is not None
+        async with self.pool.connection() as conn:
+            wallet = await read_wallet(conn, user_id)
+        assert wallet is not None, f"user {user_id} has no wallet"
+        return wallet
 
     async def violations(self) -> list[str]:
         """Return the broken invariants (empty: all hold)."""

@@ -25,15 +25,32 @@ from config import Settings
 from services.catalog import Catalog
 from services.generation.applier import CallbackApplier
 from services.generation.callback_ingress import CallbackIngress
-from services.generation.delivery_worker import DeliveryWorker
+from services.generation.delivery_worker import DELIVERY_LEASE_S, DeliveryWorker
 from services.generation.invariants_job import InvariantsJob
-from services.generation.poller import StatusPoller
+from services.generation.poller import POLL_INTERVAL_S, StatusPoller
 from services.generation.settlement import expiry_deadlines
-from services.generation.submitter import Submitter
+from services.generation.submission import (
+    FIRST_POLL_AFTER_S,
+    POLL_BASE_INTERVAL_S,
+    POLL_MAX_INTERVAL_S,
+)
+from services.generation.submitter import SUBMIT_LEASE_S, Submitter
 from services.kie import KieClient
 from supervisor.http import RouteInstaller
 from supervisor.runtime_state import RuntimeState
 from supervisor.services import Service
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """The engine's clocks; production keeps the defaults, tests and benchmarks shorten them."""
+
+    first_poll_s: float = FIRST_POLL_AFTER_S
+    poll_base_s: float = POLL_BASE_INTERVAL_S
+    poll_max_s: float = POLL_MAX_INTERVAL_S
+    poll_interval_s: float = POLL_INTERVAL_S
+    submit_lease_s: float = SUBMIT_LEASE_S
+    delivery_lease_s: float = DELIVERY_LEASE_S
 
 
 @dataclass(slots=True)
@@ -49,17 +66,21 @@ class Engine:
 def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeState, *,
                  bot: Bot, catalog: Catalog,
                  listen_connect: Callable[[], Awaitable[psycopg.AsyncConnection]],
-                 kie: KieClient | None = None) -> Engine:
+                 kie: KieClient | None = None, timings: Timings = Timings()) -> Engine:
     """Wire the generation loops for one instance (no I/O)."""
     kie = kie or KieClient.from_settings(settings)
-    delivery = DeliveryWorker(pool, bot, catalog, state, instance_id=settings.instance_id)
+    delivery = DeliveryWorker(pool, bot, catalog, state, instance_id=settings.instance_id,
+                              lease_s=timings.delivery_lease_s)
     applier = CallbackApplier(pool, catalog, state, listen_connect=listen_connect,
                               on_settled=delivery.wake)
     poller = StatusPoller(pool, kie, catalog, state, deadlines_s=expiry_deadlines(settings),
-                          on_stored=applier.wake, on_expired=delivery.wake)
+                          on_stored=applier.wake, on_expired=delivery.wake,
+                          poll_base_s=timings.poll_base_s, poll_max_s=timings.poll_max_s,
+                          poll_interval_s=timings.poll_interval_s)
     submitter = Submitter(pool, kie, catalog, state, webhook_base_url=settings.webhook_base_url,
                           max_attempts=settings.max_submit_attempts,
-                          listen_connect=listen_connect)
+                          listen_connect=listen_connect, lease_s=timings.submit_lease_s,
+                          first_poll_s=timings.first_poll_s)
     ingress = CallbackIngress(pool, state, hmac_key=settings.kie_webhook_hmac_key)
     return Engine(leader_only=[submitter, applier, poller, delivery], routes=[ingress.install],
                   invariants=InvariantsJob(pool, state), on_close=[kie.close])

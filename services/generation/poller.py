@@ -32,6 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 import supervisor.worker as worker
 from services.catalog import Catalog
 from services.generation import Job, claim_for_poll, expire_overdue, store_poll_result
+from services.generation.submission import POLL_BASE_INTERVAL_S, POLL_MAX_INTERVAL_S
 from services.kie import KieClient, KieError, adapter_for
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
@@ -47,9 +48,12 @@ class PollQueue:
     """Submitted jobs due for a status poll; expiry runs in the same fenced turn."""
 
     def __init__(self, deadlines_s: Mapping[str, float],
-                 on_expired: Callable[[list[Job]], None]) -> None:
+                 on_expired: Callable[[list[Job]], None], *, base_s: float,
+                 max_s: float) -> None:
         self._deadlines_s = deadlines_s
         self._on_expired = on_expired
+        self._base_s = base_s
+        self._max_s = max_s
 
     async def listen(self, conn: psycopg.AsyncConnection) -> None:
         """Nothing to listen to: polls are due by time."""
@@ -60,7 +64,7 @@ class PollQueue:
         expired = await expire_overdue(conn, datetime.now(UTC), self._deadlines_s)
         if expired:
             self._on_expired(expired)
-        jobs = await claim_for_poll(conn, limit=limit)
+        jobs = await claim_for_poll(conn, limit=limit, base_s=self._base_s, max_s=self._max_s)
         return [worker.Job(key=job.id, attempts=1, payload=job) for job in jobs]
 
     async def settle(self, conn: psycopg.AsyncConnection, *, term: int,
@@ -83,7 +87,10 @@ class StatusPoller:
     def __init__(self, pool: AsyncConnectionPool, kie: KieClient, catalog: Catalog,
                  state: RuntimeState, *, deadlines_s: Mapping[str, float],
                  on_stored: Callable[[], None] | None = None,
-                 on_expired: Callable[[], None] | None = None) -> None:
+                 on_expired: Callable[[], None] | None = None,
+                 poll_base_s: float = POLL_BASE_INTERVAL_S,
+                 poll_max_s: float = POLL_MAX_INTERVAL_S,
+                 poll_interval_s: float = POLL_INTERVAL_S) -> None:
         """Poll through kie; on_stored runs after an answer is stored (the applier's wake),
         on_expired after jobs expired (the delivery worker's wake)."""
         self._pool = pool
@@ -95,8 +102,9 @@ class StatusPoller:
         self.worker = worker.Worker(
             worker.WorkerConfig(name=self.name, concurrency=CONCURRENCY, max_attempts=1,
                                 handler_timeout_s=HANDLER_TIMEOUT_S,
-                                poll_interval_s=POLL_INTERVAL_S),
-            pool=pool, queue=PollQueue(deadlines_s, self._expired), handle=self.poll)
+                                poll_interval_s=poll_interval_s),
+            pool=pool, queue=PollQueue(deadlines_s, self._expired, base_s=poll_base_s,
+                                       max_s=poll_max_s), handle=self.poll)
 
     async def run(self, leadership: Leadership | None) -> None:
         """Run the worker until draining."""

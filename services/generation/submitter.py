@@ -55,6 +55,7 @@ from services.generation import (
 )
 from services.generation.callback_ingress import callback_url
 from services.generation.loops import LoopStore
+from services.generation.submission import FIRST_POLL_AFTER_S
 from services.kie import KieClient, KieFinal, TokenBucket
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
@@ -84,6 +85,9 @@ def free_tokens(bucket: TokenBucket) -> int:
 class SubmitQueue:
     """Pending jobs as the worker's queue (claims are leases on submit_claimed_at)."""
 
+    def __init__(self, lease_s: float) -> None:
+        self._lease_s = lease_s
+
     async def listen(self, conn: psycopg.AsyncConnection) -> None:
         """Wake on new jobs."""
         await LoopStore(conn).listen_requests()
@@ -91,7 +95,7 @@ class SubmitQueue:
     async def claim(self, conn: psycopg.AsyncConnection, *, term: int,
                     limit: int) -> list[worker.Job[Job]]:
         """Claim up to limit pending jobs in fair order."""
-        jobs = await claim_pending(conn, limit=limit, lease_s=SUBMIT_LEASE_S)
+        jobs = await claim_pending(conn, limit=limit, lease_s=self._lease_s)
         return [worker.Job(key=job.id, attempts=job.submit_attempts + 1, payload=job)
                 for job in jobs]
 
@@ -119,7 +123,8 @@ class Submitter:
     def __init__(self, pool: AsyncConnectionPool, kie: KieClient, catalog: Catalog,
                  state: RuntimeState, *, webhook_base_url: str,
                  max_attempts: int, listen_connect: worker.ConnectFn | None = None,
-                 max_concurrency: int = MAX_CONCURRENCY) -> None:
+                 max_concurrency: int = MAX_CONCURRENCY, lease_s: float = SUBMIT_LEASE_S,
+                 first_poll_s: float = FIRST_POLL_AFTER_S) -> None:
         """Submit through kie (at most max_attempts per job); callbacks go to
         webhook_base_url."""
         self._pool = pool
@@ -129,12 +134,13 @@ class Submitter:
         self._base_url = webhook_base_url
         self._max_concurrency = max_concurrency
         self._max_attempts = max_attempts
+        self._first_poll_s = first_poll_s
         self.worker = worker.Worker(
             worker.WorkerConfig(name=self.name, concurrency=max_concurrency,
                                 max_attempts=max_attempts,
                                 handler_timeout_s=HANDLER_TIMEOUT_S, claim_batch=1,
                                 poll_interval_s=POLL_INTERVAL_S),
-            pool=pool, queue=SubmitQueue(), handle=self.submit,
+            pool=pool, queue=SubmitQueue(lease_s), handle=self.submit,
             listen_connect=listen_connect, concurrency=self._slots)
 
     async def run(self, leadership: Leadership | None) -> None:
@@ -168,7 +174,7 @@ class Submitter:
             await self._fail(leadership, job, f"kie_{exc.code}", str(exc))
             return
         async with leadership.fenced(self._pool) as conn:
-            await record_submitted(conn, job.id, task_id)
+            await record_submitted(conn, job.id, task_id, first_poll_s=self._first_poll_s)
         self._state.count("kie_tasks_created")
 
     async def _fail(self, leadership: Leadership, job: Job, code: str, message: str) -> None:
