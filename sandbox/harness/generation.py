@@ -42,6 +42,7 @@ from services.users import ensure_user
 from supervisor import db
 from supervisor.election import Elector, Leadership
 from supervisor.runtime_state import RuntimeState
+from supervisor.stores import TransitionReason
 
 MARKUP = Decimal("2.0")
 SAMPLE_PROMPT = "a red fox in the snow"
@@ -144,8 +145,8 @@ class GenerationStack:
         assert leadership is not None
         self.leadership = leadership
         self._spawn(elector.hold(leadership, self._stop), "stack-hold")
-        self._stack.push_async_callback(elector.release, leadership, reason="stack stopped",
-                                        resign=True)
+        self._stack.push_async_callback(elector.release, leadership,
+                                        reason=TransitionReason.STOPPING, resign=True)
         bot = create_bot(settings, leading=leadership.trusted)
         self._stack.push_async_callback(bot.session.close)
         capacity = 20 if self.options.rate_limited else UNLIMITED_TOKENS

@@ -36,6 +36,7 @@ from services.generation.submission import (
 )
 from services.generation.submitter import SUBMIT_LEASE_S, Submitter
 from services.kie import KieClient
+from services.maintenance import ScheduledJob
 from supervisor.http import RouteInstaller
 from supervisor.runtime_state import RuntimeState
 from supervisor.services import Service
@@ -59,7 +60,7 @@ class Engine:
 
     leader_only: list[Service]
     routes: list[RouteInstaller]
-    invariants: InvariantsJob
+    scheduled: list[ScheduledJob]
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
@@ -82,5 +83,7 @@ def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeSt
                           listen_connect=listen_connect, lease_s=timings.submit_lease_s,
                           first_poll_s=timings.first_poll_s)
     ingress = CallbackIngress(pool, state, hmac_key=settings.kie_webhook_hmac_key)
+    invariants = InvariantsJob(pool, state)
     return Engine(leader_only=[submitter, applier, poller, delivery], routes=[ingress.install],
-                  invariants=InvariantsJob(pool, state), on_close=[kie.close])
+                  scheduled=[ScheduledJob(invariants.name, invariants.every_s, invariants.run)],
+                  on_close=[kie.close])
