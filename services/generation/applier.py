@@ -50,7 +50,6 @@ from services.generation import (
     pending_callbacks,
     reconcile_orphans,
 )
-from services.generation.loops import LoopStore
 from services.generation.store import JobStore, StoredCallback
 from services.kie import TaskState, TaskStatus, adapter_for
 from supervisor.aio import Backoff, wait_event
@@ -186,7 +185,7 @@ class CallbackApplier:
         while not leadership.draining.is_set():
             try:
                 async with await self._listen_connect() as conn:
-                    await LoopStore(conn).listen_callbacks()
+                    await JobStore(conn).listen_callbacks()
                     self._wake.set()  # catch up on anything stored before LISTEN began
                     async for _ in conn.notifies():
                         self._wake.set()

@@ -13,18 +13,10 @@ QUERIES = QueryStore(Path(__file__).with_name("sql") / "loops.sql")
 
 
 class LoopStore:
-    """The few statements of the loops themselves: LISTENs, a user's language, a job's answers."""
+    """What delivery reads beside the job row: the user's language, a job's Kie answers."""
 
     def __init__(self, conn: psycopg.AsyncConnection) -> None:
         self._conn = conn
-
-    async def listen_callbacks(self) -> None:
-        """Subscribe to stored callbacks and poll answers."""
-        await self._conn.execute(QUERIES["listen_callbacks"])
-
-    async def listen_requests(self) -> None:
-        """Subscribe to new generation jobs."""
-        await self._conn.execute(QUERIES["listen_requests"])
 
     async def user_language(self, user_id: int) -> str | None:
         """Return the user's Telegram language code, None when unknown."""

@@ -135,6 +135,14 @@ class JobStore:
         assert job is not None  # INSERT ... RETURNING
         return job
 
+    async def listen_requests(self) -> None:
+        """Subscribe this (autocommit) session to new jobs."""
+        await self._conn.execute(QUERIES["listen_requests"])
+
+    async def listen_callbacks(self) -> None:
+        """Subscribe this (autocommit) session to stored callbacks and poll answers."""
+        await self._conn.execute(QUERIES["listen_callbacks"])
+
     async def claim_pending(self, *, limit: int, lease_s: float) -> list[Job]:
         """Claim pending jobs for submission, in fair order."""
         rows = await self._all("claim_pending", {"limit": limit, "lease_s": lease_s})

@@ -54,7 +54,7 @@ from services.generation import (
     record_submitted,
 )
 from services.generation.callback_ingress import callback_url
-from services.generation.loops import LoopStore
+from services.generation.store import JobStore
 from services.generation.submission import FIRST_POLL_AFTER_S
 from services.kie import KieClient, KieFinal, TokenBucket
 from supervisor.election import Leadership
@@ -68,7 +68,7 @@ SUBMIT_LEASE_S: Final[float] = 180.0
 HANDLER_TIMEOUT_S: Final[float] = 150.0
 # Submissions in flight at most (each waits on Kie's answer, ~1 s in production).
 MAX_CONCURRENCY: Final[int] = 16
-# A new job is noticed by NOTIFY when the request path sends one; else by this poll.
+# New jobs wake the submitter by NOTIFY (insert_job); this poll catches a missed one.
 POLL_INTERVAL_S: Final[float] = 0.5
 MODEL_GONE_CODE: Final[str] = "model_unavailable"
 SUBMIT_FAILED_CODE: Final[str] = "submit_failed"
@@ -90,7 +90,7 @@ class SubmitQueue:
 
     async def listen(self, conn: psycopg.AsyncConnection) -> None:
         """Wake on new jobs."""
-        await LoopStore(conn).listen_requests()
+        await JobStore(conn).listen_requests()
 
     async def claim(self, conn: psycopg.AsyncConnection, *, term: int,
                     limit: int) -> list[worker.Job[Job]]:

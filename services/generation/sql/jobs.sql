@@ -18,12 +18,24 @@ SELECT (SELECT count(*) FROM generation_jobs
            AND status NOT IN ('failed', 'expired')) AS free_today;
 
 -- name: insert_job
--- Create a pending job (its hold, if priced, is the next ledger entry of the transaction).
-INSERT INTO generation_jobs (user_id, chat_id, model_id, params, price_kop, category, free,
-                             idempotency_key)
-VALUES (%(user_id)s, %(chat_id)s, %(model_id)s, %(params)s, %(price_kop)s, %(category)s,
-        %(free)s, %(idempotency_key)s)
-RETURNING *;
+-- Create a pending job (its hold, if priced, is the next ledger entry of the transaction) and
+-- wake the leader's submitter (the notification is delivered when the transaction commits).
+WITH inserted AS (
+    INSERT INTO generation_jobs (user_id, chat_id, model_id, params, price_kop, category, free,
+                                 idempotency_key)
+    VALUES (%(user_id)s, %(chat_id)s, %(model_id)s, %(params)s, %(price_kop)s, %(category)s,
+            %(free)s, %(idempotency_key)s)
+    RETURNING *
+)
+SELECT inserted.*, pg_notify('job_requested', inserted.id::text) AS notified FROM inserted;
+
+-- name: listen_requests
+-- Wake this session on every new job (insert_job notifies).
+LISTEN job_requested;
+
+-- name: listen_callbacks
+-- Wake this session on every stored callback or poll answer (store_callback notifies).
+LISTEN job_callbacks;
 
 -- name: claim_pending
 -- Claim pending jobs for submission, fair across users: a job's slot is its user's jobs in

@@ -1,11 +1,3 @@
--- name: listen_callbacks
--- Wake this session on every stored Kie callback or poll answer (store_callback notifies).
-LISTEN job_callbacks;
-
--- name: listen_requests
--- Wake this session on every new generation job (request_generation notifies, when it does).
-LISTEN job_requested;
-
 -- name: user_language
 -- The Telegram language code of a user (for the texts delivery sends them).
 SELECT language_code FROM users WHERE user_id = %(user_id)s;
