@@ -36,6 +36,7 @@ from services.catalog.loader import InputField, Model
 from services.generation import Job, JobLimits, RequestOutcome, audit, request_generation
 from services.generation.engine import Engine, Timings, build_engine
 from services.generation.store import JobStore
+from services.generation.submitter import submit_bucket
 from services.kie import KieClient, TokenBucket
 from services.telegram.bot import create_bot
 from services.users import ensure_user
@@ -149,9 +150,9 @@ class GenerationStack:
                                         reason=TransitionReason.STOPPING, resign=True)
         bot = create_bot(settings, leading=leadership.trusted)
         self._stack.push_async_callback(bot.session.close)
-        capacity = 20 if self.options.rate_limited else UNLIMITED_TOKENS
         kie = KieClient.from_settings(settings)
-        kie.bucket = TokenBucket(capacity=capacity)
+        kie.bucket = (submit_bucket() if self.options.rate_limited
+                      else TokenBucket(capacity=UNLIMITED_TOKENS))
         self._stack.push_async_callback(kie.close)
 
         async def listen_connect() -> psycopg.AsyncConnection:

@@ -34,7 +34,7 @@ from services.generation.submission import (
     POLL_BASE_INTERVAL_S,
     POLL_MAX_INTERVAL_S,
 )
-from services.generation.submitter import SUBMIT_LEASE_S, Submitter
+from services.generation.submitter import SUBMIT_LEASE_S, Submitter, submit_bucket
 from services.kie import KieClient
 from services.maintenance import ScheduledJob
 from supervisor.http import RouteInstaller
@@ -69,7 +69,9 @@ def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeSt
                  listen_connect: Callable[[], Awaitable[psycopg.AsyncConnection]],
                  kie: KieClient | None = None, timings: Timings = Timings()) -> Engine:
     """Wire the generation loops for one instance (no I/O)."""
-    kie = kie or KieClient.from_settings(settings)
+    if kie is None:
+        kie = KieClient.from_settings(settings)
+        kie.bucket = submit_bucket()
     delivery = DeliveryWorker(pool, bot, catalog, state, instance_id=settings.instance_id,
                               lease_s=timings.delivery_lease_s)
     applier = CallbackApplier(pool, catalog, state, listen_connect=listen_connect,

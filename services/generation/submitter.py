@@ -57,6 +57,7 @@ from services.generation.callback_ingress import callback_url
 from services.generation.store import JobStore
 from services.generation.submission import FIRST_POLL_AFTER_S
 from services.kie import KieClient, KieFinal, TokenBucket
+from services.kie.ratelimit import CREATE_LIMIT_PER_WINDOW, CREATE_WINDOW_S
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
 
@@ -70,8 +71,20 @@ HANDLER_TIMEOUT_S: Final[float] = 150.0
 MAX_CONCURRENCY: Final[int] = 16
 # New jobs wake the submitter by NOTIFY (insert_job); this poll catches a missed one.
 POLL_INTERVAL_S: Final[float] = 0.5
+# Kie's window seen from our side is this much longer than 10 s (see submit_bucket).
+ARRIVAL_MARGIN_S: Final[float] = 0.25
 MODEL_GONE_CODE: Final[str] = "model_unavailable"
 SUBMIT_FAILED_CODE: Final[str] = "submit_failed"
+
+
+def submit_bucket() -> TokenBucket:
+    """Return the createTask bucket: Kie's 20 per 10 s, each token back a little later.
+
+    A grant becomes a request at Kie some milliseconds after it; Kie counts arrivals in its
+    own sliding window, so a token returned exactly 10 s after the previous grant could make
+    the 21st arrival of a window (a 429). The margin keeps every window at 20.
+    """
+    return TokenBucket(CREATE_LIMIT_PER_WINDOW, CREATE_WINDOW_S + ARRIVAL_MARGIN_S)
 
 
 def free_tokens(bucket: TokenBucket) -> int:
@@ -138,7 +151,7 @@ class Submitter:
         self.worker = worker.Worker(
             worker.WorkerConfig(name=self.name, concurrency=max_concurrency,
                                 max_attempts=max_attempts,
-                                handler_timeout_s=HANDLER_TIMEOUT_S, claim_batch=1,
+                                handler_timeout_s=HANDLER_TIMEOUT_S,
                                 poll_interval_s=POLL_INTERVAL_S),
             pool=pool, queue=SubmitQueue(lease_s), handle=self.submit,
             listen_connect=listen_connect, concurrency=self._slots)
