@@ -1,9 +1,10 @@
 """Generations per second through the whole engine, and the submitter's pace under Kie's limit.
 
-Both sandboxes and the engine's loops run in this process (sandbox/harness/generation.py:
-the real Elector, callback route, submitter, applier, poller and delivery worker) on a
-throwaway database. Users confirm generations as handlers do (request_generation, each its
-own transaction); Kie answers in 0 s and calls back; results go to the Telegram sandbox.
+The engine's loops run in this process (sandbox/harness/generation.py: the real Elector,
+callback route, submitter, applier, poller and delivery worker) on a throwaway database;
+the throughput run's sandboxes are processes of their own, the pace run's live in-process.
+Users confirm generations as handlers do (request_generation, each its own transaction);
+Kie answers in 0 s and calls back; results go to the Telegram sandbox.
 
 Run 1, throughput (rate limit off: the client's bucket and the Kie sandbox's limit):
     USERS users, JOBS generations (default 1,000 and 5,000; --quick 50 and 200), confirmed
@@ -43,7 +44,16 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 
-from bench.common import bench_database, event_loop_factory, latency_ms, source_fingerprint
+from bench.common import (
+    bench_database,
+    event_loop_factory,
+    latency_ms,
+    logs_dir,
+    source_fingerprint,
+    start_sandbox,
+    start_server,
+)
+from sandbox.harness.env import KIE_KEY
 from sandbox.harness.generation import GenerationStack, StackOptions, sample_params
 from sandbox.kie import KieSandboxClient, KieSandboxConfig
 from sandbox.telegram import SandboxClient
@@ -103,13 +113,14 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-async def throughput(url: str, *, users: int, jobs: int) -> dict[str, Any]:
+async def throughput(url: str, *, users: int, jobs: int, telegram_url: str,
+                     kie_url: str) -> dict[str, Any]:
     """Run 1: confirm `jobs` generations of `users` users, rate limit off."""
-    options = StackOptions(kie=kie_config(rate_limited=False), rate_limited=False,
+    options = StackOptions(rate_limited=False, telegram_url=telegram_url, kie_url=kie_url,
                            limits=JobLimits(max_active_jobs=jobs, free_daily_quota=jobs))
     async with GenerationStack(url, options) as stack, \
-            SandboxClient(stack.telegram.base_url) as telegram, \
-            KieSandboxClient(stack.kie.base_url) as kie:
+            SandboxClient(stack.telegram_url) as telegram, \
+            KieSandboxClient(stack.kie_url) as kie:
         for user_id in range(1, users + 1):
             await stack.fund(user_id, BALANCE_KOP)
         queue: asyncio.Queue[int] = asyncio.Queue()
@@ -155,7 +166,7 @@ async def pace(url: str, *, queued: int) -> dict[str, Any]:
                            limits=JobLimits(max_active_jobs=queued + 1,
                                             free_daily_quota=queued + 1))
     async with GenerationStack(url, options) as stack, \
-            KieSandboxClient(stack.kie.base_url) as kie:
+            KieSandboxClient(stack.kie_url) as kie:
         heavy, light = 1, 2
         await stack.fund(heavy, BALANCE_KOP)
         await stack.fund(light, BALANCE_KOP)
@@ -202,11 +213,20 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         first = bench_database(stack)
         second = bench_database(stack)
+        logs = logs_dir(stack)
+        # The sandboxes of the throughput run are processes of their own: the engine has this
+        # process (and its event loop) to itself, as an instance would.
+        telegram = start_sandbox(stack, logs, auto_create_chats=True)
+        kie = start_server(stack, "sandbox.kie", [
+            "--port", "0", "--key", KIE_KEY, "--task-duration", "0", "--no-rate-limit",
+            "--log-level", "WARNING"], logs / "kie-sandbox.log")
         loop_factory = event_loop_factory()
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             result = {
                 "benchmark": "generation", "quick": args.quick,
-                "throughput": runner.run(throughput(first.url, users=users, jobs=jobs)),
+                "throughput": runner.run(throughput(
+                    first.url, users=users, jobs=jobs, telegram_url=telegram.base_url,
+                    kie_url=kie.base_url)),
                 "rate_limited": runner.run(pace(second.url, queued=queued)),
                 "postgres": first.postgres, "source": source_fingerprint(),
             }

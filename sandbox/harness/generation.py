@@ -18,11 +18,13 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import psycopg
 from aiohttp import web
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from config import Settings, load_settings
@@ -35,7 +37,6 @@ from services.catalog import Catalog, get_catalog
 from services.catalog.loader import InputField, Model
 from services.generation import Job, JobLimits, RequestOutcome, audit, request_generation
 from services.generation.engine import Engine, Timings, build_engine
-from services.generation.store import JobStore
 from services.generation.submitter import submit_bucket
 from services.kie import KieClient, TokenBucket
 from services.telegram.bot import create_bot
@@ -43,8 +44,10 @@ from services.users import ensure_user
 from supervisor import db
 from supervisor.election import Elector, Leadership
 from supervisor.runtime_state import RuntimeState
+from supervisor.sqlstore import QueryStore
 from supervisor.stores import TransitionReason
 
+QUERIES = QueryStore(Path(__file__).with_name("sql") / "generation.sql")
 MARKUP = Decimal("2.0")
 SAMPLE_PROMPT = "a red fox in the snow"
 SAMPLE_URLS = {"image_url": "https://cdn.example.test/in.png",
@@ -67,6 +70,10 @@ class StackOptions:
                                                                 free_daily_quota=1_000))
     env: Mapping[str, str] = field(default_factory=dict)
     timings: Timings = field(default_factory=Timings)
+    # Sandboxes already running elsewhere (benchmarks run them as processes, so the engine
+    # has this process to itself); None: run them in this process.
+    telegram_url: str | None = None
+    kie_url: str | None = None
 
 
 def sample_value(f: InputField, kind: str) -> object:
@@ -99,11 +106,15 @@ class GenerationStack:
         self.database_url = database_url
         self.options = options or StackOptions()
         self.catalog: Catalog = get_catalog()
-        self.telegram = TelegramSandbox([BOT_TOKEN], config=SandboxConfig(
-            per_chat_rate_per_s=0, global_rate_per_s=0, auto_create_chats=True))
-        if self.options.hmac_key:
-            self.options.kie.webhook_hmac_key = self.options.hmac_key
-        self.kie = KieSandbox([KIE_KEY], config=self.options.kie, catalog=self.catalog)
+        self.telegram: TelegramSandbox | None = None
+        self.kie: KieSandbox | None = None
+        if self.options.telegram_url is None:
+            self.telegram = TelegramSandbox([BOT_TOKEN], config=SandboxConfig(
+                per_chat_rate_per_s=0, global_rate_per_s=0, auto_create_chats=True))
+        if self.options.kie_url is None:
+            if self.options.hmac_key:
+                self.options.kie.webhook_hmac_key = self.options.hmac_key
+            self.kie = KieSandbox([KIE_KEY], config=self.options.kie, catalog=self.catalog)
         self.state = RuntimeState(instance_id="stack", bot_mode="polling", version="stack")
         self._stack = contextlib.AsyncExitStack()
         self._stop = asyncio.Event()
@@ -126,13 +137,25 @@ class GenerationStack:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self._stack.__aexit__(exc_type, exc, tb)
 
+    @property
+    def telegram_url(self) -> str:
+        """Return the Telegram sandbox's base URL."""
+        return self.telegram.base_url if self.telegram else str(self.options.telegram_url)
+
+    @property
+    def kie_url(self) -> str:
+        """Return the Kie sandbox's base URL."""
+        return self.kie.base_url if self.kie else str(self.options.kie_url)
+
     async def _start(self) -> None:
-        await self._stack.enter_async_context(self.telegram)
-        await self.kie.start()
-        self._stack.push_async_callback(self.kie.stop)
+        if self.telegram is not None:
+            await self._stack.enter_async_context(self.telegram)
+        if self.kie is not None:
+            await self.kie.start()
+            self._stack.push_async_callback(self.kie.stop)
         port = free_port()
-        env = make_env(self.database_url, TELEGRAM_API_BASE=self.telegram.base_url,
-                       KIE_BASE_URL=self.kie.base_url, KIE_UPLOAD_BASE_URL=self.kie.base_url,
+        env = make_env(self.database_url, TELEGRAM_API_BASE=self.telegram_url,
+                       KIE_BASE_URL=self.kie_url, KIE_UPLOAD_BASE_URL=self.kie_url,
                        WEBHOOK_BASE_URL=f"http://127.0.0.1:{port}", DB_MAXCONN=str(POOL_MAX_SIZE),
                        **({"KIE_WEBHOOK_HMAC_KEY": self.options.hmac_key}
                           if self.options.hmac_key else {}), **self.options.env)
@@ -215,14 +238,17 @@ class GenerationStack:
         """Return the jobs as committed, by id."""
         assert self.pool is not None
         async with self.pool.connection() as conn:
-            store = JobStore(conn)
-            found = {job_id: await store.job(job_id) for job_id in job_ids}
-        return {job_id: job for job_id, job in found.items() if job is not None}
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(QUERIES["jobs_by_id"], {"job_ids": list(job_ids)})
+            return {row["id"]: Job.from_row(row) for row in await cur.fetchall()}
 
     async def all_delivered(self, job_ids: Sequence[int]) -> bool:
         """Tell whether every job's delivery is closed (delivered or undeliverable)."""
-        jobs = await self.jobs(job_ids)
-        return len(jobs) == len(job_ids) and all(j.delivered_at for j in jobs.values())
+        assert self.pool is not None
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(QUERIES["open_deliveries"], {"job_ids": list(job_ids)})
+            row = await cur.fetchone()
+        return row is not None and row[0] == 0
 
     async def wallet(self, user_id: int) -> Wallet:
         """Return a user's wallet as committed."""

@@ -48,13 +48,13 @@ async def stack(database_url: str) -> AsyncIterator[GenerationStack]:
 
 @pytest.fixture
 async def telegram(stack: GenerationStack) -> AsyncIterator[SandboxClient]:
-    async with SandboxClient(stack.telegram.base_url) as client:
+    async with SandboxClient(stack.telegram_url) as client:
         yield client
 
 
 @pytest.fixture
 async def kie(stack: GenerationStack) -> AsyncIterator[KieSandboxClient]:
-    async with KieSandboxClient(stack.kie.base_url) as client:
+    async with KieSandboxClient(stack.kie_url) as client:
         yield client
 
 
@@ -123,8 +123,8 @@ async def scenario(database_url: str, *, hmac_key: str | None = None,
     options = StackOptions(kie=fast_kie(**kie), hmac_key=hmac_key, timings=QUICK,
                            rate_limited=False, env={"KIE_REQUEST_TIMEOUT": "1"})
     async with GenerationStack(database_url, options) as stack, \
-            KieSandboxClient(stack.kie.base_url) as kie_control, \
-            SandboxClient(stack.telegram.base_url) as telegram_control:
+            KieSandboxClient(stack.kie_url) as kie_control, \
+            SandboxClient(stack.telegram_url) as telegram_control:
         for user_id in USERS:
             await stack.fund(user_id, BALANCE_KOP)
         yield stack, kie_control, telegram_control
