@@ -87,14 +87,6 @@ def submit_bucket() -> TokenBucket:
     return TokenBucket(CREATE_LIMIT_PER_WINDOW, CREATE_WINDOW_S + ARRIVAL_MARGIN_S)
 
 
-def free_tokens(bucket: TokenBucket) -> int:
-    """Return how many createTask calls the bucket would grant right now."""
-    available = getattr(bucket, "available", None)
-    if callable(available):
-        return int(available())
-    return bucket.capacity
-
-
 class SubmitQueue:
     """Pending jobs as the worker's queue (claims are leases on submit_claimed_at)."""
 
@@ -162,7 +154,7 @@ class Submitter:
 
     def _slots(self) -> int:
         """Return how many submissions may run: what the bucket grants now, plus one."""
-        return max(1, min(self._max_concurrency, free_tokens(self._kie.bucket) + 1))
+        return max(1, min(self._max_concurrency, self._kie.bucket.available() + 1))
 
     async def submit(self, claimed: worker.Job[Job], leadership: Leadership) -> None:
         """Submit one job (see the module doc for the steps and their crash analysis)."""
