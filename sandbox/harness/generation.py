@@ -54,7 +54,7 @@ SAMPLE_URLS = {"image_url": "https://cdn.example.test/in.png",
                "video_url": "https://cdn.example.test/in.mp4",
                "audio_url": "https://cdn.example.test/in.mp3"}
 # A pool as large as the loops' concurrency together would want under a burst.
-POOL_MAX_SIZE = 20
+POOL_MAX_SIZE = 40
 # Kie's own limit is 20 per 10 s; a bucket this large never waits (rate limit "off").
 UNLIMITED_TOKENS = 10**9
 

@@ -23,9 +23,9 @@ Failure handling
     Crash before the commit: the callbacks stay unapplied, the next leader applies them;
     after the commit: nothing to redo. Settlement is once per job in any case.
 
-After each batch that finished jobs, `on_settled` runs (the delivery worker's wake-up), so a
-result goes out as soon as its callback is applied. Every ORPHAN_SWEEP_EVERY_S the batch also
-moves orphan callbacks (stored by task id before the job had it) to their jobs.
+A job finished here NOTIFYs `job_finished` on commit (finish_job), which wakes the delivery
+worker: a result goes out as soon as its callback is applied. Every ORPHAN_SWEEP_EVERY_S the
+batch also moves orphan callbacks (stored by task id before the job had it) to their jobs.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 # Callbacks per transaction: big enough to drain a burst in few round trips, small enough
 # to keep the fenced transaction (which holds the term row FOR SHARE) short.
-BATCH: Final[int] = 200
+BATCH: Final[int] = 20
 POLL_INTERVAL_S: Final[float] = 1.0
 ORPHAN_SWEEP_EVERY_S: Final[float] = 30.0
 LISTEN_RETRY_S: Final[float] = 1.0
@@ -105,20 +105,14 @@ class CallbackApplier:
     name = "kie-callbacks"
 
     def __init__(self, pool: AsyncConnectionPool, catalog: Catalog, state: RuntimeState, *,
-                 listen_connect: ConnectFn | None = None,
-                 on_settled: Callable[[], None] | None = None) -> None:
+                 listen_connect: ConnectFn | None = None) -> None:
         """Apply through pool, reading each job's model from catalog."""
         self._pool = pool
         self._catalog = catalog
         self._state = state
         self._listen_connect = listen_connect
-        self._on_settled = on_settled
         self._wake = asyncio.Event()
         self._next_sweep = 0.0
-
-    def wake(self) -> None:
-        """Run a batch now (the poller stored an answer in this process)."""
-        self._wake.set()
 
     async def run(self, leadership: Leadership | None) -> None:
         """Apply batches until draining; each wait races the drain."""
@@ -148,20 +142,15 @@ class CallbackApplier:
 
     async def apply_batch(self, leadership: Leadership) -> int:
         """Apply up to BATCH stored callbacks in one fenced transaction; return how many."""
-        settled = 0
         async with leadership.fenced(self._pool) as conn:
             if time.monotonic() >= self._next_sweep:
                 await reconcile_orphans(conn)
                 self._next_sweep = time.monotonic() + ORPHAN_SWEEP_EVERY_S
             callbacks = await pending_callbacks(conn, limit=BATCH)
             for callback in callbacks:
-                outcome = await self._outcome(conn, callback)
-                settlement = await apply_callback(conn, callback, outcome)
-                settled += settlement is not None and settlement.applied
+                await apply_callback(conn, callback, await self._outcome(conn, callback))
         if callbacks:
             self._state.count("kie_callbacks_applied", len(callbacks))
-        if settled and self._on_settled is not None:
-            self._on_settled()
         return len(callbacks)
 
     async def _outcome(self, conn: psycopg.AsyncConnection,
@@ -176,7 +165,7 @@ class CallbackApplier:
         return outcome_of(state) if state is not None else None
 
     async def _wait(self, leadership: Leadership) -> None:
-        """Wait for a NOTIFY, a wake() or the poll interval, whichever comes first."""
+        """Wait for a NOTIFY or the poll interval, whichever comes first."""
         await wait_event(self._wake, POLL_INTERVAL_S)
 
     async def _listen(self, leadership: Leadership) -> None:

@@ -53,6 +53,7 @@ from services.generation import (
 )
 from services.generation.applier import read_answer
 from services.generation.loops import LoopStore
+from services.generation.store import JobStore
 from services.kie import FailureReason, failure_reason
 from services.kie.failures import TEXTS as FAILURE_TEXTS
 from services.telegram.texts import language_of
@@ -112,7 +113,8 @@ class DeliveryQueue:
         self._lease_s = lease_s
 
     async def listen(self, conn: psycopg.AsyncConnection) -> None:
-        """Nothing to listen to: the applier wakes the worker in-process."""
+        """Wake on finished jobs (settled by the applier, expired by the poller)."""
+        await JobStore(conn).listen_finished()
 
     async def claim(self, conn: psycopg.AsyncConnection, *, term: int,
                     limit: int) -> list[worker.Job[Job]]:
@@ -145,6 +147,7 @@ class DeliveryWorker:
 
     def __init__(self, pool: AsyncConnectionPool, bot: Bot, catalog: Catalog,
                  state: RuntimeState, *, instance_id: str,
+                 listen_connect: worker.ConnectFn | None = None,
                  lease_s: float = DELIVERY_LEASE_S,
                  max_attempts: int = MAX_DELIVERY_ATTEMPTS) -> None:
         """Send with bot; claims carry instance_id and last lease_s."""
@@ -159,13 +162,7 @@ class DeliveryWorker:
                                 poll_interval_s=POLL_INTERVAL_S,
                                 retry_initial_s=min(lease_s, 5.0)),
             pool=pool, queue=DeliveryQueue(instance_id, lease_s), handle=self.deliver,
-            on_dead_letter=self._tell_undeliverable)
-
-    def wake(self) -> None:
-        """Look for finished jobs now (a job was just settled)."""
-        wake = getattr(self.worker, "wake", None)
-        if callable(wake):
-            wake()
+            listen_connect=listen_connect, on_dead_letter=self._tell_undeliverable)
 
     async def run(self, leadership: Leadership | None) -> None:
         """Run the worker (with one HTTP session for result files) until draining."""

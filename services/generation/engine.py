@@ -7,9 +7,10 @@
     delivery   (leader)  finished jobs -> Telegram -> file_ids recorded
     invariants (leader, scheduled) audit() -> /health and /metrics
 
-In-process wake-ups keep a result's path short: the poller wakes the applier when it stores
-an answer, the applier wakes the delivery worker when it settles a job. Each loop also wakes
-on its own NOTIFY or poll interval, so a wake-up lost in a crash only costs a poll interval.
+Each step wakes the next through PostgreSQL, so the path works across processes and a
+crash loses no wake-up for longer than a poll interval: a new job NOTIFYs `job_requested`
+(submitter), a stored callback or poll answer `job_callbacks` (applier), a finished job
+`job_finished` (delivery worker).
 """
 
 from __future__ import annotations
@@ -73,11 +74,9 @@ def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeSt
         kie = KieClient.from_settings(settings)
         kie.bucket = submit_bucket()
     delivery = DeliveryWorker(pool, bot, catalog, state, instance_id=settings.instance_id,
-                              lease_s=timings.delivery_lease_s)
-    applier = CallbackApplier(pool, catalog, state, listen_connect=listen_connect,
-                              on_settled=delivery.wake)
+                              listen_connect=listen_connect, lease_s=timings.delivery_lease_s)
+    applier = CallbackApplier(pool, catalog, state, listen_connect=listen_connect)
     poller = StatusPoller(pool, kie, catalog, state, deadlines_s=expiry_deadlines(settings),
-                          on_stored=applier.wake, on_expired=delivery.wake,
                           poll_base_s=timings.poll_base_s, poll_max_s=timings.poll_max_s,
                           poll_interval_s=timings.poll_interval_s)
     submitter = Submitter(pool, kie, catalog, state, webhook_base_url=settings.webhook_base_url,

@@ -86,19 +86,14 @@ class StatusPoller:
 
     def __init__(self, pool: AsyncConnectionPool, kie: KieClient, catalog: Catalog,
                  state: RuntimeState, *, deadlines_s: Mapping[str, float],
-                 on_stored: Callable[[], None] | None = None,
-                 on_expired: Callable[[], None] | None = None,
                  poll_base_s: float = POLL_BASE_INTERVAL_S,
                  poll_max_s: float = POLL_MAX_INTERVAL_S,
                  poll_interval_s: float = POLL_INTERVAL_S) -> None:
-        """Poll through kie; on_stored runs after an answer is stored (the applier's wake),
-        on_expired after jobs expired (the delivery worker's wake)."""
+        """Poll through kie; jobs expire past deadlines_s (seconds per category)."""
         self._pool = pool
         self._kie = kie
         self._catalog = catalog
         self._state = state
-        self._on_stored = on_stored
-        self._on_expired = on_expired
         self.worker = worker.Worker(
             worker.WorkerConfig(name=self.name, concurrency=CONCURRENCY, max_attempts=1,
                                 handler_timeout_s=HANDLER_TIMEOUT_S,
@@ -113,8 +108,6 @@ class StatusPoller:
     def _expired(self, jobs: list[Job]) -> None:
         self._state.count("jobs_expired", len(jobs))
         logger.warning("jobs_expired", extra={"job_ids": [job.id for job in jobs][:50]})
-        if self._on_expired is not None:
-            self._on_expired()
 
     async def poll(self, claimed: worker.Job[Job], leadership: Leadership) -> None:
         """Ask Kie for one job's state; store a terminal answer like a callback."""
@@ -135,6 +128,5 @@ class StatusPoller:
         if not state.terminal:
             return
         async with leadership.fenced(self._pool) as conn:
-            stored = await store_poll_result(conn, job.id, data)
-        if stored is not None and self._on_stored is not None:
-            self._on_stored()
+            # Stored like a callback: its NOTIFY wakes the applier.
+            await store_poll_result(conn, job.id, data)

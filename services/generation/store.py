@@ -139,6 +139,10 @@ class JobStore:
         """Subscribe this (autocommit) session to new jobs."""
         await self._conn.execute(QUERIES["listen_requests"])
 
+    async def listen_finished(self) -> None:
+        """Subscribe this (autocommit) session to finished jobs (to deliver)."""
+        await self._conn.execute(QUERIES["listen_finished"])
+
     async def listen_callbacks(self) -> None:
         """Subscribe this (autocommit) session to stored callbacks and poll answers."""
         await self._conn.execute(QUERIES["listen_callbacks"])

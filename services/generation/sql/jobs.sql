@@ -33,6 +33,10 @@ SELECT inserted.*, pg_notify('job_requested', inserted.id::text) AS notified FRO
 -- Wake this session on every new job (insert_job notifies).
 LISTEN job_requested;
 
+-- name: listen_finished
+-- Wake this session on every finished job (finish_job notifies).
+LISTEN job_finished;
+
 -- name: listen_callbacks
 -- Wake this session on every stored callback or poll answer (store_callback notifies).
 LISTEN job_callbacks;
@@ -181,13 +185,17 @@ SELECT id, job_id, source, payload FROM job_callbacks
 UPDATE job_callbacks SET applied_at = now() WHERE id = %(callback_id)s AND applied_at IS NULL;
 
 -- name: finish_job
--- Move an unfinished job to its final status (its hold is settled in the same transaction).
--- No row: the job was already finished, and nothing changes.
-UPDATE generation_jobs
-   SET status = %(status)s, finished_at = now(), result_urls = %(result_urls)s,
-       fail_code = %(fail_code)s, fail_message = %(fail_message)s, next_poll_at = NULL
- WHERE id = %(job_id)s AND status IN ('pending', 'submitted')
-RETURNING *;
+-- Move an unfinished job to its final status (its hold is settled in the same transaction)
+-- and wake the delivery worker when that commits. No row: the job was already finished, and
+-- nothing changes.
+WITH finished AS (
+    UPDATE generation_jobs
+       SET status = %(status)s, finished_at = now(), result_urls = %(result_urls)s,
+           fail_code = %(fail_code)s, fail_message = %(fail_message)s, next_poll_at = NULL
+     WHERE id = %(job_id)s AND status IN ('pending', 'submitted')
+    RETURNING *
+)
+SELECT finished.*, pg_notify('job_finished', finished.id::text) AS notified FROM finished;
 
 -- name: overdue_jobs
 -- Unfinished jobs older than their category's deadline at `now`, locked for expiry.
