@@ -4,7 +4,9 @@ Overview
     Callbacks (any instance, callback_ingress.py) and the status poller's answers
     (poller.py) land in the `job_callbacks` inbox with a NOTIFY on `job_callbacks`. This loop
     wakes on that NOTIFY (or every POLL_INTERVAL_S, in case one was missed), and in ONE
-    fenced transaction per batch reads up to BATCH unapplied callbacks, turns each into an
+    fenced transaction per batch reads up to BATCH unapplied callbacks of one partition of
+    the users (PARTS partitions run in parallel: they share no job and no wallet, so they
+    never wait on each other's row locks nor deadlock), turns each into an
     outcome with the job's Kie adapter (a callback body: `parse_callback`; a poll answer:
     `parse_status`), settles the job (`apply_callback`: success commits the hold, failure
     releases it, once per job) and marks the callback applied.
@@ -47,7 +49,6 @@ from services.generation import (
     Outcome,
     Succeeded,
     apply_callback,
-    pending_callbacks,
     reconcile_orphans,
 )
 from services.generation.store import JobStore, StoredCallback
@@ -61,6 +62,9 @@ logger = logging.getLogger(__name__)
 # Callbacks per transaction: big enough to drain a burst in few round trips, small enough
 # to keep the fenced transaction (which holds the term row FOR SHARE) short.
 BATCH: Final[int] = 20
+# Partitions of the users applied in parallel (one transaction each at a time): a burst of
+# callbacks settles PARTS times faster, and partitions share no job or wallet row.
+PARTS: Final[int] = 4
 POLL_INTERVAL_S: Final[float] = 1.0
 ORPHAN_SWEEP_EVERY_S: Final[float] = 30.0
 LISTEN_RETRY_S: Final[float] = 1.0
@@ -105,79 +109,89 @@ class CallbackApplier:
     name = "kie-callbacks"
 
     def __init__(self, pool: AsyncConnectionPool, catalog: Catalog, state: RuntimeState, *,
-                 listen_connect: ConnectFn | None = None) -> None:
-        """Apply through pool, reading each job's model from catalog."""
+                 listen_connect: ConnectFn | None = None, parts: int = PARTS) -> None:
+        """Apply through pool in `parts` parallel user partitions, reading models from catalog."""
         self._pool = pool
         self._catalog = catalog
         self._state = state
         self._listen_connect = listen_connect
-        self._wake = asyncio.Event()
+        self._parts = parts
+        self._wakes = [asyncio.Event() for _ in range(parts)]
         self._next_sweep = 0.0
 
     async def run(self, leadership: Leadership | None) -> None:
-        """Apply batches until draining; each wait races the drain."""
+        """Apply batches of every partition until draining; each wait races the drain."""
         assert leadership is not None, "leader-only service"
-        listener = (asyncio.create_task(self._listen(leadership), name="kie-callbacks-listen")
-                    if self._listen_connect is not None else None)
-        backoff = Backoff(initial_s=BACKOFF_INITIAL_S, max_s=BACKOFF_MAX_S)
+        tasks = [asyncio.create_task(self._drain(leadership, part), name=f"kie-callbacks-{part}")
+                 for part in range(self._parts)]
+        if self._listen_connect is not None:
+            tasks.append(asyncio.create_task(self._listen(leadership),
+                                             name="kie-callbacks-listen"))
         try:
-            while not leadership.draining.is_set():
-                self._wake.clear()
-                try:
-                    applied = await self.apply_batch(leadership)
-                except DB_ERRORS as exc:
-                    delay = backoff.next_delay()
-                    logger.error("callback_batch_failed", extra={
-                        "error": str(exc)[:200], "attempt": backoff.attempts,
-                        "next_delay_s": round(delay, 2)})
-                    await wait_event(leadership.draining, delay)
-                    continue
-                backoff.reset()
-                if applied < BATCH:
-                    await self._wait(leadership)
+            await asyncio.gather(*tasks)
         finally:
-            if listener is not None:
-                listener.cancel()
-                await asyncio.wait([listener])
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
 
-    async def apply_batch(self, leadership: Leadership) -> int:
-        """Apply up to BATCH stored callbacks in one fenced transaction; return how many."""
+    async def _drain(self, leadership: Leadership, part: int) -> None:
+        """Apply one partition's batches while there are any; then wait for a NOTIFY."""
+        wake = self._wakes[part]
+        backoff = Backoff(initial_s=BACKOFF_INITIAL_S, max_s=BACKOFF_MAX_S)
+        while not leadership.draining.is_set():
+            wake.clear()
+            try:
+                applied = await self.apply_batch(leadership, part=part, parts=self._parts)
+            except DB_ERRORS as exc:
+                delay = backoff.next_delay()
+                logger.error("callback_batch_failed", extra={
+                    "part": part, "error": str(exc)[:200], "attempt": backoff.attempts,
+                    "next_delay_s": round(delay, 2)})
+                await wait_event(leadership.draining, delay)
+                continue
+            backoff.reset()
+            if applied < BATCH:
+                await wait_event(wake, POLL_INTERVAL_S)
+
+    async def apply_batch(self, leadership: Leadership, *, part: int = 0, parts: int = 1) -> int:
+        """Apply up to BATCH stored callbacks of one user partition in one fenced transaction;
+        return how many."""
         async with leadership.fenced(self._pool) as conn:
-            if time.monotonic() >= self._next_sweep:
+            if part == 0 and time.monotonic() >= self._next_sweep:
                 await reconcile_orphans(conn)
                 self._next_sweep = time.monotonic() + ORPHAN_SWEEP_EVERY_S
-            callbacks = await pending_callbacks(conn, limit=BATCH)
-            for callback in callbacks:
-                await apply_callback(conn, callback, await self._outcome(conn, callback))
+            callbacks = await JobStore(conn).pending_callbacks_of_users(
+                part=part, parts=parts, limit=BATCH)
+            for callback, model_id in callbacks:
+                await apply_callback(conn, callback, self._outcome(callback, model_id))
         if callbacks:
             self._state.count("kie_callbacks_applied", len(callbacks))
         return len(callbacks)
 
-    async def _outcome(self, conn: psycopg.AsyncConnection,
-                       callback: StoredCallback) -> Outcome | None:
+    def _outcome(self, callback: StoredCallback, model_id: str) -> Outcome | None:
         """Read a stored answer with its job's adapter; None when not final or unreadable."""
-        job = await JobStore(conn).job(callback.job_id)
-        model = self._catalog.get(job.model_id) if job is not None else None
-        if job is None or model is None:
-            logger.warning("callback_without_model", extra={"job_id": callback.job_id})
+        model = self._catalog.get(model_id)
+        if model is None:
+            logger.warning("callback_without_model", extra={"job_id": callback.job_id,
+                                                            "model": model_id})
             return None
         state = read_answer(model, callback.source, callback.payload)
         return outcome_of(state) if state is not None else None
 
-    async def _wait(self, leadership: Leadership) -> None:
-        """Wait for a NOTIFY or the poll interval, whichever comes first."""
-        await wait_event(self._wake, POLL_INTERVAL_S)
-
     async def _listen(self, leadership: Leadership) -> None:
-        """Hold a LISTEN session on the callbacks channel; every notification wakes the loop."""
+        """Hold a LISTEN session on the callbacks channel; every notification wakes all parts."""
         assert self._listen_connect is not None
         while not leadership.draining.is_set():
             try:
                 async with await self._listen_connect() as conn:
                     await JobStore(conn).listen_callbacks()
-                    self._wake.set()  # catch up on anything stored before LISTEN began
+                    self._wake_all()  # catch up on anything stored before LISTEN began
                     async for _ in conn.notifies():
-                        self._wake.set()
+                        self._wake_all()
             except DB_ERRORS as exc:
                 logger.warning("callback_listen_failed", extra={"error": str(exc)[:200]})
                 await wait_event(leadership.draining, LISTEN_RETRY_S)
+
+    def _wake_all(self) -> None:
+        for wake in self._wakes:
+            wake.set()

@@ -206,6 +206,15 @@ class JobStore:
                                source=CallbackSource(r["source"]), payload=r["payload"])
                 for r in rows]
 
+    async def pending_callbacks_of_users(self, *, part: int, parts: int,
+                                         limit: int) -> list[tuple[StoredCallback, str]]:
+        """Return (locked) unapplied callbacks of one user partition with their job's model."""
+        rows = await self._all("pending_callbacks_of_users",
+                               {"part": part, "parts": parts, "limit": limit})
+        return [(StoredCallback(id=r["id"], job_id=r["job_id"],
+                                source=CallbackSource(r["source"]), payload=r["payload"]),
+                 r["model_id"]) for r in rows]
+
     async def mark_callback_applied(self, callback_id: int) -> None:
         """Record that a stored callback was applied."""
         await self._conn.execute(QUERIES["mark_callback_applied"], {"callback_id": callback_id})

@@ -180,6 +180,18 @@ SELECT id, job_id, source, payload FROM job_callbacks
  LIMIT %(limit)s
    FOR UPDATE SKIP LOCKED;
 
+-- name: pending_callbacks_of_users
+-- Unapplied callbacks of one partition of the users (user_id mod parts = part), oldest first,
+-- with their job's model, locked for this transaction. Appliers of different partitions never
+-- touch the same job or wallet, so they run in parallel without lock waits or deadlocks.
+SELECT c.id, c.job_id, c.source, c.payload, j.model_id
+  FROM job_callbacks c
+  JOIN generation_jobs j ON j.id = c.job_id
+ WHERE c.applied_at IS NULL AND mod(j.user_id, %(parts)s) = %(part)s
+ ORDER BY c.id
+ LIMIT %(limit)s
+   FOR UPDATE OF c SKIP LOCKED;
+
 -- name: mark_callback_applied
 -- Record that the leader settled (or read and ignored) a stored callback.
 UPDATE job_callbacks SET applied_at = now() WHERE id = %(callback_id)s AND applied_at IS NULL;
