@@ -231,3 +231,119 @@ async def test_a_deposed_leader_claims_nothing(pool: AsyncConnectionPool, bot: B
         await asyncio.wait_for(make_dispatcher(pool, bot, router_with(echo)).run(leadership), 10)
     row = await status(pool, 1)
     assert row is not None and row[0] == "pending"
+
+
+async def test_a_restart_within_the_term_runs_again_what_the_crash_left_claimed(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient) -> None:
+    started = asyncio.Event()
+    calls: list[int] = []
+
+    async def hangs_first_time(msg: Message) -> None:
+        calls.append(msg.message_id)
+        if len(calls) == 1:
+            started.set()
+            await asyncio.Event().wait()  # the service crashes while this runs
+        await msg.answer("handled")
+
+    leadership = await lead(pool)
+    await store(pool, message_update(1, 88, "hi"))
+    dispatcher = make_dispatcher(pool, bot, router_with(hangs_first_time))
+    crashed = asyncio.ensure_future(dispatcher.run(leadership))
+    await asyncio.wait_for(started.wait(), 10)
+    crashed.cancel()  # e.g. a claim transaction that raised: the supervisor restarts it
+    await asyncio.wait({crashed})
+
+    await run_until(dispatcher.run(leadership), leadership, status_is(pool, 1, "done"),
+                    "the stranded update handled by the restarted dispatcher")
+    assert [m["text"] for m in await control.chat_messages(88)] == ["handled"]
+
+
+async def test_a_failure_whose_retry_mark_hits_a_database_error_is_not_dropped(
+        database_url: str, bot: Bot, control: SandboxClient, fast_retries: None) -> None:
+    calls: list[int] = []
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=1, timeout=0.2,
+                                   open=False) as tiny:
+        held: list[psycopg.AsyncConnection] = []
+
+        async def fails_holding_the_only_connection(msg: Message) -> None:
+            calls.append(msg.message_id)
+            if len(calls) == 1:
+                held.append(await tiny.getconn())  # the retry mark will find no connection
+                raise RuntimeError("transient")
+            await msg.answer("second attempt")
+
+        leadership = await lead(tiny)
+        await store(tiny, message_update(1, 89, "hi"))
+        task = asyncio.ensure_future(
+            make_dispatcher(tiny, bot, router_with(fails_holding_the_only_connection))
+            .run(leadership))
+        try:
+            await eventually(lambda: tiny.get_stats().get("requests_errors", 0) >= 1,
+                             what="a database error while recording the failure")
+            await tiny.putconn(held.pop())
+            await eventually(status_is(tiny, 1, "done"), timeout_s=15, what="update 1 done")
+        finally:
+            leadership.draining.set()
+            await asyncio.wait({task}, timeout=15)
+            task.cancel()
+    assert [m["text"] for m in await control.chat_messages(89)] == ["second attempt"]
+
+
+async def test_a_poison_update_that_kills_every_leader_is_dead_lettered_not_rerun_forever(
+        pool: AsyncConnectionPool, bot: Bot) -> None:
+    calls: list[int] = []
+    started = asyncio.Event()
+
+    async def kills_the_process(msg: Message) -> None:
+        calls.append(msg.message_id)
+        started.set()
+        await asyncio.Event().wait()
+
+    await store(pool, message_update(1, 90, "poison"))
+    dp = router_with(kills_the_process)
+    for term in range(1, dispatcher_module.MAX_ATTEMPTS + 1):
+        started.clear()
+        leadership = await lead(pool, term=term)
+        crashed = asyncio.ensure_future(make_dispatcher(pool, bot, dp).run(leadership))
+        await asyncio.wait_for(started.wait(), 10)
+        crashed.cancel()  # the leader dies with the update in flight
+        await asyncio.wait({crashed})
+    leadership = await lead(pool, term=dispatcher_module.MAX_ATTEMPTS + 1)
+    await run_until(make_dispatcher(pool, bot, dp).run(leadership), leadership,
+                    status_is(pool, 1, "failed"), "the poison update dead-lettered")
+    assert len(calls) == dispatcher_module.MAX_ATTEMPTS
+
+
+async def test_a_stored_update_aiogram_cannot_parse_is_dead_lettered_without_an_apology(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient, fast_retries: None) -> None:
+    async def echo(msg: Message) -> None:
+        await msg.answer("should not happen")
+
+    await store(pool, {"update_id": 1, "message": {"chat": {"id": 91, "type": "private"}}})
+    leadership = await lead(pool)
+    await run_until(make_dispatcher(pool, bot, router_with(echo)).run(leadership), leadership,
+                    status_is(pool, 1, "failed"), "the unparseable update dead-lettered")
+    row = await status(pool, 1)
+    assert row is not None and row[1] == 1 and "ValidationError" in row[2]
+    assert await control.chat_messages(91) == []
+
+
+async def test_a_deposed_leader_whose_dead_letter_mark_is_fenced_sends_no_apology(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient, fast_retries: None) -> None:
+    async def deposed_then_fails(msg: Message) -> None:
+        await set_term(pool, 2)  # a newer leader took over while this ran
+        raise RuntimeError("last attempt fails")
+
+    await store(pool, message_update(1, 92, "hi"))
+    async with pool.connection() as conn:
+        await conn.execute(b"UPDATE telegram_updates SET attempts = %s WHERE update_id = 1",
+                           (dispatcher_module.MAX_ATTEMPTS - 1,))
+    leadership = await lead(pool, term=1)
+    task = asyncio.ensure_future(
+        make_dispatcher(pool, bot, router_with(deposed_then_fails)).run(leadership))
+    await asyncio.wait({task}, timeout=10)
+    task.cancel()
+    await asyncio.wait({task})
+    row = await status(pool, 1)
+    assert row is not None and row[0] == "processing"  # the next leader owns it now
+    assert await control.chat_messages(92) == []

@@ -142,3 +142,30 @@ async def test_draining_cancels_the_pending_long_poll_at_once(
     await eventually(lambda: long_poll_pending(sandbox), what="a pending long poll")
     leadership.draining.set()
     await asyncio.wait_for(task, DRAIN_BOUND_S)
+
+
+async def test_an_update_postgresql_refuses_is_sanitised_and_polling_goes_on(
+        pool: AsyncConnectionPool, sandbox: TelegramSandbox, control: SandboxClient) -> None:
+    await control.inject_message(CHAT, "a\u0000b")
+    await control.inject([{"kind": "raw", "update": {"message": {
+        "message_id": 1, "date": 1_700_000_000, "text": "huge chat id",
+        "chat": {"id": 2**63, "type": "private"}}}}])
+    await control.inject_message(CHAT, "after them")
+    leadership = await lead(pool)
+    task = asyncio.create_task(make_poller(pool, sandbox).run(leadership))
+    try:
+        async def all_stored() -> bool:
+            return await stored(pool) == 3
+
+        await eventually(all_stored, what="three stored updates")
+        await control.wait_confirmed(3)
+    finally:
+        leadership.draining.set()
+        await asyncio.wait_for(task, 10)
+    async with pool.connection() as conn:
+        cur = await conn.execute(b"SELECT status, payload->'message'->>'text', last_error"
+                                 b" FROM telegram_updates ORDER BY update_id")
+        rows = await cur.fetchall()
+    assert rows[0][:2] == ("pending", "a\ufffdb")
+    assert rows[1][0] == "failed" and "chat id" in rows[1][2]
+    assert rows[2][:2] == ("pending", "after them")

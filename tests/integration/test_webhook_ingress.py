@@ -62,6 +62,10 @@ async def test_a_good_update_is_stored_once_even_when_telegram_sends_it_again(
     (GOOD, orjson.dumps({"update_id": "12"}), 400, "update_id"),
     (GOOD, orjson.dumps({"update_id": -5}), 400, "update_id"),
     (GOOD, orjson.dumps({"update_id": True}), 400, "update_id"),
+    (GOOD, orjson.dumps({"update_id": 2**63}), 400, "update_id"),
+    (GOOD, orjson.dumps(message_update(1, chat_id=2**63)), 400, "chat id"),
+    (GOOD, orjson.dumps({"update_id": 1, "callback_query": {
+        "id": "q", "chat_instance": "c", "from": {"id": 2**64 - 1}}}), 400, "chat id"),
 ])
 async def test_bad_input_gets_a_reason_and_stores_nothing(
         client: TestClient, pool: AsyncConnectionPool, headers: dict[str, str], body: bytes,
