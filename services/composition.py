@@ -18,11 +18,14 @@ from services.billing.ledger import EntryKind, apply_entry, count_entries
 from services.catalog import Catalog, load_catalog, price_kopecks
 from services.maintenance import Maintenance
 from services.telegram.bot import create_bot
+from services.telegram.dead_letters import apology
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
+from services.telegram.inbox import InboxStore, bot_id_of
 from services.telegram.poller import TelegramPoller
 from services.telegram.pressure import IngressPressure
+from services.telegram.service_state import ServiceStateStore
 from services.telegram.webhook import (
     WebhookIngress,
     WebhookRegistrar,
@@ -54,32 +57,33 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     async def listen_connect() -> psycopg.AsyncConnection:
         return await db.connect(settings, purpose="listen")
 
+    bot_id = bot_id_of(settings.telegram_bot_token.get())
+    inbox = InboxStore(bot_id, instance_id=settings.instance_id)
     term = CurrentTerm()
     storage = PostgresStorage(pool, fence=term.fence, state_cache_size=FSM_STATE_CACHE_SIZE,
                               cache_scope=lambda: term.leadership)
     aiogram_dp = build_dispatcher(storage=storage,
                                   pool=pool, settings=settings, catalog=catalog)
     pressure = IngressPressure()
-    dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, term=term,
+    dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, inbox=inbox, term=term,
                                  listen_connect=listen_connect,
-                                 instance_id=settings.instance_id,
                                  concurrency=settings.dispatch_concurrency,
-                                 flooded=pressure.high)
+                                 on_dead_letter=apology(bot), flooded=pressure.high)
     allowed_updates = aiogram_dp.resolve_used_update_types()
     leader_only: list[Service] = [
         dispatcher,
-        Maintenance(pool, inbox_retention_hours=settings.inbox_retention_hours),
+        Maintenance(pool, inbox=inbox, inbox_retention_hours=settings.inbox_retention_hours),
     ]
     if settings.bot_mode == "polling":
         leader_only.append(TelegramPoller(
             pool, state, api_base=settings.telegram_api_base,
             token=settings.telegram_bot_token.get(), allowed_updates=allowed_updates,
-            instance_id=settings.instance_id))
+            inbox=inbox))
     else:
         leader_only.append(WebhookRegistrar(pool, bot, url=webhook_url(settings), secret=secret,
-                                            allowed_updates=allowed_updates))
-    ingress = WebhookIngress(pool, state, secret=secret, instance_id=settings.instance_id,
-                             pressure=pressure)
+                                            allowed_updates=allowed_updates,
+                                            service_state=ServiceStateStore(bot_id)))
+    ingress = WebhookIngress(pool, state, secret=secret, inbox=inbox, pressure=pressure)
     return Composition(leader_only=leader_only, routes=[ingress.install],
                        checks=checks(settings, pool, catalog), on_close=[bot.session.close])
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from psycopg_pool import AsyncConnectionPool
 
-from services.telegram.inbox import QUERIES as INBOX_QUERIES
+from services.telegram.inbox import InboxStore
 from supervisor.election import Leadership
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,10 @@ class Maintenance:
 
     name = "maintenance"
 
-    def __init__(self, pool: AsyncConnectionPool, *, inbox_retention_hours: int) -> None:
+    def __init__(self, pool: AsyncConnectionPool, *, inbox: InboxStore,
+                 inbox_retention_hours: int) -> None:
         self._pool = pool
+        self._inbox = inbox
         self._retention_hours = inbox_retention_hours
 
     async def run(self, leadership: Leadership | None) -> None:
@@ -50,10 +52,8 @@ class Maintenance:
 
     async def prune_inbox(self, leadership: Leadership) -> int:
         """Delete handled updates past retention; return how many."""
-        async with self._pool.connection() as conn, conn.transaction():
-            await leadership.fence(conn)
-            cur = await conn.execute(INBOX_QUERIES["prune_processed"],
-                                     {"retention_hours": self._retention_hours})
-        if cur.rowcount:
-            logger.info("inbox_pruned", extra={"count": cur.rowcount})
-        return cur.rowcount
+        async with leadership.fenced(self._pool) as conn:
+            pruned = await self._inbox.prune_processed(conn, retention_hours=self._retention_hours)
+        if pruned:
+            logger.info("inbox_pruned", extra={"count": pruned})
+        return pruned

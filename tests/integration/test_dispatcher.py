@@ -16,25 +16,28 @@ from psycopg_pool import AsyncConnectionPool
 
 from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.telegram import dispatcher as dispatcher_module
+from services.telegram.dead_letters import apology
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
-from services.telegram.inbox import store_updates
 from services.telegram.poller import TelegramPoller
 from supervisor.election import FencedError, Leadership
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import BOT_TOKEN, eventually, lead, message_update, set_term
+from tests.helpers import (
+    BOT_TOKEN,
+    eventually,
+    inbox_store,
+    lead,
+    message_update,
+    set_term,
+    store_updates,
+)
 
 STATUS_SQL = b"SELECT status, attempts, last_error FROM telegram_updates WHERE update_id = %s"
-MARK_PROCESSING_SQL = b"""
-UPDATE telegram_updates SET status = 'processing', claimed_term = %s, attempts = 1
- WHERE update_id = %s
-"""
 
 
 async def store(pool: AsyncConnectionPool, *updates: dict[str, Any]) -> None:
-    async with pool.connection() as conn, conn.transaction():
-        await store_updates(conn, list(updates), instance_id="test")
+    await store_updates(pool, *updates)
 
 
 async def status(pool: AsyncConnectionPool, update_id: int) -> tuple[Any, ...] | None:
@@ -58,8 +61,9 @@ def make_dispatcher(pool: AsyncConnectionPool, bot: Bot, dp: Dispatcher,
         return await psycopg.AsyncConnection.connect(pool.conninfo, autocommit=True)
 
     return InboxDispatcher(pool, bot, dp, RuntimeState("test", "polling", "test"),
-                           term=term or CurrentTerm(), listen_connect=listen_connect,
-                           instance_id="test", concurrency=8)
+                           inbox=inbox_store(), term=term or CurrentTerm(),
+                           listen_connect=listen_connect, concurrency=8,
+                           on_dead_letter=apology(bot))
 
 
 async def run_until(service_run: Awaitable[None], leadership: Leadership,
@@ -113,7 +117,7 @@ async def test_polled_commands_register_the_user_and_answer_in_their_language(
     ])
     poller = TelegramPoller(pool, RuntimeState("test", "polling", "test"),
                             api_base=sandbox.base_url, token=BOT_TOKEN,
-                            allowed_updates=["message"], instance_id="test")
+                            allowed_updates=["message"], inbox=inbox_store())
     dispatcher = make_dispatcher(pool, bot, dp, term)
 
     async def both() -> None:
@@ -156,7 +160,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_with_an_apology(
     assert "handler bug" in row[2]
     replies = [m["text"] for m in await control.chat_messages(33)]
     assert replies == ["Что-то пошло не так, и мы не смогли обработать ваш запрос. "
-                       "Деньги не списаны. Попробуйте ещё раз чуть позже."]
+                       "Попробуйте ещё раз чуть позже."]
 
 
 async def test_a_handler_that_hangs_is_timed_out_retried_then_dead_lettered(
@@ -211,8 +215,8 @@ async def test_updates_left_processing_by_an_older_term_run_again_after_promotio
         await msg.answer(f"echo {msg.text}")
 
     await store(pool, message_update(1, 66, "in flight"))
-    async with pool.connection() as conn:
-        await conn.execute(MARK_PROCESSING_SQL, (1, 1))
+    async with (await lead(pool, term=1)).fenced(pool) as conn:
+        assert len(await inbox_store().claim(conn, term=1, limit=10)) == 1
     leadership = await lead(pool, term=2)
 
     await run_until(make_dispatcher(pool, bot, router_with(echo)).run(leadership),
@@ -325,7 +329,7 @@ async def test_a_stored_update_aiogram_cannot_parse_is_dead_lettered_without_an_
                     status_is(pool, 1, "failed"), "the unparseable update dead-lettered")
     row = await status(pool, 1)
     assert row is not None and row[1] == 1 and "ValidationError" in row[2]
-    assert await control.chat_messages(91) == []
+    assert int((await control.stats())["outbox"]) == 0  # no apology to anyone
 
 
 async def test_a_deposed_leader_whose_dead_letter_mark_is_fenced_sends_no_apology(
@@ -346,4 +350,4 @@ async def test_a_deposed_leader_whose_dead_letter_mark_is_fenced_sends_no_apolog
     await asyncio.wait({task})
     row = await status(pool, 1)
     assert row is not None and row[0] == "processing"  # the next leader owns it now
-    assert await control.chat_messages(92) == []
+    assert int((await control.stats())["outbox"]) == 0  # no apology to anyone

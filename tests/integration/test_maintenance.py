@@ -9,9 +9,8 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from services.maintenance import Maintenance
-from services.telegram.inbox import store_updates
 from supervisor.election import FencedError
-from tests.helpers import eventually, lead, message_update, set_term
+from tests.helpers import eventually, inbox_store, lead, message_update, set_term, store_updates
 
 RETENTION_HOURS = 72
 # update_id -> (status, hours since it was processed); None: never processed.
@@ -26,10 +25,13 @@ UPDATE telegram_updates
 IDS_SQL = b"SELECT update_id FROM telegram_updates ORDER BY update_id"
 
 
+def maintenance(pool: AsyncConnectionPool) -> Maintenance:
+    return Maintenance(pool, inbox=inbox_store(), inbox_retention_hours=RETENTION_HOURS)
+
+
 async def seed(pool: AsyncConnectionPool) -> None:
+    await store_updates(pool, *(message_update(n, 40 + n) for n in ROWS))
     async with pool.connection() as conn, conn.transaction():
-        await store_updates(conn, [message_update(n, 40 + n) for n in ROWS],
-                            instance_id="test")
         for update_id, (status, hours) in ROWS.items():
             await conn.execute(AGE_SQL, (status, hours, update_id))
 
@@ -44,8 +46,7 @@ async def test_prune_deletes_only_handled_updates_past_retention(
         pool: AsyncConnectionPool) -> None:
     await seed(pool)
     leadership = await lead(pool)
-    pruned = await Maintenance(pool, inbox_retention_hours=RETENTION_HOURS).prune_inbox(
-        leadership)
+    pruned = await maintenance(pool).prune_inbox(leadership)
     assert pruned == 2
     assert await remaining(pool) == [3, 4, 5]
 
@@ -55,7 +56,7 @@ async def test_a_deposed_leader_prunes_nothing(pool: AsyncConnectionPool) -> Non
     leadership = await lead(pool, term=1)
     await set_term(pool, 2)
     with pytest.raises(FencedError):
-        await Maintenance(pool, inbox_retention_hours=RETENTION_HOURS).prune_inbox(leadership)
+        await maintenance(pool).prune_inbox(leadership)
     assert await remaining(pool) == sorted(ROWS)
 
 
@@ -64,7 +65,7 @@ async def test_the_scheduler_prunes_on_promotion_and_stops_on_drain(
     await seed(pool)
     leadership = await lead(pool)
     task = asyncio.create_task(
-        Maintenance(pool, inbox_retention_hours=RETENTION_HOURS).run(leadership))
+        maintenance(pool).run(leadership))
 
     async def pruned() -> bool:
         return await remaining(pool) == [3, 4, 5]

@@ -16,7 +16,14 @@ from services.telegram import poller as poller_module
 from services.telegram.poller import TelegramPoller
 from supervisor.election import FencedError
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import BOT_TOKEN, eventually, faulty_first_request, lead, set_term
+from tests.helpers import (
+    BOT_TOKEN,
+    eventually,
+    faulty_first_request,
+    inbox_store,
+    lead,
+    set_term,
+)
 
 CHAT = 4242
 # Nothing listens there; the poller must remove the webhook before any delivery is tried.
@@ -30,7 +37,7 @@ def make_poller(pool: AsyncConnectionPool, sandbox: TelegramSandbox, *,
                 api_base: str | None = None) -> TelegramPoller:
     return TelegramPoller(pool, RuntimeState("test", "polling", "test"),
                           api_base=api_base or sandbox.base_url, token=BOT_TOKEN,
-                          allowed_updates=["message", "callback_query"], instance_id="test")
+                          allowed_updates=["message", "callback_query"], inbox=inbox_store())
 
 
 async def stored(pool: AsyncConnectionPool) -> int:

@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.telegram.webhook import SECRET_HEADER, WEBHOOK_PATH, WebhookIngress
 from supervisor.http import build_app
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import message_update
+from tests.helpers import inbox_store, message_update
 from tests.pg import free_port
 
 SECRET = "s3cret-webhook-token"
@@ -22,7 +22,7 @@ GOOD = {SECRET_HEADER: SECRET}
 
 async def client_for(pool: AsyncConnectionPool) -> TestClient:
     state = RuntimeState(instance_id="t", bot_mode="webhook", version="test")
-    ingress = WebhookIngress(pool, state, secret=SECRET, instance_id="t")
+    ingress = WebhookIngress(pool, state, secret=SECRET, inbox=inbox_store())
     client = TestClient(TestServer(build_app(state, (ingress.install,))))
     await client.start_server()
     return client
