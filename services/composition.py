@@ -60,7 +60,7 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     bot_id = bot_id_of(settings.telegram_bot_token.get())
     inbox = InboxStore(bot_id, instance_id=settings.instance_id)
     term = CurrentTerm()
-    storage = PostgresStorage(pool, fence=term.fence, state_cache_size=FSM_STATE_CACHE_SIZE,
+    storage = PostgresStorage(pool, fenced=term.fenced, state_cache_size=FSM_STATE_CACHE_SIZE,
                               cache_scope=lambda: term.leadership)
     aiogram_dp = build_dispatcher(storage=storage,
                                   pool=pool, settings=settings, catalog=catalog)

@@ -130,3 +130,11 @@ async def store_updates(pool: AsyncConnectionPool, *updates: dict[str, Any],
     incoming = [parse_update(orjson.dumps(u)) for u in updates]
     async with pool.connection() as conn, conn.transaction():
         return await inbox_store(bot_id).insert_updates(conn, incoming)
+
+
+async def lead_lease(pool: AsyncConnectionPool, lease_name: str, term: int = 1) -> Leadership:
+    """Return a leadership of `term` of lease_name (another bot's election), made current."""
+    async with pool.connection() as conn:
+        await conn.execute(SET_TERM_SQL, (lease_name, term))
+    return Leadership(term=term, instance_id="test", lease_name=lease_name,
+                      trusted=lambda: True)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 import psycopg
 from aiogram import Bot, Dispatcher
@@ -68,11 +69,12 @@ class CurrentTerm:
     def __init__(self) -> None:
         self.leadership: Leadership | None = None
 
-    async def fence(self, conn: psycopg.AsyncConnection) -> None:
-        """Fence conn's transaction with the current term; raise FencedError if none."""
+    def fenced(self, pool: AsyncConnectionPool) -> AbstractAsyncContextManager[
+            psycopg.AsyncConnection]:
+        """Return the current term's fenced unit of work; raise FencedError if none."""
         if self.leadership is None:
             raise FencedError("no current term")
-        await self.leadership.fence(conn)
+        return self.leadership.fenced(pool)
 
 
 class InboxDispatcher:

@@ -103,7 +103,7 @@ async def test_polled_commands_register_the_user_and_answer_in_their_language(
     leadership = await lead(pool)
     term = CurrentTerm()
     dp = product_dispatcher()
-    dp.fsm.storage = PostgresStorage(pool, fence=term.fence)
+    dp.fsm.storage = PostgresStorage(pool, fenced=term.fenced)
     dp.workflow_data.update(pool=pool)
     await control.inject([
         {"kind": "message", "chat_id": 11, "user_id": 11, "text": "/start",
