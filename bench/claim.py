@@ -13,7 +13,11 @@ with generate_series into a fresh database (migrated with `supervisor.migrations
 server of `--database-url` (default TEST_DATABASE_URL), dropped afterwards.
 
 Prints one JSON object: per case p50_ms and p99_ms over all claims, and the noise: the
-lowest and highest p50 of the rounds (`p50_ms_rounds`).
+lowest and highest p50 of the rounds (`p50_ms_rounds`), and `select_1_floor`, the same
+statistics for `SELECT 1` on the same connection (a busy machine's scheduling delays show
+there too: a claim's p99 near the floor's is the machine, not the query), and the machine's
+1-minute load average before and after (`load_avg_1m`; above its core count, the tail is
+mostly the scheduler).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
@@ -103,26 +108,39 @@ async def prepare(conn: psycopg.AsyncConnection, case: str, divisor: int) -> Non
     await conn.execute(b"ANALYZE telegram_chat_heads")
 
 
-async def time_claims(url: str, rounds: int, claims: int) -> dict[str, float | list[float]]:
-    """Time `rounds` x `claims` claims of CLAIM_LIMIT, each in a rolled-back transaction."""
+async def claim_once(conn: psycopg.AsyncConnection, store: InboxStore) -> float:
+    """Time one claim of CLAIM_LIMIT in a rolled-back transaction; return milliseconds."""
+    async with conn.transaction(force_rollback=True):
+        started = time.perf_counter()
+        jobs = await store.claim(conn, term=1, limit=CLAIM_LIMIT)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    if len(jobs) != CLAIM_LIMIT:
+        raise RuntimeError(f"claimed {len(jobs)} updates, expected {CLAIM_LIMIT}")
+    return elapsed_ms
+
+
+async def select_1(conn: psycopg.AsyncConnection, store: InboxStore) -> float:
+    """Time one `SELECT 1` round trip; return milliseconds."""
+    started = time.perf_counter()
+    await conn.execute(b"SELECT 1")
+    return (time.perf_counter() - started) * 1000
+
+
+async def time_runs(url: str, rounds: int, runs: int,
+                    measure: Callable[[psycopg.AsyncConnection, InboxStore], Awaitable[float]],
+                    ) -> dict[str, float | list[float]]:
+    """Time `rounds` x `runs` measurements; return p50/p99 overall and the rounds' p50 range."""
     store = InboxStore(BOT_ID, instance_id="bench")
     all_ms: list[float] = []
     round_p50: list[float] = []
     async with await psycopg.AsyncConnection.connect(url) as conn:
         for _ in range(rounds):
-            ms: list[float] = []
-            for _ in range(claims):
-                async with conn.transaction(force_rollback=True):
-                    started = time.perf_counter()
-                    jobs = await store.claim(conn, term=1, limit=CLAIM_LIMIT)
-                    ms.append((time.perf_counter() - started) * 1000)
-                if len(jobs) != CLAIM_LIMIT:
-                    raise RuntimeError(f"claimed {len(jobs)} updates, expected {CLAIM_LIMIT}")
+            ms = [await measure(conn, store) for _ in range(runs)]
             all_ms += ms
             round_p50.append(round(percentile(ms, 0.5), 3))
     return {"p50_ms": round(percentile(all_ms, 0.5), 3),
             "p99_ms": round(percentile(all_ms, 0.99), 3),
-            "claims": len(all_ms), "p50_ms_rounds": [min(round_p50), max(round_p50)]}
+            "runs": len(all_ms), "p50_ms_rounds": [min(round_p50), max(round_p50)]}
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
@@ -134,12 +152,16 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     try:
         await migrations.apply_pending(url)
         divisor = QUICK_DIVISOR if args.quick else 1
+        load_before = os.getloadavg()[0]
         result: dict[str, object] = {}
         for case in ("no_backlog", "single_chat_200k", "spread_1m"):
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 await prepare(conn, case, divisor)
-            result[case] = await time_claims(url, args.rounds, args.claims)
+            result[case] = await time_runs(url, args.rounds, args.claims, claim_once)
+        result["select_1_floor"] = await time_runs(url, args.rounds, args.claims, select_1)
         result["sizes_divided_by"] = divisor
+        result["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        result["cores"] = os.cpu_count()
         return result
     finally:
         async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:

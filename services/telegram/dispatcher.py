@@ -54,6 +54,9 @@ HANDLER_TIMEOUT_S = 30.0
 MAX_ATTEMPTS = 3
 RETRY_BASE_S = 1.0
 RETRY_MAX_S = 30.0
+# A claim no handler holds this long past HANDLER_TIMEOUT_S is reaped (checked this often).
+REAP_MARGIN_S = 30.0
+REAP_EVERY_S = 60.0
 # While all slots are busy, claim again only once concurrency / this many are free.
 CLAIM_BATCH_DIVISOR = 4
 # Handlers at once while the webhook ingress is flooded (never zero: the backlog still moves).
@@ -104,7 +107,8 @@ class InboxDispatcher:
             name=self.name, concurrency=self._concurrency, max_attempts=MAX_ATTEMPTS,
             handler_timeout_s=HANDLER_TIMEOUT_S, retry_initial_s=RETRY_BASE_S,
             retry_max_s=RETRY_MAX_S, poll_interval_s=WAKE_FALLBACK_S,
-            claim_batch=max(1, self._concurrency // CLAIM_BATCH_DIVISOR))
+            claim_batch=max(1, self._concurrency // CLAIM_BATCH_DIVISOR),
+            reap_margin_s=REAP_MARGIN_S, reap_every_s=REAP_EVERY_S)
         return Worker(config, pool=self._pool, queue=self._inbox, handle=self._handle,
                       listen_connect=self._listen_connect, concurrency=self._slots,
                       on_dead_letter=self._on_dead_letter, on_turn=self._count)

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from aiogram import Bot, Dispatcher, Router
@@ -20,6 +21,7 @@ from services.telegram.dead_letters import apology
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
+from services.telegram.inbox import parse_update
 from services.telegram.poller import TelegramPoller
 from supervisor.election import FencedError, Leadership
 from supervisor.runtime_state import RuntimeState
@@ -351,3 +353,32 @@ async def test_a_deposed_leader_whose_dead_letter_mark_is_fenced_sends_no_apolog
     row = await status(pool, 1)
     assert row is not None and row[0] == "processing"  # the next leader owns it now
     assert int((await control.stats())["outbox"]) == 0  # no apology to anyone
+
+
+async def test_a_claim_of_our_term_that_no_handler_holds_is_reaped_and_run(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient,
+        monkeypatch: pytest.MonkeyPatch, fast_retries: None) -> None:
+    monkeypatch.setattr(dispatcher_module, "HANDLER_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(dispatcher_module, "REAP_MARGIN_S", 0.0)
+    monkeypatch.setattr(dispatcher_module, "REAP_EVERY_S", 0.05)
+
+    async def echo(msg: Message) -> None:
+        await msg.answer(f"echo {msg.text}")
+
+    leadership = await lead(pool)
+    dispatcher = make_dispatcher(pool, bot, router_with(echo))
+    task = asyncio.ensure_future(dispatcher.run(leadership))
+    try:
+        await store(pool, message_update(1, 93, "warm-up"))
+        await eventually(status_is(pool, 1, "done"), what="the dispatcher running")
+        # A claim of our own term whose handler is gone (lost between claim and settle);
+        # stored and claimed in one transaction, so the dispatcher never sees it pending.
+        async with leadership.fenced(pool) as conn:
+            lost = parse_update(orjson.dumps(message_update(2, 94, "lost")))
+            assert await inbox_store().insert_updates(conn, [lost]) == 1
+            assert [j.key for j in await inbox_store().claim(conn, term=1, limit=1)] == [2]
+        await eventually(status_is(pool, 2, "done"), what="the lost claim reaped and run")
+    finally:
+        leadership.draining.set()
+        await asyncio.wait_for(task, 15)
+    assert [m["text"] for m in await control.chat_messages(94)] == ["echo lost"]
