@@ -12,14 +12,14 @@ WORKDIR /app
 
 # Dependencies first, so code changes do not reinstall them.
 COPY pyproject.toml ./
-RUN mkdir -p config supervisor services sandbox \
-    && touch config/__init__.py supervisor/__init__.py services/__init__.py sandbox/__init__.py \
+RUN mkdir -p config supervisor services \
+    && touch config/__init__.py supervisor/__init__.py services/__init__.py \
     && pip install . && pip uninstall -y kiebot
 
+# The product only: sandbox/, bench/ and tests/ never enter the image (.dockerignore).
 COPY config ./config
 COPY supervisor ./supervisor
 COPY services ./services
-COPY sandbox ./sandbox
 COPY migrations ./migrations
 COPY models ./models
 RUN pip install --no-deps -e .

@@ -26,16 +26,12 @@ import argparse
 import asyncio
 import os
 import secrets
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import orjson
 import psycopg
 from psycopg import conninfo, sql
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.telegram.inbox import InboxStore
 from supervisor import migrations
@@ -85,7 +81,7 @@ async def load(conn: psycopg.AsyncConnection, *, chat: str, first: int, last: in
     """Insert updates first..last of the chat expression `chat` (SQL over g)."""
     text = LOAD_UPDATES_SQL.format(bot=BOT_ID, chat=chat, first=first, last=last,
                                    payload=PAYLOAD_SQL.format(chat=chat))
-    await conn.execute(sql.SQL(text))  # type: ignore[arg-type]
+    await conn.execute(sql.SQL(text))
 
 
 async def prepare(conn: psycopg.AsyncConnection, case: str, divisor: int) -> None:
@@ -96,14 +92,14 @@ async def prepare(conn: psycopg.AsyncConnection, case: str, divisor: int) -> Non
     elif case == "single_chat_200k":
         backlog = SINGLE_CHAT_BACKLOG // divisor
         await load(conn, chat=str(BUSY_CHAT_ID), first=1, last=backlog + 1)
-        await conn.execute(sql.SQL(RUN_HEAD_SQL.format(bot=BOT_ID)))  # type: ignore[arg-type]
+        await conn.execute(sql.SQL(RUN_HEAD_SQL.format(bot=BOT_ID)))
         await load(conn, chat=f"{OTHER_CHAT_BASE} + g", first=backlog + 2,
                    last=backlog + 1 + CLAIM_LIMIT)
     else:
         chats = SPREAD_CHATS // divisor
         await load(conn, chat=f"{OTHER_CHAT_BASE} + g % {chats}", first=1,
                    last=SPREAD_UPDATES // divisor)
-    await conn.execute(sql.SQL(LOAD_HEADS_SQL))  # type: ignore[arg-type]
+    await conn.execute(sql.SQL(LOAD_HEADS_SQL))
     await conn.execute(b"ANALYZE telegram_updates")
     await conn.execute(b"ANALYZE telegram_chat_heads")
 

@@ -24,14 +24,10 @@ from types import FrameType
 
 import psycopg
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from sandbox.cluster import InstanceCluster, ServerProcess, get_json, wait_until  # noqa: E402
-from supervisor import migrations  # noqa: E402
-from tests.helpers import BOT_TOKEN, make_env  # noqa: E402
-from tests.pg import Server  # noqa: E402
+from sandbox.harness.cluster import ROOT, InstanceCluster, ServerProcess, get_json, wait_until
+from sandbox.harness.databases import Server
+from sandbox.harness.env import BOT_TOKEN, make_env
+from supervisor import migrations
 
 # Set explicitly so the load generator knows the exact header value (no derivation).
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
@@ -146,7 +142,8 @@ def database_transactions(database_url: str) -> int:
 
 
 def bench_database(stack: contextlib.ExitStack) -> BenchDatabase:
-    """Find or start PostgreSQL (tests/pg.py order), create and migrate a database."""
+    """Find or start PostgreSQL (TEST_DATABASE_URL, else a throwaway cluster), create and
+    migrate a database."""
     server = Server().start()
     stack.callback(server.stop)
     url = server.create_database(prefix="kiebot_bench")
@@ -156,9 +153,7 @@ def bench_database(stack: contextlib.ExitStack) -> BenchDatabase:
         settings: dict[str, str] = dict(conn.execute(
             b"SELECT name, setting FROM pg_settings WHERE name IN"
             b" ('server_version', 'fsync', 'synchronous_commit', 'shared_buffers')").fetchall())
-    source = ("TEST_DATABASE_URL" if os.environ.get("TEST_DATABASE_URL")
-              and server.url == os.environ["TEST_DATABASE_URL"] else "throwaway cluster")
-    return BenchDatabase(url, {"source": source, **settings})
+    return BenchDatabase(url, {"source": server.source, **settings})
 
 
 def start_sandbox(stack: contextlib.ExitStack, logs: Path, *,

@@ -18,16 +18,14 @@ import signal
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import orjson
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from sandbox.harness.cluster import wait_until
+from sandbox.harness.databases import Server
+from sandbox.harness.probe import Cluster
 from supervisor import migrations
-from tests.chaos.harness import Cluster
-from tests.pg import Server, wait_until
 
 SCENARIOS = ("sigkill", "sigterm", "sigstop", "conn_kill")
 TTL_S = 5.0

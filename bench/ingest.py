@@ -39,12 +39,10 @@ from urllib.parse import urlsplit
 import orjson
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench import common
-from sandbox.cluster import ServerProcess
-from sandbox.postgres import free_port
-from sandbox.serving import serve_until_signalled
+from sandbox.harness.cluster import ServerProcess
+from sandbox.harness.postgres import free_port
+from sandbox.harness.serving import serve_until_signalled
 from services.telegram.webhook import SECRET_HEADER, WEBHOOK_PATH
 from supervisor.election import lock_key
 

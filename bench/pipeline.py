@@ -4,8 +4,9 @@
                              [--mode polling|webhook] [--inject-rate 0]
 
 A throwaway database, the Telegram sandbox without rate limits, and N real instances
-(`python -m supervisor run`); in webhook mode the sandbox pushes to `sandbox.balancer`, which
-spreads deliveries over the instances as Render's balancer would. After a warm-up, N text
+(`python -m supervisor run`); in webhook mode the sandbox pushes to
+`sandbox.harness.balancer`, which spreads deliveries over the instances as Render's balancer
+would. After a warm-up, N text
 messages with unique texts go into 1,000 private chats (in batches, as fast as the sandbox takes
 them unless --inject-rate paces them); the fallback handler answers each with
 `I did not understand “<text>”...`, so every reply names its update. A reader follows the
@@ -33,11 +34,9 @@ from pathlib import Path
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench import common
-from sandbox.cluster import InstanceCluster, ServerProcess
-from sandbox.postgres import free_port
+from sandbox.harness.cluster import InstanceCluster, ServerProcess
+from sandbox.harness.postgres import free_port
 from sandbox.telegram.control import SandboxClient, SandboxTimeout
 from services.telegram.webhook import WEBHOOK_PATH
 
@@ -217,7 +216,7 @@ def start_balancer(stack: contextlib.ExitStack, logs: Path, port: int,
     args = ["--port", str(port)]
     for backend in backends:
         args += ["--backend", backend]
-    return common.start_server(stack, "sandbox.balancer", args, logs / "balancer.log")
+    return common.start_server(stack, "sandbox.harness.balancer", args, logs / "balancer.log")
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, object]:

@@ -3,11 +3,16 @@
 Every key is one `EnvKey` row in `ENV_KEYS` (name, description, parser, default, secret).
 `load_settings(environ)` parses all of them, collects every problem, and raises one
 `ConfigError` listing them all; it does no I/O, so it runs before anything touches the
-database or the network. Secret values are wrapped in `Secret`, whose repr is masked.
+database or the network. Secret values are wrapped in `Secret`, whose repr is masked, and
+every one of them (the derived webhook secret too) is in `Settings.secret_values()`, which
+the log formatter masks.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
 import os
 import re
 import socket
@@ -21,7 +26,15 @@ BOT_MODES = ("polling", "webhook")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Telegram tokens are "<bot id>:<35 url-safe chars>"; we accept any length >= 20 for the tail.
 BOT_TOKEN_RE = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{20,}$")
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+BOT_TOKEN_RULE = ("must be '<bot id>:<secret>' as @BotFather issues it: 3 or more digits, "
+                  "a colon, then 20 or more of A-Z a-z 0-9 _ -")
+# Telegram allows 1-256 chars of its alphabet; at least 16 because the log formatter masks
+# every occurrence of a secret (a short one would mask ordinary text) and to resist guessing.
+WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{16,256}")
+WEBHOOK_SECRET_RULE = "must be 16-256 characters of A-Z a-z 0-9 _ -"
+# The derived webhook secret: HMAC-SHA256(bot token, label), hex (64 chars, in the alphabet).
+WEBHOOK_SECRET_LABEL = b"kiebot-webhook-secret-v1"
+LOOPBACK_NAMES = ("localhost",)
 MIN_API_KEY_CHARS = 16
 
 
@@ -116,15 +129,27 @@ def _api_key(raw: str) -> Secret:
 def _bot_token(raw: str) -> Secret:
     if not BOT_TOKEN_RE.match(raw.strip()):
         # Never echo the value: it is a secret even when malformed.
-        raise ValueError("must look like '<digits>:<token>' as issued by @BotFather")
+        raise ValueError(BOT_TOKEN_RULE)
     return Secret(raw.strip())
 
 
 def _webhook_secret(raw: str) -> Secret:
-    # Telegram allows 1-256 chars of A-Z, a-z, 0-9, _ and -.
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", raw.strip()):
-        raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    if not WEBHOOK_SECRET_RE.fullmatch(raw.strip()):
+        raise ValueError(WEBHOOK_SECRET_RULE)  # never echoed: it is a secret
     return Secret(raw.strip())
+
+
+def derive_webhook_secret(bot_token: Secret) -> Secret:
+    """Return the webhook secret used when WEBHOOK_SECRET_TOKEN is unset."""
+    digest = hmac.new(bot_token.get().encode(), WEBHOOK_SECRET_LABEL, hashlib.sha256)
+    return Secret(digest.hexdigest())
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in LOOPBACK_NAMES
 
 
 def _postgres_url(raw: str) -> Secret:
@@ -134,20 +159,17 @@ def _postgres_url(raw: str) -> Secret:
     return Secret(raw.strip())
 
 
-def _http_url(*, https_only: bool) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        # Plain http is only allowed on loopback, for the sandbox and tests.
-        if https_only and parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
-            raise ValueError(f"must be an https URL (http only on localhost), got {value!r}")
-        if parts.query or parts.fragment:
-            raise ValueError("must not contain a query string or fragment")
-        return value
-
-    return parse
+def _https_url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    # Plain http is only allowed on loopback, for the sandbox and tests.
+    if parts.scheme != "https" and not _is_loopback(parts.hostname):
+        raise ValueError(f"must be an https URL (http only on loopback), got {value!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("must not contain a query string or fragment")
+    return value
 
 
 def _admin_ids(raw: str) -> tuple[int, ...]:
@@ -226,7 +248,7 @@ ENV_KEYS: tuple[EnvKey, ...] = (
            secret=True),
     EnvKey("WEBHOOK_BASE_URL", "webhook_base_url",
            "Public https base URL of the service (webhook and Kie callbacks are under it).",
-           _http_url(https_only=True)),
+           _https_url),
     # --- optional, with defaults ---
     EnvKey("PORT", "port", "HTTP port to listen on (0: any free port, for tests).",
            _int_in(0, 65535), default="10000"),
@@ -235,12 +257,25 @@ ENV_KEYS: tuple[EnvKey, ...] = (
            "host-pid).", _instance_id, default=""),
     EnvKey("PRICE_MARKUP", "price_markup", "User price = Kie cost x this factor (1-100).",
            _markup, default="2.0"),
-    EnvKey("TELEGRAM_API_BASE", "telegram_api_base", "Telegram Bot API base URL.",
-           _http_url(https_only=False), default="https://api.telegram.org"),
-    EnvKey("KIE_BASE_URL", "kie_base_url", "Kie.ai API base URL.", _http_url(https_only=False),
+    EnvKey("TELEGRAM_API_BASE", "telegram_api_base",
+           "Telegram Bot API base URL (https; http only on loopback).",
+           _https_url, default="https://api.telegram.org"),
+    EnvKey("KIE_BASE_URL", "kie_base_url", "Kie.ai API base URL (https; http only on loopback).",
+           _https_url,
            default="https://api.kie.ai"),
+    EnvKey("KIE_UPLOAD_BASE_URL", "kie_upload_base_url",
+           "Kie.ai file upload API base URL (https; http only on loopback).",
+           _https_url, default="https://kieai.redpandaai.co"),
+    EnvKey("KIE_WEBHOOK_HMAC_KEY", "kie_webhook_hmac_key",
+           "Kie's webhookHmacKey: when set, every callback must carry a valid "
+           "X-Webhook-Signature (unset: callbacks are checked by their per-job token only).",
+           _api_key, default="", secret=True),
+    EnvKey("KIE_REQUEST_TIMEOUT", "kie_request_timeout_s",
+           "Seconds one Kie API request may take in all (connecting included).",
+           _float_in(1, 300), default="30.0"),
     EnvKey("WEBHOOK_SECRET_TOKEN", "webhook_secret_token",
-           "Secret Telegram sends with each webhook (default: derived from the bot token).",
+           "Secret Telegram sends with each webhook, 16-256 of A-Z a-z 0-9 _ - (default: "
+           "derived from the bot token).",
            _webhook_secret, default="", secret=True),
     EnvKey("LOG_LEVEL", "log_level", "DEBUG, INFO, WARNING or ERROR.",
            _choice(*LOG_LEVELS, upper=True), default="INFO"),
@@ -266,6 +301,28 @@ ENV_KEYS: tuple[EnvKey, ...] = (
     EnvKey("DB_STATEMENT_TIMEOUT", "db_statement_timeout_s",
            "Seconds a pooled statement may run before PostgreSQL cancels it.",
            _float_in(0.5, 600), default="30.0"),
+    # --- generation jobs (services/generation) ---
+    EnvKey("MAX_ACTIVE_JOBS", "max_active_jobs",
+           "Generations one user may have queued or running at once.", _int_in(1, 100),
+           default="2"),
+    EnvKey("FREE_DAILY_QUOTA", "free_daily_quota",
+           "Free-tier generations per user per day (UTC); failed ones do not count.",
+           _int_in(0, 1000), default="5"),
+    EnvKey("MAX_SUBMIT_ATTEMPTS", "max_submit_attempts",
+           "Times a job is sent to Kie before it fails and its hold is released.",
+           _int_in(1, 20), default="3"),
+    EnvKey("JOB_EXPIRY_IMAGE", "job_expiry_image_s",
+           "Seconds an image job may take before it expires and its hold is released.",
+           _float_in(60, 86400), default="900"),
+    EnvKey("JOB_EXPIRY_VIDEO", "job_expiry_video_s",
+           "Seconds a video job may take before it expires and its hold is released.",
+           _float_in(60, 86400), default="3600"),
+    EnvKey("JOB_EXPIRY_AUDIO", "job_expiry_audio_s",
+           "Seconds an audio job may take before it expires and its hold is released.",
+           _float_in(60, 86400), default="1200"),
+    EnvKey("JOB_EXPIRY_UPSCALE", "job_expiry_upscale_s",
+           "Seconds an upscale job may take before it expires and its hold is released.",
+           _float_in(60, 86400), default="1800"),
 )
 
 REQUIRED_ENV_KEYS: tuple[str, ...] = tuple(k.name for k in ENV_KEYS if k.required)
@@ -291,7 +348,10 @@ class Settings:
     price_markup: Decimal
     telegram_api_base: str
     kie_base_url: str
-    webhook_secret_token: Secret | None
+    kie_upload_base_url: str
+    kie_webhook_hmac_key: Secret | None
+    kie_request_timeout_s: float
+    webhook_secret_token: Secret   # WEBHOOK_SECRET_TOKEN, or derived from the bot token
     log_level: str
     leader_renew_interval_s: float
     leader_lease_ttl_s: float
@@ -301,6 +361,13 @@ class Settings:
     dispatch_concurrency: int
     inbox_retention_hours: int
     db_statement_timeout_s: float
+    max_active_jobs: int
+    free_daily_quota: int
+    max_submit_attempts: int
+    job_expiry_image_s: float
+    job_expiry_video_s: float
+    job_expiry_audio_s: float
+    job_expiry_upscale_s: float
 
     def secret_values(self) -> tuple[str, ...]:
         """Return every secret value, for log and output scrubbing."""
@@ -335,6 +402,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raise ConfigError(problems)
     if values["instance_id"] is None:
         values["instance_id"] = default_instance_id(environ)
+    if values["webhook_secret_token"] is None:
+        values["webhook_secret_token"] = derive_webhook_secret(values["telegram_bot_token"])
     return Settings(**values)
 
 

@@ -14,7 +14,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from config import Settings
-from services.billing.ledger import EntryKind, apply_entry, count_entries
+from services.accounts import Accounts
+from services.billing.ledger import EntryKind, LedgerConflict, apply_entry, count_entries
 from services.catalog import Catalog, load_catalog, price_kopecks
 from services.maintenance import Maintenance
 from services.telegram.bot import create_bot
@@ -34,6 +35,7 @@ from services.telegram.webhook import (
 )
 from services.users import ensure_user
 from supervisor import db
+from supervisor.http import RouteInstaller
 from supervisor.runtime_state import RuntimeState
 from supervisor.services import Check, Composition, Service
 
@@ -51,7 +53,14 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     """Build the product's services for one instance."""
     catalog = await asyncio.to_thread(load_catalog)
     state.catalog_models = len(catalog)
-    bot = create_bot(settings)
+    term = CurrentTerm()
+
+    def leading() -> bool:
+        # The same local test Leadership.fence makes before it asks the database.
+        leadership = term.leadership
+        return leadership is not None and not leadership.lost.is_set() and leadership.trusted()
+
+    bot = create_bot(settings, leading=leading)
     secret = webhook_secret(settings)
 
     async def listen_connect() -> psycopg.AsyncConnection:
@@ -59,11 +68,10 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
 
     bot_id = bot_id_of(settings.telegram_bot_token.get())
     inbox = InboxStore(bot_id, instance_id=settings.instance_id)
-    term = CurrentTerm()
     storage = PostgresStorage(pool, fenced=term.fenced, state_cache_size=FSM_STATE_CACHE_SIZE,
                               cache_scope=lambda: term.leadership)
-    aiogram_dp = build_dispatcher(storage=storage,
-                                  pool=pool, settings=settings, catalog=catalog)
+    accounts = Accounts(pool, leadership=lambda: term.leadership)
+    aiogram_dp = build_dispatcher(storage=storage, accounts=accounts)
     pressure = IngressPressure()
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, inbox=inbox, term=term,
                                  listen_connect=listen_connect,
@@ -71,9 +79,10 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
                                  on_dead_letter=apology(bot), flooded=pressure.high)
     allowed_updates = aiogram_dp.resolve_used_update_types()
     leader_only: list[Service] = [
-        dispatcher,
+        dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
         Maintenance(pool, inbox=inbox, inbox_retention_hours=settings.inbox_retention_hours),
     ]
+    routes: list[RouteInstaller] = []
     if settings.bot_mode == "polling":
         leader_only.append(TelegramPoller(
             pool, state, api_base=settings.telegram_api_base,
@@ -83,8 +92,10 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         leader_only.append(WebhookRegistrar(pool, bot, url=webhook_url(settings), secret=secret,
                                             allowed_updates=allowed_updates,
                                             service_state=ServiceStateStore(bot_id)))
-    ingress = WebhookIngress(pool, state, secret=secret, inbox=inbox, pressure=pressure)
-    return Composition(leader_only=leader_only, routes=[ingress.install],
+        # The webhook route exists only in webhook mode: in polling mode nothing may inject.
+        routes.append(WebhookIngress(pool, state, secret=secret, inbox=inbox,
+                                     pressure=pressure).install)
+    return Composition(leader_only=leader_only, routes=routes,
                        checks=checks(settings, pool, catalog), on_close=[bot.session.close])
 
 
@@ -113,10 +124,17 @@ def checks(settings: Settings, pool: AsyncConnectionPool,
             first = await apply_entry(conn, **entry)  # type: ignore[arg-type]
             second = await apply_entry(conn, **entry)  # type: ignore[arg-type]
             entries = await count_entries(conn, key)
-        if not (first.applied and not second.applied and entries == 1
+            try:
+                await apply_entry(conn, **(entry | {"balance_delta_kop": 1}))  # type: ignore[arg-type]
+            except LedgerConflict:
+                conflict = True
+            else:
+                conflict = False
+        if not (first.applied and not second.applied and entries == 1 and conflict
                 and second.wallet and second.wallet.balance_kop == PROBE_AMOUNT_KOP):
-            raise RuntimeError(f"same key applied twice: entries={entries}, "
+            raise RuntimeError(f"same key applied twice or a conflicting replay accepted: "
+                               f"entries={entries}, conflict={conflict}, "
                                f"wallet={second.wallet}")
-        return "same ledger key twice -> one entry (rolled back)"
+        return "same ledger key twice -> one entry, another amount -> conflict (rolled back)"
 
     return [Check("catalog", catalog_probe), Check("billing_idempotency", billing_probe)]

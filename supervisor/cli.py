@@ -35,9 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, validate the environment, run the command; return the exit code."""
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        from sandbox.demo import run_demo  # the demo brings its own environment
+        from sandbox.harness.demo import run_demo  # the demo brings its own environment
 
         return run_demo(args)
+    if args.command == "local":
+        from sandbox.harness.local import run_local  # it generates its own environment
+
+        return run_local(args)
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:
@@ -77,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="seconds between leader faults")
     demo.add_argument("--mode", choices=("polling", "webhook"), default="polling",
                       help="how the instances get updates")
+    local = sub.add_parser("local", help="chat with one bot instance in this terminal"
+                                         " (PostgreSQL and the Telegram sandbox included)")
+    local.add_argument("--language", choices=("en", "ru"), default="en",
+                       help="your Telegram language (the bot answers in it)")
     return parser
 
 

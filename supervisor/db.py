@@ -5,6 +5,12 @@ carry the instance id as `application_name` (visible in pg_stat_activity), a sta
 timeout, and an idle-in-transaction timeout equal to the lease TTL: a frozen leader's
 open transaction (which holds the term row FOR SHARE through fence()) is ended by the
 server itself, so a promotion never waits on it for longer than that.
+
+Start-up errors are either transient (the server is down, restarting, unreachable: retry) or
+permanent (`DatabaseRefused`: wrong credentials, no such database, a server too old to lead:
+retrying cannot help, so the process exits with one line naming the cause and the env key).
+libpq reports connection failures without a SQLSTATE, so `refusal()` reads the SQLSTATE where
+there is one and the server's FATAL message otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +24,20 @@ from psycopg_pool import AsyncConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
 from config import Settings
+
+# idle_session_timeout (PostgreSQL 14) is what ends a frozen leader's lock session; without
+# it no one could safely lead.
+MIN_SERVER_VERSION_NUM = 140000
+FIX_KEY = "DATABASE_URL"
+# SQLSTATE -> (cause, the FATAL messages that stand for it when libpq gives no SQLSTATE; each
+# message as the substrings it must contain).
+PERMANENT_SQLSTATES: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
+    "28P01": ("authentication failed (wrong user or password)",
+              (("password authentication failed",),)),
+    "28000": ("this role may not connect (no such role, or pg_hba.conf refuses it)",
+              (("no pg_hba.conf entry",), ('role "', "does not exist"))),
+    "3D000": ("the database does not exist", (('database "', "does not exist"),)),
+}
 
 # A pool connection is recycled after this long, so server-side restarts heal gradually.
 POOL_MAX_LIFETIME_S = 1800.0
@@ -63,6 +83,38 @@ class Pool(AsyncConnectionPool):
         # The one hook psycopg_pool offers for its backoff: the attempt object it is given.
         await super()._add_connection(
             attempt or _CappedAttempt(timeout=self.reconnect_timeout), growing)
+
+
+class DatabaseRefused(Exception):
+    """The database refuses this instance for good; retrying cannot help."""
+
+    def __init__(self, cause: str, *, env_key: str = FIX_KEY) -> None:
+        self.cause = cause
+        self.env_key = env_key
+        super().__init__(f"{cause}; fix {env_key}")
+
+
+def refusal(exc: BaseException) -> DatabaseRefused | None:
+    """Return the permanent refusal exc stands for, or None if retrying may help."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate in PERMANENT_SQLSTATES:
+        return DatabaseRefused(PERMANENT_SQLSTATES[sqlstate][0])
+    if not isinstance(exc, psycopg.OperationalError):
+        return None
+    fatal = str(exc).partition("FATAL:")[2]
+    for cause, messages in PERMANENT_SQLSTATES.values():
+        if any(all(part in fatal for part in parts) for parts in messages):
+            return DatabaseRefused(cause)
+    return None
+
+
+def require_supported_server(conn: psycopg.AsyncConnection) -> None:
+    """Raise DatabaseRefused if the server is older than MIN_SERVER_VERSION_NUM."""
+    version = conn.info.server_version
+    if version < MIN_SERVER_VERSION_NUM:
+        raise DatabaseRefused(
+            f"PostgreSQL {version // 10000} is too old: leader election needs "
+            f"idle_session_timeout (PostgreSQL {MIN_SERVER_VERSION_NUM // 10000}+)")
 
 
 def session_options(settings: Settings, *, statement_timeout_s: float | None = None) -> str:

@@ -157,12 +157,10 @@ class Elector:
             try:
                 return await self._campaign_once(stop)
             except (psycopg.Error, OSError) as exc:
-                delay = backoff.next_delay()
-                self._state.record_error("election", exc)
-                logger.error("campaign_failed", extra={
-                    "error": str(exc), "attempt": backoff.attempts, "next_delay_s": delay})
+                # Logged once per outage (db_unreachable), not once per retry.
+                self._state.mark_db_unreachable("election", exc)
                 await self._close_lock_session()
-                await wait_event(stop, delay)
+                await wait_event(stop, backoff.next_delay())
         return None
 
     async def _campaign_once(self, stop: asyncio.Event) -> Leadership | None:
@@ -229,7 +227,7 @@ class Elector:
             try:
                 await self._check_lease()
             except (psycopg.Error, OSError) as exc:
-                logger.warning("lease_watch_failed", extra={"error": str(exc)})
+                self._state.mark_db_unreachable("lease-watch", exc)
             await wait_event(done, self._interval_s)
 
     async def _check_lease(self) -> None:

@@ -1,8 +1,15 @@
 """The instance's HTTP server: /health, /ready, /metrics, plus routes the services add.
 
 Handlers read only `RuntimeState`, never the database, so they answer in microseconds
-even while PostgreSQL is down. /health is the liveness probe Render polls: 200 unless this
-instance is a leader past its trust window (then 503, so an operator sees it at once).
+even while PostgreSQL is down.
+
+/health is the check Render polls before it routes to (and keeps) an instance. It answers
+503, with the same JSON body, while this instance cannot serve (`RuntimeState.problems()`):
+- migrations not applied (pending, failed, or not yet run),
+- the database has not answered for DB_DOWN_GRACE_S (15 s),
+- a leader past its trust window;
+and 200 otherwise: a follower that serves is healthy. A deploy with a broken DATABASE_URL
+therefore never passes the health check and never replaces healthy instances.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ def json_response(body: object, *, status: int = 200) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    return json_response(state.health(), status=503 if state.trust_expired() else 200)
+    body = state.health()
+    return json_response(body, status=503 if body["problems"] else 200)
 
 
 async def ready(request: web.Request) -> web.Response:

@@ -11,7 +11,15 @@ main_loop   candidate -> leader -> demoting -> candidate ..., until a stop signa
             EXIT_UNFENCED rather than run work that is no longer fenced.
 shutdown    on SIGTERM/SIGINT: a leader drains (no new work, in-flight work finishes within
             SHUTDOWN_GRACE while the lease is still renewed), resigns and exits 0; a follower
-            exits at once. A second signal exits immediately.
+            exits at once. A second signal exits immediately. A signal during start-up ends
+            it where it is: the instance never reports itself started.
+
+Start-up failures
+    transient (DB down, restarting, unreachable): retried every 0.5-2 s, logged once as
+        `db_unreachable` and once as `db_reachable` when it answers again;
+    permanent (`db.DatabaseRefused`: wrong password, no such database or role, PostgreSQL
+        older than 14): one line naming the cause and the env key, exit EXIT_DATABASE_REFUSED;
+    a bad migration history or catalog: exit EXIT_REFUSED.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_REFUSED = 1       # a migration or catalog problem: starting would be wrong
+EXIT_DATABASE_REFUSED = 79   # the database refuses us for good (credentials, database, version)
 EXIT_UNFENCED = 70     # a leader-only service ignored cancellation after demotion
 EXIT_FORCED = 130      # second signal
 ComposeFn = Callable[[Settings, AsyncConnectionPool, RuntimeState], Awaitable[Composition]]
@@ -85,6 +94,9 @@ class Instance:
             logger.error("startup_refused", extra={"reason": str(exc)})
             print(f"refusing to start: {exc}", file=sys.stderr)
             self.exit_code = EXIT_REFUSED
+        except db.DatabaseRefused as exc:
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            self.exit_code = EXIT_DATABASE_REFUSED
         finally:
             await asyncio.shield(self.shutdown())
         return self.exit_code
@@ -107,8 +119,10 @@ class Instance:
         self._http = HttpServer(build_app(self.state, tuple(self._composition.routes)),
                                 port=self.settings.port)
         await self._http.start()
-        await self._pool.open(wait=False)
         await self._migrate()
+        if self.stop_event.is_set():
+            return
+        await self._pool.open(wait=False)
         self._always = ServiceGroup([self._heartbeat, *self._composition.always], self.state)
         self._always.start(None)
         # Start-up leaves ~200k long-lived objects (aiogram, pydantic models); a full GC pass
@@ -129,11 +143,11 @@ class Instance:
             except migrations.MigrationError as exc:
                 raise StartupRefused(str(exc)) from exc
             except (psycopg.Error, OSError) as exc:
-                delay = backoff.next_delay()
-                self.state.record_error("migrations", exc)
-                logger.error("migrate_failed", extra={
-                    "error": str(exc), "attempt": backoff.attempts, "next_delay_s": delay})
-                await wait_event(self.stop_event, delay)
+                refused = db.refusal(exc)
+                if refused is not None:
+                    raise refused from exc
+                self.state.mark_db_unreachable("migrations", exc)
+                await wait_event(self.stop_event, backoff.next_delay())
                 continue
             self.state.migrations = status.as_dict()
             self.state.mark_db_ok()
@@ -197,12 +211,13 @@ class Instance:
         # 2. Stop always-on services (heartbeat, composition's own).
         if self._always is not None:
             await self._always.stop(self.settings.leader_stop_grace_s)
-        # 3. Tell the cluster we left, then close composition resources (bot session, ...).
-        try:
-            async with asyncio.timeout(1.0):
-                await self._heartbeat.mark_stopped()
-        except (psycopg.Error, OSError, TimeoutError) as exc:
-            logger.warning("mark_stopped_failed", extra={"error": str(exc)})
+        # 3. Tell the cluster we left (if we ever joined), then close composition resources.
+        if self._always is not None:
+            try:
+                async with asyncio.timeout(1.0):
+                    await self._heartbeat.mark_stopped()
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                logger.warning("mark_stopped_failed", extra={"error": str(exc)})
         for close in self._composition.on_close:
             await close()
         # 4. Close the pool last: everything above may still need it.

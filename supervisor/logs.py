@@ -7,6 +7,8 @@ Log calls name an event and pass fields through `extra`:
 The formatter adds `ts`, `level`, `logger`, `event`, the process context (instance, role,
 term from the `LogContext` the runtime keeps current) and scrubs every configured secret
 value from the finished line, so a secret that slips into an exception text is masked too.
+Python warnings (a library's DeprecationWarning, aiogram's unknown update type) are logged
+too, as `python_warning` lines, never as raw text on stderr.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) |
     "taskName",
 }
 SECRET_MASK = "***"
+# Masking replaces text in the finished line: a shorter value could match keys, punctuation or
+# ordinary words and rewrite the JSON itself. Config refuses secrets that short.
+MIN_MASKED_SECRET_CHARS = 16
+WARNINGS_LOGGER = "py.warnings"
 
 
 class LogContext:
@@ -47,7 +53,8 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         # Each secret as written and as JSON-escaped (quotes, backslashes) in the line;
         # longest first so a secret containing another is masked whole.
-        forms = {form for s in secrets if s for form in (s, orjson.dumps(s).decode()[1:-1])}
+        forms = {form for s in secrets if len(s) >= MIN_MASKED_SECRET_CHARS
+                 for form in (s, orjson.dumps(s).decode()[1:-1])}
         self._secrets = sorted(forms, key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
@@ -71,14 +78,23 @@ class JsonFormatter(logging.Formatter):
         return line
 
 
+def _warning_as_event(record: logging.LogRecord) -> bool:
+    """Turn a captured warning (its text as the message) into a `python_warning` event."""
+    record.warning = record.getMessage().strip()
+    record.msg, record.args = "python_warning", ()
+    return True
+
+
 def setup_logging(*, level: str = "INFO", instance_id: str = "-",
                   secrets: Iterable[str] = ()) -> None:
-    """Send all logging to stderr as JSON lines."""
+    """Send all logging, Python warnings included, to stderr as JSON lines."""
     CONTEXT.instance_id = instance_id
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)
+    logging.getLogger(WARNINGS_LOGGER).addFilter(_warning_as_event)  # once: same function
     # aiohttp's access log is one line per request: far too chatty for /health polling.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

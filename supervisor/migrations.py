@@ -2,8 +2,18 @@
 
 Rules the runner enforces before touching the schema (each refusal names the file):
 - names are `NNN_snake_case.sql`, numbered 1, 2, 3, ... with no repeat and no gap;
-- no file drops a table or a column (data would be lost);
+- every file parses (PostgreSQL's own parser, through pglast) and destroys no data: no DROP
+  TABLE / SCHEMA, no ALTER TABLE ... DROP [COLUMN], no DROP ... CASCADE (it drops whatever
+  depends on the object, columns included), no TRUNCATE, no DELETE or UPDATE without WHERE;
+  the refusal names the file and the statement. Being the real parser, comments, quoting and
+  string literals cannot hide or fake a statement;
 - every applied migration still has its file, with the same sha256 checksum.
+
+Locks: each file runs with `lock_timeout` = MIGRATION_LOCK_TIMEOUT_MS. DDL waiting for a lock
+queues every later query of that table behind it, so a migration stuck behind a long
+transaction would stall all traffic; instead it gives up after the timeout, rolls back, and
+tries again (MIGRATION_LOCK_ATTEMPTS times, backoff between); then the run is refused naming
+the file, and nothing of that file is applied.
 
 Concurrency: `apply_pending` holds a session advisory lock for the whole run, so instances
 that boot together migrate exactly once; the others wait, then find nothing to do. Each file
@@ -13,6 +23,7 @@ files leaves a consistent prefix applied and the next run continues from there.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -20,9 +31,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pglast
 import psycopg
+from pglast import ast
+from pglast.enums import AlterTableType, DropBehavior, ObjectType
 from psycopg.rows import dict_row
 
+from supervisor import db
+from supervisor.aio import Backoff
 from supervisor.sqlstore import QueryStore
 
 logger = logging.getLogger(__name__)
@@ -31,14 +47,13 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 # Fixed advisory lock key for migration runs ("kiebot_migrations" hashed once, by hand).
 MIGRATION_LOCK_KEY = 7_354_210_988_125_140_001
 _FILE_RE = re.compile(r"^(\d{3})_([a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
-# DROP TABLE/SCHEMA, TRUNCATE, and ALTER TABLE ... DROP [COLUMN] <name> (COLUMN is optional in
-# PostgreSQL); dropping a constraint, default, NOT NULL, identity or expression keeps the data.
-_DESTRUCTIVE_RE = re.compile(
-    r"\bDROP\s+(?:TABLE|SCHEMA)\b|\bTRUNCATE\b"
-    r"|\bALTER\s+TABLE\b[^;]*?\bDROP\s+(?:COLUMN\s+)?"
-    r"(?!CONSTRAINT\b|DEFAULT\b|NOT\b|IDENTITY\b|EXPRESSION\b)\w",
-    re.IGNORECASE)
-_COMMENT_RE = re.compile(r"--[^\n]*")
+# Per attempt: long enough for a busy table's short transactions to finish, short enough
+# that the queries queued behind the waiting DDL barely notice.
+MIGRATION_LOCK_TIMEOUT_MS = 5000
+MIGRATION_LOCK_ATTEMPTS = 5
+MIGRATION_LOCK_BACKOFF_S = 1.0   # doubled after each lock timeout, up to the max
+MIGRATION_LOCK_BACKOFF_MAX_S = 8.0
+STATEMENT_SHOWN_CHARS = 120
 QUERIES = QueryStore(Path(__file__).with_name("sql") / "migrations.sql")
 
 
@@ -94,9 +109,7 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             problems.append(f"{path.name}: name must look like NNN_snake_case.sql")
             continue
         text = path.read_text(encoding="utf-8")
-        if _DESTRUCTIVE_RE.search(_COMMENT_RE.sub("", text)):
-            problems.append(f"{path.name}: drops a table or column (or truncates); "
-                            "migrations never destroy data")
+        problems.extend(f"{path.name}: {problem}" for problem in destructive_statements(text))
         checksum = hashlib.sha256(text.encode()).hexdigest()
         migrations.append(Migration(int(match.group(1)), match.group(2), path, text, checksum))
     for expected, migration in enumerate(migrations, start=1):
@@ -110,6 +123,46 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     if problems:
         raise MigrationError("; ".join(problems))
     return migrations
+
+
+def destructive_statements(text: str) -> list[str]:
+    """Return one problem per statement of text that destroys data (or why it does not parse)."""
+    try:
+        statements = pglast.parse_sql(text)
+    except pglast.parser.ParseError as exc:
+        return [f"does not parse: {exc}"]
+    problems = []
+    for raw in statements:
+        why = _destroys(raw.stmt) if raw.stmt is not None else None
+        if why:
+            start = raw.stmt_location or 0
+            end = start + raw.stmt_len if raw.stmt_len else None  # 0: up to the end of the text
+            shown = " ".join(text[start:end].split())
+            if len(shown) > STATEMENT_SHOWN_CHARS:
+                shown = shown[:STATEMENT_SHOWN_CHARS] + "..."
+            problems.append(f"`{shown}` {why}; migrations never destroy data")
+    return problems
+
+
+def _destroys(stmt: ast.Node) -> str | None:
+    if isinstance(stmt, ast.DropStmt):
+        if stmt.removeType == ObjectType.OBJECT_TABLE:
+            return "drops a table"
+        if stmt.removeType == ObjectType.OBJECT_SCHEMA:
+            return "drops a schema"
+        if stmt.behavior == DropBehavior.DROP_CASCADE:
+            return "drops with CASCADE (and with it whatever depends on it)"
+    if isinstance(stmt, ast.AlterTableStmt):
+        for cmd in stmt.cmds or ():
+            if isinstance(cmd, ast.AlterTableCmd) and cmd.subtype == AlterTableType.AT_DropColumn:
+                return "drops a column"
+    if isinstance(stmt, ast.TruncateStmt):
+        return "truncates a table"
+    if isinstance(stmt, ast.DeleteStmt) and stmt.whereClause is None:
+        return "deletes every row (DELETE without WHERE)"
+    if isinstance(stmt, ast.UpdateStmt) and stmt.whereClause is None:
+        return "updates every row (UPDATE without WHERE)"
+    return None
 
 
 def compare(migrations: list[Migration], applied_rows: list[dict[str, object]]) -> MigrationStatus:
@@ -162,6 +215,7 @@ async def apply_pending(conninfo: str, *, directory: Path = MIGRATIONS_DIR,
         application_name=application_name,
     )
     try:
+        db.require_supported_server(conn)
         await conn.execute(QUERIES["lock"], {"key": MIGRATION_LOCK_KEY})
         try:
             await conn.execute(QUERIES["create_table"])
@@ -179,16 +233,36 @@ async def apply_pending(conninfo: str, *, directory: Path = MIGRATIONS_DIR,
 
 
 async def _apply_one(conn: psycopg.AsyncConnection, migration: Migration) -> None:
-    started = time.perf_counter()
-    try:
-        async with conn.transaction():
-            await conn.execute(migration.sql.encode())
-            duration_ms = (time.perf_counter() - started) * 1000
-            await conn.execute(QUERIES["record"], {
-                "version": migration.version, "name": migration.name,
-                "checksum": migration.checksum, "duration_ms": duration_ms,
-            })
-    except psycopg.Error as exc:
-        raise MigrationError(f"{migration.filename}: failed to apply: {exc}") from exc
+    """Apply one file and its bookkeeping row in one transaction, retrying on lock timeout.
+
+    A crash or an error anywhere inside rolls the whole file back: it is applied or it is not.
+    """
+    backoff = Backoff(initial_s=MIGRATION_LOCK_BACKOFF_S, max_s=MIGRATION_LOCK_BACKOFF_MAX_S)
+    for attempt in range(1, MIGRATION_LOCK_ATTEMPTS + 1):
+        started = time.perf_counter()
+        try:
+            async with conn.transaction():
+                await conn.execute(QUERIES["set_lock_timeout"],
+                                   {"lock_timeout": f"{MIGRATION_LOCK_TIMEOUT_MS}ms"})
+                await conn.execute(migration.sql.encode())
+                duration_ms = (time.perf_counter() - started) * 1000
+                await conn.execute(QUERIES["record"], {
+                    "version": migration.version, "name": migration.name,
+                    "checksum": migration.checksum, "duration_ms": duration_ms,
+                })
+            break
+        except psycopg.errors.LockNotAvailable as exc:
+            if attempt == MIGRATION_LOCK_ATTEMPTS:
+                raise MigrationError(
+                    f"{migration.filename}: could not take its locks within "
+                    f"{MIGRATION_LOCK_TIMEOUT_MS} ms in {attempt} attempts (a long transaction "
+                    "holds them); nothing of it was applied") from exc
+            delay_s = backoff.next_delay()
+            logger.warning("migration_lock_timeout", extra={
+                "migration": migration.filename, "attempt": attempt,
+                "next_delay_s": round(delay_s, 2)})
+            await asyncio.sleep(delay_s)
+        except psycopg.Error as exc:
+            raise MigrationError(f"{migration.filename}: failed to apply: {exc}") from exc
     logger.info("migration_applied", extra={
         "migration": migration.filename, "duration_ms": round(duration_ms, 1)})

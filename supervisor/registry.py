@@ -43,8 +43,8 @@ class InstanceHeartbeat:
             try:
                 await self.beat()
             except (psycopg.Error, OSError) as exc:
-                # The DB being away is not a crash of this service: /ready reports it.
-                logger.warning("instance_heartbeat_failed", extra={"error": str(exc)})
+                # The DB being away is not a crash of this service: /health reports it.
+                self._state.mark_db_unreachable(self.name, exc)
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
 
     async def beat(self) -> None:

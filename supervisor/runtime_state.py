@@ -3,20 +3,33 @@
 Components write their facts here as they change (role, term, leader, migrations, service
 states, errors); the HTTP handlers only read, so /health never waits on the database.
 Nothing here is persisted: it is ephemeral per instance.
+
+Errors are kept as classes and counts per place (`record_error`): exception text can carry
+user content (chat ids, message text, SQL parameters), so it goes to the logs only.
+
+Serving rule (`problems()`): this instance can serve when its migrations are applied and the
+database answered within DB_DOWN_GRACE_S; a leader must also be inside its trust window.
+/health answers 503 while any of these fails, 200 otherwise (a follower that serves is healthy).
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor import logs
 
+logger = logging.getLogger(__name__)
+
 # How recently the DB must have answered for /ready to say yes.
 DB_FRESH_S = 5.0
-LAST_ERRORS_KEPT = 10
+# How long the DB may stay silent before /health says this instance cannot serve: longer than
+# a restart of PostgreSQL or a failover of a managed database, so a blip does not flap /health.
+DB_DOWN_GRACE_S = 15.0
+# Distinct (place, error class) pairs shown on /health; the oldest is dropped beyond this.
+LAST_ERRORS_KEPT = 20
 
 
 @dataclass(slots=True)
@@ -35,7 +48,7 @@ class ServiceInfo:
 
     state: str = "stopped"   # stopped | running | backoff | failed
     restarts: int = 0
-    last_error: str | None = None
+    last_error: str | None = None   # the class of the last crash, never its text
 
 
 @dataclass(slots=True)
@@ -60,8 +73,9 @@ class RuntimeState:
     services: dict[str, ServiceInfo] = field(default_factory=dict)
     cluster: list[dict[str, Any]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
-    last_errors: deque[dict[str, Any]] = field(
-        default_factory=lambda: deque(maxlen=LAST_ERRORS_KEPT))
+    # (place, error class) -> {"where", "error", "count", "last_at"}
+    errors: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    db_unreachable: bool = False
     stopping: bool = False
 
     def set_role(self, role: str, *, term: int | None, reason: str) -> None:
@@ -78,11 +92,29 @@ class RuntimeState:
     def mark_db_ok(self) -> None:
         """Note that the database just answered."""
         self.db_ok_mono = time.monotonic()
+        if self.db_unreachable:
+            self.db_unreachable = False
+            logger.info("db_reachable")
 
-    def record_error(self, where: str, error: BaseException | str) -> None:
-        """Keep a short history of recent errors for /health."""
-        self.last_errors.append({"at": round(time.time(), 3), "where": where,
-                                 "error": str(error)[:300]})
+    def mark_db_unreachable(self, where: str, error: BaseException) -> None:
+        """Note a failed database call; log only when the database was reachable until now."""
+        self.record_error(where, error)
+        if not self.db_unreachable:
+            self.db_unreachable = True
+            logger.error("db_unreachable", extra={"where": where, "error": str(error)})
+
+    def record_error(self, where: str, error: BaseException) -> None:
+        """Count an error by place and class for /health (its text belongs in the logs)."""
+        kind = type(error).__name__
+        entry = self.errors.pop((where, kind), None) or {"where": where, "error": kind,
+                                                          "count": 0}
+        entry["count"] += 1
+        entry["last_at"] = round(time.time(), 3)
+        self.errors[(where, kind)] = entry  # re-inserted: the dict stays ordered by recency
+        if len(self.errors) > LAST_ERRORS_KEPT:
+            del self.errors[next(iter(self.errors))]
+        if where in self.services:
+            self.services[where].last_error = kind
 
     def count(self, name: str, by: int = 1) -> None:
         """Increment a /metrics counter."""
@@ -101,17 +133,31 @@ class RuntimeState:
         return (self.role == "leader" and self.trust_until_mono is not None
                 and time.monotonic() > self.trust_until_mono)
 
+    def problems(self) -> list[str]:
+        """Return why this instance cannot serve (empty: it can); the /health 503 rule."""
+        problems = []
+        if not self.migrations.get("ok"):
+            problems.append("migrations not applied")
+        if (self.db_ok_mono is None
+                or time.monotonic() - self.db_ok_mono > DB_DOWN_GRACE_S):
+            problems.append("database unreachable")
+        if self.trust_expired():
+            problems.append("leader past its trust window")
+        return problems
+
     def health(self) -> dict[str, Any]:
         """Return the /health document."""
         now = time.monotonic()
         leader = self.leader
+        problems = self.problems()
         status = "ok"
         if self.stopping:
             status = "stopping"
-        elif not self.migrations.get("ok") or self.trust_expired():
+        elif problems:
             status = "degraded"
         return {
             "status": status,
+            "problems": problems,
             "instance_id": self.instance_id,
             "role": self.role,
             "term": self.term,
@@ -130,11 +176,12 @@ class RuntimeState:
                            ("applied", "count", "pending", "ok")},
             "catalog": {"models": self.catalog_models},
             "db": {"fresh": self.db_fresh(), "last_ok_age_s": _age(now, self.db_ok_mono)},
-            "services": {name: {"state": s.state, "restarts": s.restarts}
+            "services": {name: {"state": s.state, "restarts": s.restarts,
+                                "last_error": s.last_error}
                          for name, s in self.services.items()},
             "cluster": self.cluster,
             "counters": dict(self.counters),
-            "last_errors": list(self.last_errors),
+            "last_errors": list(self.errors.values())[::-1],
         }
 
 

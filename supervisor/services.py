@@ -120,7 +120,6 @@ class ServiceGroup:
                     delay = backoff.next_delay()
                     info.restarts += 1
                     info.state = "backoff"
-                    info.last_error = str(exc)[:300]
                     self._state.record_error(service.name, exc)
                     logger.exception("service_crashed", extra={
                         "service": service.name, "attempt": backoff.attempts,

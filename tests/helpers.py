@@ -13,36 +13,19 @@ import orjson
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from sandbox.harness.env import BOT_TOKEN, KIE_KEY, make_env
 from services.telegram.inbox import InboxStore, parse_update
 from supervisor.election import Leadership
 
-BOT_TOKEN = "123456789:TEST-token_abcdefghijklmnopqrstuvwxyz"
+# The environment maker lives in the harness (benchmarks share it); the tests import it here.
+__all__ = ["BOT_TOKEN", "KIE_KEY", "eventually", "faulty_first_request", "lead", "make_env",
+           "message_update", "set_term"]
+
 TEST_LEASE = "test-lease"
 SET_TERM_SQL = b"""
 INSERT INTO leader_lease (name, term) VALUES (%s, %s)
 ON CONFLICT (name) DO UPDATE SET term = EXCLUDED.term
 """
-KIE_KEY = "kie-secret-key-0123456789"
-
-
-def make_env(database_url: str, **overrides: str) -> dict[str, str]:
-    """Return a complete, valid environment for one instance."""
-    env = {
-        "ADMIN_ID": "1001",
-        "BOT_MODE": "polling",
-        "DATABASE_URL": database_url,
-        "DB_MAXCONN": "5",
-        "KIE_API_KEY": KIE_KEY,
-        "PAYMENT_BANK": "Test Bank",
-        "PAYMENT_CARD_HOLDER": "Ivan Petrov",
-        "PAYMENT_PHONE": "+79990001122",
-        "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
-        "WEBHOOK_BASE_URL": "https://bot.example.com",
-        "PORT": "0",
-        "INSTANCE_ID": "test-instance",
-    }
-    env.update(overrides)
-    return env
 
 
 async def eventually(condition: Callable[[], Awaitable[bool] | bool], *, timeout_s: float = 10.0,

@@ -1,8 +1,16 @@
 """Move money through the ledger: every change is one entry with a unique idempotency key.
 
-`apply_entry` inserts the entry and moves the wallet in ONE statement, so a crash can never
-leave an entry without its wallet change or the reverse; replaying the same key changes
-nothing (and says so). The caller owns the transaction (and, on the leader, the fence).
+`apply_entry` inserts the entry; the database moves the wallet in the same statement (the
+`ledger_move_wallet` trigger, migration 007), so a crash can never leave an entry without its
+wallet change or the reverse, and nothing else can move a wallet: a direct `UPDATE wallets`
+is refused by the database. Replaying the same key with the same movement changes nothing
+(and says so); replaying it with another user, kind, amount, job or payment raises
+`LedgerConflict`, as does a second top-up of one payment or a second hold or settlement of
+one job. The caller owns the transaction (and, on the leader, the fence).
+
+Crash analysis: the entry and its wallet move are one statement, inside the caller's
+transaction: a crash before its commit leaves neither, after it both; the retry replays the
+key and gets "already applied".
 """
 
 from __future__ import annotations
@@ -22,13 +30,13 @@ WALLET_FLOOR_CONSTRAINTS = frozenset({"wallets_balance_kop_check", "wallets_hold
 
 
 class EntryKind(StrEnum):
-    """Ledger entry kinds, mirrored by the CHECK on ledger.kind."""
+    """Ledger entry kinds, mirrored by the CHECKs on ledger.kind (sign rules: migration 007)."""
 
-    TOPUP = "topup"            # approved payment: balance +
-    HOLD = "hold"              # generation confirmed: balance -, hold +
-    COMMIT = "commit"          # generation succeeded: hold -
-    RELEASE = "release"        # generation failed or expired: hold -, balance +
-    ADJUSTMENT = "adjustment"  # operator correction
+    TOPUP = "topup"            # approved payment: balance +, hold 0
+    HOLD = "hold"              # generation confirmed: balance -x, hold +x
+    COMMIT = "commit"          # generation succeeded: balance 0, hold -
+    RELEASE = "release"        # generation failed or expired: hold -x, balance +x
+    ADJUSTMENT = "adjustment"  # operator correction: balance +/-, hold 0
 
 
 class BillingError(Exception):
@@ -39,12 +47,28 @@ class InsufficientFunds(BillingError):
     """The balance (or hold) would go below zero."""
 
 
+class LedgerConflict(BillingError):
+    """The movement contradicts one already recorded (same key or same payment/job)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Wallet:
-    """A wallet after a movement."""
+    """A wallet's totals in kopecks."""
 
     balance_kop: int
     hold_kop: int
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ledger movement, as asked for or as stored."""
+
+    user_id: int
+    kind: EntryKind
+    balance_delta_kop: int
+    hold_delta_kop: int
+    job_id: int | None = None
+    payment_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,37 +79,87 @@ class EntryResult:
     wallet: Wallet | None
 
 
+class LedgerStore:
+    """The ledger's queries (sql/ledger.sql) on one connection, one method per query."""
+
+    def __init__(self, conn: psycopg.AsyncConnection) -> None:
+        self._conn = conn
+
+    async def insert_entry(self, entry: Entry, *, idempotency_key: str,
+                           note: str | None) -> bool:
+        """Insert the entry (the trigger moves the wallet); return False if the key was used."""
+        cur = await self._conn.execute(QUERIES["insert_entry"], {
+            "user_id": entry.user_id, "kind": str(entry.kind),
+            "balance_delta_kop": entry.balance_delta_kop,
+            "hold_delta_kop": entry.hold_delta_kop, "idempotency_key": idempotency_key,
+            "job_id": entry.job_id, "payment_id": entry.payment_id, "note": note})
+        return await cur.fetchone() is not None
+
+    async def entry_by_key(self, idempotency_key: str) -> Entry | None:
+        """Return the movement stored under this key, or None."""
+        cur = self._conn.cursor(row_factory=dict_row)
+        await cur.execute(QUERIES["entry_by_key"], {"idempotency_key": idempotency_key})
+        row = await cur.fetchone()
+        return Entry(**(row | {"kind": EntryKind(row["kind"])})) if row else None
+
+    async def wallet(self, user_id: int) -> Wallet | None:
+        """Return the user's wallet, or None when they have none."""
+        return await self._wallet("wallet", user_id)
+
+    async def lock_wallet(self, user_id: int) -> Wallet | None:
+        """Return the user's wallet locked until the transaction ends, or None."""
+        return await self._wallet("lock_wallet", user_id)
+
+    async def count_entries(self, idempotency_key: str) -> int:
+        """Return how many entries carry this key (0 or 1)."""
+        cur = await self._conn.execute(QUERIES["count_entries"],
+                                       {"idempotency_key": idempotency_key})
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _wallet(self, query: str, user_id: int) -> Wallet | None:
+        cur = self._conn.cursor(row_factory=dict_row)
+        await cur.execute(QUERIES[query], {"user_id": user_id})
+        row = await cur.fetchone()
+        return Wallet(**row) if row else None
+
+
 async def apply_entry(conn: psycopg.AsyncConnection, *, user_id: int, kind: EntryKind,
                       balance_delta_kop: int, hold_delta_kop: int, idempotency_key: str,
                       job_id: int | None = None, payment_id: int | None = None,
                       note: str | None = None) -> EntryResult:
-    """Apply one ledger entry once; raise InsufficientFunds if a total would go negative."""
-    params = {"user_id": user_id, "kind": str(kind), "balance_delta_kop": balance_delta_kop,
-              "hold_delta_kop": hold_delta_kop, "idempotency_key": idempotency_key,
-              "job_id": job_id, "payment_id": payment_id, "note": note}
+    """Apply one ledger entry once.
+
+    Raise InsufficientFunds if a total would go negative, LedgerConflict if the key (or the
+    payment's top-up, or the job's hold or settlement) already stands for another movement.
+    """
+    store = LedgerStore(conn)
+    entry = Entry(user_id=user_id, kind=kind, balance_delta_kop=balance_delta_kop,
+                  hold_delta_kop=hold_delta_kop, job_id=job_id, payment_id=payment_id)
     try:
         async with conn.transaction():  # a savepoint when the caller has a transaction open
-            cur = await conn.execute(QUERIES["apply_entry"], params)
-            row = await cur.fetchone()
+            applied = await store.insert_entry(entry, idempotency_key=idempotency_key,
+                                               note=note)
     except psycopg.errors.CheckViolation as exc:
         if exc.diag.constraint_name in WALLET_FLOOR_CONSTRAINTS:
             raise InsufficientFunds(f"wallet of user {user_id} cannot cover {kind}") from exc
         raise BillingError(f"ledger entry refused: {exc.diag.message_primary}") from exc
-    if row is None:
-        return EntryResult(applied=False, wallet=await read_wallet(conn, user_id))
-    return EntryResult(applied=True, wallet=Wallet(balance_kop=row[0], hold_kop=row[1]))
+    except psycopg.errors.UniqueViolation as exc:
+        raise LedgerConflict(f"{kind} refused: {exc.diag.constraint_name} already has an "
+                             f"entry (job {job_id}, payment {payment_id})") from exc
+    if not applied:
+        stored = await store.entry_by_key(idempotency_key)
+        if stored != entry:
+            raise LedgerConflict(f"idempotency key {idempotency_key!r} was used for another "
+                                 f"movement: {stored} (asked: {entry})")
+    return EntryResult(applied=applied, wallet=await store.wallet(user_id))
 
 
 async def read_wallet(conn: psycopg.AsyncConnection, user_id: int) -> Wallet | None:
     """Return the user's wallet, or None when they have none."""
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(QUERIES["wallet"], {"user_id": user_id})
-    row = await cur.fetchone()
-    return Wallet(**row) if row else None
+    return await LedgerStore(conn).wallet(user_id)
 
 
 async def count_entries(conn: psycopg.AsyncConnection, idempotency_key: str) -> int:
     """Return how many ledger entries carry this key (0 or 1, by the UNIQUE constraint)."""
-    cur = await conn.execute(QUERIES["count_entries"], {"idempotency_key": idempotency_key})
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    return await LedgerStore(conn).count_entries(idempotency_key)

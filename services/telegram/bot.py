@@ -6,12 +6,18 @@ Retry policy (one place for every outgoing Bot API call):
   retry. The call may have been executed before the connection broke, so a retried send can
   show twice: delivery is at-least-once, like the dispatcher's retry of a failed update.
 - anything else (400, 403, 409, ...) is final and raised at once.
+
+Only a trusted leader talks to Telegram: `LeaderOnly` sits inside the retry loop and refuses
+every attempt (the first and each retry) with `NotLeading` once `leading()` is false, so a
+leader frozen past its trust window (SIGSTOP, a blocked loop) sends nothing when it wakes;
+the next leader re-runs the work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -31,6 +37,7 @@ from aiogram.types import File, Message, User, WebhookInfo
 
 from config import Settings
 from supervisor.aio import Backoff
+from supervisor.election import FencedError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,23 @@ _RESPONSE_TYPES = tuple(Response[t] for t in _RESULT_TYPES)  # type: ignore[vali
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+class NotLeading(FencedError):
+    """A Bot API call was refused: this instance is not a trusted leader (any more)."""
+
+
+class LeaderOnly(BaseRequestMiddleware):
+    """Refuse each attempt of a Bot API call unless this instance is a trusted leader."""
+
+    def __init__(self, leading: Callable[[], bool]) -> None:
+        self._leading = leading
+
+    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
+                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+        if not self._leading():
+            raise NotLeading(f"{method.__api_method__} refused: leadership is not trusted")
+        return await make_request(bot, method)
 
 
 class RetryMiddleware(BaseRequestMiddleware):
@@ -77,10 +101,12 @@ class RetryMiddleware(BaseRequestMiddleware):
             await asyncio.sleep(delay)
 
 
-def create_bot(settings: Settings) -> Bot:
-    """Return a Bot talking to TELEGRAM_API_BASE with orjson and the retry policy."""
+def create_bot(settings: Settings, *, leading: Callable[[], bool]) -> Bot:
+    """Return a Bot talking to TELEGRAM_API_BASE with orjson, the retry policy and the guard."""
     session = AiohttpSession(
         api=TelegramAPIServer.from_base(settings.telegram_api_base),
         json_loads=orjson.loads, json_dumps=_dumps, timeout=REQUEST_TIMEOUT_S)
+    # Registered first is outermost: the guard runs inside the retry loop, before each attempt.
     session.middleware(RetryMiddleware())
+    session.middleware(LeaderOnly(leading))
     return Bot(settings.telegram_bot_token.get(), session=session)

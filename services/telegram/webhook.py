@@ -1,8 +1,9 @@
 """Webhook mode: the ingress route on every instance, and the leader's setWebhook upkeep.
 
 Ingress (`POST /telegram/webhook`, any instance, leader or not)
-    1. secret header compared in constant time          -> 401 on mismatch
+    1. secret header compared in constant time          -> 401 on mismatch (any bytes)
     2. body over MAX_BODY_BYTES                          -> 413 (aiohttp refuses to read it)
+       body not received within BODY_READ_TIMEOUT_S      -> 408, connection closed
     3. not a JSON object with an integer update_id       -> 400 with the reason
     4. INSERT ... ON CONFLICT (update_id) DO NOTHING + NOTIFY, committed
     5. 200 only after the commit; database unavailable   -> 503, so Telegram retries
@@ -15,6 +16,7 @@ Secret
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -42,6 +44,9 @@ WEBHOOK_SECRET_LABEL = b"kiebot-webhook-secret-v1"
 # Telegram's own limit for a webhook's parallel connections; ours are cheap inserts.
 MAX_CONNECTIONS = 100
 REVERIFY_INTERVAL_S = 600.0
+# Telegram sends an update (a few KB) in one go; a body still incomplete after this is stalled
+# or a slow-loris, and would otherwise hold its connection and handler forever.
+BODY_READ_TIMEOUT_S = 10.0
 OK_BODY = b'{"ok":true}'
 STATE_KEY = "telegram_webhook_fingerprint"
 
@@ -75,13 +80,19 @@ class WebhookIngress:
 
     async def handle(self, request: web.Request) -> web.Response:
         """Store one update, answering 200 only once it is durable."""
-        given = request.headers.get(SECRET_HEADER, "").encode()
+        # aiohttp keeps header bytes that are not UTF-8 as surrogates: compare the bytes sent.
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, self._secret):
             return _refuse(401, "wrong or missing secret token")
         try:
-            body = await request.read()
+            async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _refuse(413, "body larger than 1 MB")
+        except TimeoutError:
+            stalled = _refuse(408, f"body not received within {BODY_READ_TIMEOUT_S} s")
+            stalled.force_close()  # the rest of the body may still come: drop the connection
+            return stalled
         try:
             incoming = parse_update(body)
         except BadUpdate as exc:

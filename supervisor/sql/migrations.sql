@@ -24,6 +24,10 @@ SELECT to_regclass('schema_migrations') IS NOT NULL AS present;
 -- List applied migrations in order.
 SELECT version, name, checksum FROM schema_migrations ORDER BY version;
 
+-- name: set_lock_timeout
+-- Bound how long this file's DDL waits for a lock (the rest of this transaction only).
+SELECT set_config('lock_timeout', %(lock_timeout)s, true);
+
 -- name: record
 -- Record one applied migration (in the same transaction as its DDL).
 INSERT INTO schema_migrations (version, name, checksum, duration_ms)

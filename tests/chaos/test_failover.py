@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from sandbox.harness.probe import Cluster
 from supervisor import migrations
-from tests.chaos.harness import Cluster
 from tests.pg import ThrowawayCluster, temporary_cluster, wait_until
 
 pytestmark = pytest.mark.chaos

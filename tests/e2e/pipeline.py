@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from sandbox.cluster import InstanceCluster, ServerProcess, get_json
+from sandbox.harness.cluster import InstanceCluster, ServerProcess, get_json
 from tests.helpers import BOT_TOKEN, make_env
 
 WEBHOOK_SECRET = "e2e-webhook-secret"
@@ -70,7 +70,7 @@ class Deployment:
         public_url = "http://127.0.0.1:1"  # unused in polling mode
         if self.mode == "webhook":
             backends = [arg for url in self.cluster.urls for arg in ("--backend", url)]
-            self.balancer = ServerProcess("sandbox.balancer", ["--port", "0", *backends],
+            self.balancer = ServerProcess("sandbox.harness.balancer", ["--port", "0", *backends],
                                           self.logs_dir / "balancer.log")
             public_url = self.balancer.start()
         self.cluster.env = make_env(

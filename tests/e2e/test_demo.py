@@ -10,7 +10,7 @@ from typing import Final
 
 import pytest
 
-from sandbox.postgres import find_bindir
+from sandbox.harness.postgres import find_bindir
 
 pytestmark = pytest.mark.chaos  # real processes and signals
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sandbox.cluster import wait_until
+from sandbox.harness.cluster import wait_until
 from supervisor import migrations
 from tests.e2e.pipeline import WEBHOOK_SECRET, Deployment, judge
 from tests.pg import temporary_cluster

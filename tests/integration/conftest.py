@@ -29,8 +29,9 @@ async def control(sandbox: TelegramSandbox) -> AsyncIterator[SandboxClient]:
 
 @pytest.fixture
 async def bot(sandbox: TelegramSandbox, database_url: str) -> AsyncIterator[Bot]:
-    """The product's Bot (retry policy included), pointed at the sandbox."""
-    b = create_bot(load_settings(make_env(database_url, TELEGRAM_API_BASE=sandbox.base_url)))
+    """The product's Bot (retry policy included) of a trusted leader, pointed at the sandbox."""
+    b = create_bot(load_settings(make_env(database_url, TELEGRAM_API_BASE=sandbox.base_url)),
+                   leading=lambda: True)
     try:
         yield b
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import zlib
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from services.billing.ledger import (
     EntryKind,
     InsufficientFunds,
+    LedgerConflict,
     Wallet,
     apply_entry,
     count_entries,
@@ -47,8 +49,11 @@ def deltas(kind: EntryKind, amount: int) -> tuple[int, int]:
 async def move(conn: psycopg.AsyncConnection, kind: EntryKind, amount: int, key: str,
                user_id: int = USER):  # type: ignore[no-untyped-def]
     balance, hold = deltas(kind, amount)
+    # Job movements name a job; one per key keeps "one hold / one settlement per job" apart.
+    job_id = zlib.crc32(key.encode()) if kind is not EntryKind.TOPUP else None
     return await apply_entry(conn, user_id=user_id, kind=kind, balance_delta_kop=balance,
-                             hold_delta_kop=hold, idempotency_key=key, note="test")
+                             hold_delta_kop=hold, idempotency_key=key, job_id=job_id,
+                             note="test")
 
 
 async def ledger_rows(conn: psycopg.AsyncConnection, user_id: int = USER) -> int:
@@ -108,12 +113,12 @@ async def test_same_idempotency_key_applies_once(conn: psycopg.AsyncConnection) 
     assert await count_entries(conn, "payment:1") == 1
 
 
-async def test_replay_with_another_amount_still_changes_nothing(
+async def test_replay_with_another_amount_is_a_conflict_and_changes_nothing(
         conn: psycopg.AsyncConnection) -> None:
     await new_user(conn)
     await move(conn, EntryKind.TOPUP, 1000, "payment:1")
-    replay = await move(conn, EntryKind.TOPUP, 99_999, "payment:1")
-    assert replay.applied is False
+    with pytest.raises(LedgerConflict):
+        await move(conn, EntryKind.TOPUP, 99_999, "payment:1")
     assert await read_wallet(conn, USER) == Wallet(balance_kop=1000, hold_kop=0)
 
 
@@ -187,12 +192,12 @@ async def run_sequence(url: str, ops: list[tuple[EntryKind, int, bool]]) -> None
     ):
         await new_user(c)
         balance = hold = 0
-        keys: list[str] = []
+        keys: list[tuple[str, EntryKind, int]] = []
         counter = itertools.count()
         for kind, amount, replay in ops:
             if replay and keys:
-                key = keys[amount % len(keys)]
-                result = await move(c, kind, amount, key)
+                key, first_kind, first_amount = keys[amount % len(keys)]
+                result = await move(c, first_kind, first_amount, key)
                 assert result.applied is False
                 assert result.wallet == Wallet(balance, hold)
                 continue
@@ -207,7 +212,7 @@ async def run_sequence(url: str, ops: list[tuple[EntryKind, int, bool]]) -> None
                 balance, hold = balance + d_balance, hold + d_hold
                 assert result.applied is True
                 assert result.wallet == Wallet(balance, hold)
-                keys.append(key)
+                keys.append((key, kind, amount))
         wallet = await read_wallet(c, USER)
         assert wallet == Wallet(balance, hold)
         assert wallet == await ledger_sum(c)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.postgres import ThrowawayCluster, bundled_bindir
+from sandbox.harness.postgres import ThrowawayCluster, bundled_bindir
 from supervisor.migrations import apply_pending
 
 BINDIR = bundled_bindir()

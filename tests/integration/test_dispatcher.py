@@ -16,6 +16,7 @@ from aiogram.types import Message
 from psycopg_pool import AsyncConnectionPool
 
 from sandbox.telegram import SandboxClient, TelegramSandbox
+from services.accounts import Accounts
 from services.telegram import dispatcher as dispatcher_module
 from services.telegram.dead_letters import apology
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
@@ -106,7 +107,7 @@ async def test_polled_commands_register_the_user_and_answer_in_their_language(
     term = CurrentTerm()
     dp = product_dispatcher()
     dp.fsm.storage = PostgresStorage(pool, fenced=term.fenced)
-    dp.workflow_data.update(pool=pool)
+    dp.workflow_data.update(accounts=Accounts(pool, leadership=lambda: term.leadership))
     await control.inject([
         {"kind": "message", "chat_id": 11, "user_id": 11, "text": "/start",
          "language_code": "ru", "first_name": "Иван"},

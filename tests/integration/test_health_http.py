@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from supervisor.http import build_app
 from supervisor.migrations import discover
-from supervisor.runtime_state import LeaderInfo, RuntimeState, ServiceInfo
+from supervisor.runtime_state import DB_DOWN_GRACE_S, LeaderInfo, RuntimeState, ServiceInfo
 from tests.helpers import BOT_TOKEN, KIE_KEY, eventually, make_env
 from tests.pg import free_port
 
@@ -55,6 +55,7 @@ async def get_json(client: TestClient, path: str) -> tuple[int, dict[str, Any]]:
 async def test_health_reports_every_field(client: TestClient, state: RuntimeState) -> None:
     now = time.monotonic()
     state.migrations = dict(MIGRATED)
+    state.mark_db_ok()
     state.catalog_models = CATALOG_MODELS
     state.set_role("leader", term=7, reason="lock acquired")
     state.trust_until_mono = now + 60
@@ -81,20 +82,22 @@ async def test_health_reports_every_field(client: TestClient, state: RuntimeStat
     assert body["migrations"] == {"applied": FILES, "count": len(FILES), "pending": [],
                                   "ok": True}
     assert body["catalog"] == {"models": CATALOG_MODELS}
-    assert body["services"] == {"instance-heartbeat": {"state": "running", "restarts": 2}}
+    assert body["services"] == {"instance-heartbeat": {"state": "running", "restarts": 2,
+                                                       "last_error": None}}
     assert body["cluster"] == [{"instance_id": "inst-a", "role": "leader"}]
     transition = body["last_transition"]
     assert (transition["from"], transition["to"], transition["reason"]) == (
         "follower", "leader", "lock acquired")
     assert body["takeovers"] == 1
     assert body["last_errors"] == []
+    assert body["problems"] == []
     assert body["counters"] == {}
 
 
 async def test_health_of_a_fresh_follower_is_degraded_until_migrated(
         client: TestClient, state: RuntimeState) -> None:
     status, body = await get_json(client, "/health")
-    assert status == 200
+    assert status == 503
     assert body["status"] == "degraded"
     assert body["role"] == "follower" and body["term"] is None
     assert body["leader"] == {"instance_id": None, "term": None, "heartbeat_age_s": None,
@@ -102,12 +105,14 @@ async def test_health_of_a_fresh_follower_is_degraded_until_migrated(
     assert body["last_transition"] is None
     assert body["migrations"]["ok"] is False
     state.migrations = dict(MIGRATED)
+    state.mark_db_ok()
     assert (await get_json(client, "/health"))[1]["status"] == "ok"
 
 
 async def test_health_is_503_for_a_leader_past_its_trust_window(
         client: TestClient, state: RuntimeState) -> None:
     state.migrations = dict(MIGRATED)
+    state.mark_db_ok()
     state.set_role("leader", term=3, reason="lock acquired")
     state.trust_until_mono = time.monotonic() - 1.0
     status, body = await get_json(client, "/health")
@@ -119,22 +124,69 @@ async def test_health_is_503_for_a_leader_past_its_trust_window(
 async def test_health_is_200_for_a_follower_whatever_its_old_trust_window(
         client: TestClient, state: RuntimeState) -> None:
     state.migrations = dict(MIGRATED)
+    state.mark_db_ok()
     state.trust_until_mono = time.monotonic() - 1.0
     assert (await client.get("/health")).status == 200
 
 
 async def test_health_shows_stopping(client: TestClient, state: RuntimeState) -> None:
     state.migrations = dict(MIGRATED)
+    state.mark_db_ok()
     state.stopping = True
     assert (await get_json(client, "/health"))[1]["status"] == "stopping"
 
 
-async def test_health_shows_recent_errors(client: TestClient, state: RuntimeState) -> None:
+async def test_health_shows_error_classes_and_counts_per_place(
+        client: TestClient, state: RuntimeState) -> None:
     state.record_error("migrations", ConnectionError("server closed the connection"))
+    state.record_error("migrations", ConnectionError("server closed the connection again"))
+    state.record_error("webhook", ValueError("bad"))
     _, body = await get_json(client, "/health")
-    (error,) = body["last_errors"]
-    assert error["where"] == "migrations"
-    assert "server closed" in error["error"]
+    errors = {(e["where"], e["error"]): e for e in body["last_errors"]}
+    assert set(errors) == {("migrations", "ConnectionError"), ("webhook", "ValueError")}
+    assert errors[("migrations", "ConnectionError")]["count"] == 2
+    assert errors[("webhook", "ValueError")]["count"] == 1
+
+
+async def test_health_never_shows_exception_text(client: TestClient, state: RuntimeState) -> None:
+    leaked = "chat 424242 said 'my secret plan'; parameters: ('4111 1111 1111 1111',)"
+    state.services["updates"] = ServiceInfo(state="backoff", restarts=1)
+    state.record_error("updates", RuntimeError(leaked))
+    _, body = await get_json(client, "/health")
+    text = orjson.dumps(body).decode()
+    for fragment in ("424242", "secret plan", "4111"):
+        assert fragment not in text
+    assert body["services"]["updates"]["last_error"] == "RuntimeError"
+
+
+async def test_health_is_503_until_migrations_are_applied(
+        client: TestClient, state: RuntimeState) -> None:
+    state.mark_db_ok()
+    status, body = await get_json(client, "/health")
+    assert status == 503
+    assert "migrations not applied" in body["problems"]
+    state.migrations = dict(MIGRATED)
+    state.mark_db_ok()
+    status, body = await get_json(client, "/health")
+    assert status == 200
+    assert body["problems"] == []
+
+
+async def test_health_is_503_when_the_database_is_away_beyond_the_grace(
+        client: TestClient, state: RuntimeState) -> None:
+    state.migrations = dict(MIGRATED)
+    state.db_ok_mono = time.monotonic() - DB_DOWN_GRACE_S - 1
+    status, body = await get_json(client, "/health")
+    assert status == 503
+    assert body["problems"] == ["database unreachable"]
+    assert body["role"] == "follower"  # the same document as a 200
+
+
+async def test_health_is_200_for_a_serving_follower_while_the_database_blips(
+        client: TestClient, state: RuntimeState) -> None:
+    state.migrations = dict(MIGRATED)
+    state.db_ok_mono = time.monotonic() - DB_DOWN_GRACE_S / 2
+    assert (await client.get("/health")).status == 200
 
 
 # ---- /ready ----
@@ -169,6 +221,7 @@ async def test_ready_is_503_when_the_database_answer_is_stale(
 
 async def test_ready_is_503_while_shutting_down(client: TestClient, state: RuntimeState) -> None:
     state.migrations = dict(MIGRATED)
+    state.mark_db_ok()
     state.mark_db_ok()
     state.stopping = True
     status, body = await get_json(client, "/ready")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import shutil
 import subprocess
@@ -13,6 +15,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from supervisor import migrations as migrations_module
 from supervisor.migrations import (
     MIGRATIONS_DIR,
     MigrationError,
@@ -20,7 +23,7 @@ from supervisor.migrations import (
     discover,
     read_status,
 )
-from tests.helpers import make_env
+from tests.helpers import eventually, make_env
 from tests.pg import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,3 +254,40 @@ def test_run_refuses_to_start_when_an_applied_checksum_was_tampered(
     assert FILES[0] in stderr
     assert "refusing to start" in stderr
     assert "checksum changed" in stderr
+
+
+@pytest.fixture
+def short_lock_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(migrations_module, "MIGRATION_LOCK_TIMEOUT_MS", 100)
+    monkeypatch.setattr(migrations_module, "MIGRATION_LOCK_BACKOFF_S", 0.05)
+    monkeypatch.setattr(migrations_module, "MIGRATION_LOCK_ATTEMPTS", 3)
+
+
+async def test_a_migration_blocked_by_a_long_transaction_gives_up_naming_the_file(
+        database_url: str, migrations_copy: Path, short_lock_timeout: None) -> None:
+    name = f"{len(FILES) + 1:03d}_add_note.sql"
+    write(migrations_copy / name, "ALTER TABLE users ADD COLUMN note TEXT;\n")
+    async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+        await blocker.execute("SELECT count(*) FROM users")  # holds ACCESS SHARE until rollback
+        with pytest.raises(MigrationError) as info:
+            await apply_pending(database_url, directory=migrations_copy)
+        await blocker.rollback()
+    assert name in str(info.value) and "locks" in str(info.value)
+    assert name not in (await status_of(database_url, migrations_copy)).applied
+
+
+async def test_a_migration_retries_after_a_lock_timeout_and_applies_once_the_lock_is_free(
+        database_url: str, migrations_copy: Path, short_lock_timeout: None,
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(migrations_module, "MIGRATION_LOCK_ATTEMPTS", 100)  # however slow we are
+    name = f"{len(FILES) + 1:03d}_add_note.sql"
+    write(migrations_copy / name, "ALTER TABLE users ADD COLUMN note TEXT;\n")
+    caplog.set_level(logging.WARNING, logger="supervisor.migrations")
+    async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+        await blocker.execute("SELECT count(*) FROM users")
+        applying = asyncio.create_task(apply_pending(database_url, directory=migrations_copy))
+        await eventually(lambda: any(r.getMessage() == "migration_lock_timeout"
+                                     for r in caplog.records), what="a lock timeout")
+        await blocker.rollback()
+        status = await applying
+    assert status.ok and status.applied[-1] == name

@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from config import load_settings
 from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.telegram import bot as bot_module
-from services.telegram.bot import create_bot
+from services.telegram.bot import NotLeading, create_bot
 from services.telegram.service_state import ServiceStateStore
 from services.telegram.webhook import WebhookRegistrar
 from tests.helpers import BOT_ID, faulty_first_request, lead, make_env
@@ -45,7 +45,8 @@ async def test_a_broken_connection_or_an_error_page_is_retried_with_backoff(
     monkeypatch.setattr(bot_module, "BACKOFF_INITIAL_S", 0.01)
     caplog.set_level(logging.WARNING, logger=bot_module.__name__)
     async with faulty_first_request(sandbox.base_url, drop_connection=drop_connection) as proxy:
-        bot = create_bot(load_settings(make_env(database_url, TELEGRAM_API_BASE=proxy)))
+        bot = create_bot(load_settings(make_env(database_url, TELEGRAM_API_BASE=proxy)),
+                         leading=lambda: True)
         try:
             await bot.send_message(CHAT, "after one failed attempt")
         finally:
@@ -53,6 +54,32 @@ async def test_a_broken_connection_or_an_error_page_is_retried_with_backoff(
     assert [r.getMessage() for r in caplog.records] == ["telegram_call_failed"]
     assert [m["text"] for m in await control.chat_messages(CHAT)] == [
         "after one failed attempt"]
+
+
+async def test_a_leader_that_loses_trust_mid_retry_sends_nothing_more(
+        sandbox: TelegramSandbox, control: SandboxClient, database_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bot_module, "BACKOFF_INITIAL_S", 0.01)
+    await control.fault("sendMessage", fail_next=1, status=500)
+    checks: list[bool] = []
+
+    def leading() -> bool:
+        # Trusted for the first attempt only, as if the loop froze during the backoff.
+        checks.append(not checks)
+        return checks[-1]
+
+    bot = create_bot(load_settings(make_env(database_url, TELEGRAM_API_BASE=sandbox.base_url)),
+                     leading=leading)
+    try:
+        with pytest.raises(NotLeading):
+            await bot.send_message(CHAT, "from a leader past its trust window")
+        with pytest.raises(NotLeading):
+            await bot.get_me()
+    finally:
+        await bot.session.close()
+    assert checks == [True, False, False]
+    # The one call Telegram saw is the refused (500) first attempt: the chat never got a message.
+    assert (await control.stats())["calls"] == {"sendMessage": 1}
 
 
 async def test_a_bad_request_is_final_and_not_retried(bot: Bot, control: SandboxClient) -> None:

@@ -76,7 +76,8 @@ async def test_two_bots_with_the_same_update_ids_each_handle_only_their_own(
         two_bot_sandbox: TelegramSandbox) -> None:
     a_id, b_id = (bot_id_of(t) for t in TOKENS)
     bots = [create_bot(load_settings(make_env(database_url, TELEGRAM_BOT_TOKEN=t,
-                                              TELEGRAM_API_BASE=two_bot_sandbox.base_url)))
+                                              TELEGRAM_API_BASE=two_bot_sandbox.base_url)),
+                       leading=lambda: True)
             for t in TOKENS]
     # Bot B's update 3 was claimed by B's term 1, whose leader is still running it.
     assert await store_updates(pool, message_update(1, 11, "a one"),

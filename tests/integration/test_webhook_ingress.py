@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 import orjson
@@ -10,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from psycopg_pool import AsyncConnectionPool
 
+from services.telegram import webhook as webhook_module
 from services.telegram.webhook import SECRET_HEADER, WEBHOOK_PATH, WebhookIngress
 from supervisor.http import build_app
 from supervisor.runtime_state import RuntimeState
@@ -18,6 +20,24 @@ from tests.pg import free_port
 
 SECRET = "s3cret-webhook-token"
 GOOD = {SECRET_HEADER: SECRET}
+# Bounds the raw exchanges below: on failure the test ends instead of hanging with the server.
+RAW_ANSWER_WAIT_S = 10.0
+
+
+async def raw_exchange(client: TestClient, head: bytes, body: bytes) -> tuple[bytes, bytes]:
+    """Send a hand-made request (bytes aiohttp's client would refuse); return the answer's
+    head and body."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(head + body)
+        await writer.drain()
+        async with asyncio.timeout(RAW_ANSWER_WAIT_S):
+            answer_head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: (\d+)", answer_head)
+            assert length is not None, answer_head
+            return answer_head, await reader.readexactly(int(length[1]))
+    finally:
+        writer.close()
 
 
 async def client_for(pool: AsyncConnectionPool) -> TestClient:
@@ -73,6 +93,31 @@ async def test_bad_input_gets_a_reason_and_stores_nothing(
     response = await client.post(WEBHOOK_PATH, data=body, headers=headers)
     assert response.status == status
     assert reason in (await response.json())["error"]
+    assert await stored(pool) == []
+
+
+async def test_a_secret_header_that_is_not_utf8_is_refused_with_401(
+        client: TestClient, pool: AsyncConnectionPool) -> None:
+    body = orjson.dumps(message_update(1))
+    head = (f"POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n").encode()
+    answer, reason = await raw_exchange(
+        client, head + SECRET_HEADER.encode() + b": s3cret-\xff\xfe-token\r\n\r\n", body)
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert b"secret" in reason
+    assert await stored(pool) == []
+
+
+async def test_a_stalled_body_is_answered_408_and_the_connection_closed(
+        client: TestClient, pool: AsyncConnectionPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(webhook_module, "BODY_READ_TIMEOUT_S", 0.2)
+    head = (f"POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: t\r\n{SECRET_HEADER}: {SECRET}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n").encode()
+    answer, reason = await raw_exchange(client, head, b'{"update_id":')
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    # aiohttp closes it after the answer (past a short linger for the rest of the body).
+    assert b"Connection: close" in answer
+    assert b"body not received" in reason
     assert await stored(pool) == []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from collections.abc import Iterator
 
 import orjson
@@ -25,6 +26,7 @@ def restore_logging() -> Iterator[None]:
     try:
         yield
     finally:
+        logging.captureWarnings(False)
         root.handlers[:] = handlers
         root.setLevel(level)
         logs.CONTEXT.instance_id, logs.CONTEXT.role, logs.CONTEXT.term = context
@@ -124,12 +126,33 @@ def test_secret_values_are_masked_in_event_extra_and_exception() -> None:
 
 
 def test_a_secret_containing_another_is_masked_whole() -> None:
-    short = "abcdef12345"
+    short = "abcdef1234567890"
     long = f"{short}-and-more-secret"
     logger, buffer = capture((short, long))
     logger.info(f"value={long}")
     (entry,) = lines_of(buffer)
     assert entry["event"] == f"value={SECRET_MASK}"
+
+
+def test_a_value_too_short_to_be_a_secret_never_rewrites_the_line() -> None:
+    logger, buffer = capture(("e", "level", "0123456789abcde"))
+    logger.info("the_event", extra={"key": "0123456789abcde"})
+    (entry,) = lines_of(buffer)
+    assert (entry["level"], entry["event"], entry["key"]) == ("INFO", "the_event",
+                                                              "0123456789abcde")
+
+
+def test_python_warnings_are_logged_as_json_lines_not_raw_stderr(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        setup_logging(level="INFO", instance_id="inst-w")
+        warnings.warn("Detected unknown update type", RuntimeWarning, stacklevel=1)
+    (line,) = capsys.readouterr().err.splitlines()
+    entry = orjson.loads(line)
+    assert (entry["level"], entry["logger"], entry["event"], entry["instance"]) == (
+        "WARNING", "py.warnings", "python_warning", "inst-w")
+    assert "RuntimeWarning: Detected unknown update type" in entry["warning"]
 
 
 def test_setup_logging_masks_configured_secrets_on_stderr(

@@ -115,7 +115,46 @@ def test_destructive_migration_is_refused_naming_the_file(
     write(migrations_dir, name, statement + "\n")
     message = refusal(migrations_dir)
     assert name in message
-    assert "drops a table or column" in message
+    assert "migrations never destroy data" in message
+
+
+@pytest.mark.parametrize(("sql", "statement", "why"), [
+    ("DROP/**/TABLE users;", "DROP/**/TABLE users", "drops a table"),
+    ("SELECT '--'; DROP TABLE users;", "DROP TABLE users", "drops a table"),
+    ('ALTER TABLE users DROP "username";', 'ALTER TABLE users DROP "username"', "drops a column"),
+    ("DROP SCHEMA billing;", "DROP SCHEMA billing", "drops a schema"),
+    ("DROP TYPE mood CASCADE;", "DROP TYPE mood CASCADE", "CASCADE"),
+    ("TRUNCATE ledger;", "TRUNCATE ledger", "truncates"),
+    ("DELETE FROM users;", "DELETE FROM users", "DELETE without WHERE"),
+    ("UPDATE wallets SET balance_kop = 0;", "UPDATE wallets SET balance_kop = 0",
+     "UPDATE without WHERE"),
+])
+def test_destruction_hidden_by_comments_or_quoting_is_refused_naming_file_and_statement(
+        migrations_dir: Path, sql: str, statement: str, why: str) -> None:
+    name = f"{next_number(migrations_dir):03d}_sneaky.sql"
+    write(migrations_dir, name, "CREATE INDEX a_idx ON users (created_at);\n" + sql + "\n")
+    message = refusal(migrations_dir)
+    assert f"{name}: `{statement}` " in message
+    assert why in message
+
+
+def test_statements_that_keep_the_data_are_allowed(migrations_dir: Path) -> None:
+    name = f"{next_number(migrations_dir):03d}_tidy.sql"
+    write(migrations_dir, name,
+          "SELECT 'DROP TABLE users; TRUNCATE ledger';\n"
+          "COMMENT ON TABLE users IS '-- DROP TABLE users';\n"
+          "DELETE FROM users WHERE user_id < 0;\n"
+          "UPDATE users SET language_code = 'en' WHERE language_code IS NULL;\n"
+          "ALTER TABLE users ADD COLUMN note TEXT, ALTER COLUMN note DROP NOT NULL;\n"
+          "CREATE TYPE mood AS ENUM ('ok'); DROP TYPE mood;\n")
+    assert discover(migrations_dir)[-1].filename == name
+
+
+def test_a_file_that_does_not_parse_is_refused_naming_it(migrations_dir: Path) -> None:
+    name = f"{next_number(migrations_dir):03d}_typo.sql"
+    write(migrations_dir, name, "CREAT TABLE t (id INT);\n")
+    message = refusal(migrations_dir)
+    assert name in message and "does not parse" in message
 
 
 def test_dropping_a_column_without_the_column_keyword_is_refused(migrations_dir: Path) -> None:

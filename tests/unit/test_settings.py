@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import os
 import socket
 from decimal import Decimal
@@ -18,6 +20,7 @@ from config import (
     Settings,
     load_settings,
 )
+from config.settings import derive_webhook_secret
 from tests.helpers import BOT_TOKEN, KIE_KEY, make_env
 
 DB_PASSWORD = "db-pass-s3cr3t-value"
@@ -82,7 +85,7 @@ def test_optional_keys_take_their_defaults() -> None:
     assert settings.price_markup == Decimal("2.0")
     assert settings.telegram_api_base == "https://api.telegram.org"
     assert settings.kie_base_url == "https://api.kie.ai"
-    assert settings.webhook_secret_token is None
+    assert settings.webhook_secret_token == derive_webhook_secret(settings.telegram_bot_token)
     assert settings.log_level == "INFO"
     assert settings.leader_renew_interval_s == 1.0
     assert settings.leader_lease_ttl_s == 5.0
@@ -257,6 +260,44 @@ def test_webhook_secret_token_with_bad_characters_is_refused_without_echoing_it(
     assert "has space/and+slash" not in str(info.value)
 
 
+@pytest.mark.parametrize("secret", ["1", "a", "short_secret-15"])
+def test_a_webhook_secret_token_shorter_than_sixteen_characters_is_refused(secret: str) -> None:
+    problem = only_problem_about("WEBHOOK_SECRET_TOKEN", WEBHOOK_SECRET_TOKEN=secret)
+    assert problem == "WEBHOOK_SECRET_TOKEN: must be 16-256 characters of A-Z a-z 0-9 _ -"
+
+
+def test_a_webhook_secret_token_of_sixteen_to_256_characters_is_accepted() -> None:
+    for secret in ("A" * 16, "z_-9" * 64):
+        assert load_settings(full_env(WEBHOOK_SECRET_TOKEN=secret)).webhook_secret_token == (
+            Secret(secret))
+    only_problem_about("WEBHOOK_SECRET_TOKEN", WEBHOOK_SECRET_TOKEN="A" * 257)
+
+
+def test_the_derived_webhook_secret_is_a_masked_secret_of_telegrams_alphabet() -> None:
+    settings = load_settings(full_env())
+    derived = settings.webhook_secret_token.get()
+    assert derived in settings.secret_values()
+    assert derived not in repr(settings)
+    # The same value the webhook was always registered with: deployed webhooks keep working.
+    assert derived == hmac.new(BOT_TOKEN.encode(), b"kiebot-webhook-secret-v1",
+                               hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize("key", ["TELEGRAM_API_BASE", "KIE_BASE_URL"])
+def test_api_bases_must_be_https_except_on_loopback(key: str) -> None:
+    problem = only_problem_about(key, **{key: "http://api.example.com"})
+    assert "https" in problem and "loopback" in problem
+    for url in ("http://127.0.0.1:8081", "http://localhost:9000", "http://[::1]:80",
+                "https://api.example.com"):
+        load_settings(full_env(**{key: url}))
+
+
+def test_a_malformed_bot_token_error_states_the_rule() -> None:
+    problem = only_problem_about("TELEGRAM_BOT_TOKEN", TELEGRAM_BOT_TOKEN="12:short")
+    assert "3 or more digits" in problem and "20 or more of A-Z a-z 0-9 _ -" in problem
+    assert "short" not in problem.partition(":")[2].replace("'<bot id>:<secret>'", "")
+
+
 # ---- secrets ----
 
 
@@ -280,11 +321,13 @@ def test_secret_values_lists_every_secret_for_log_scrubbing() -> None:
     settings = load_settings(full_env(WEBHOOK_SECRET_TOKEN="whsec_0123456789"))
     assert set(settings.secret_values()) == {BOT_TOKEN, KIE_KEY, DATABASE_URL,
                                             "whsec_0123456789"}
+    derived = load_settings(full_env()).secret_values()
+    assert derive_webhook_secret(Secret(BOT_TOKEN)).get() in derived
 
 
 def test_secret_keys_are_the_tokens_keys_and_database_url() -> None:
     assert set(SECRET_ENV_KEYS) == {"DATABASE_URL", "KIE_API_KEY", "TELEGRAM_BOT_TOKEN",
-                                    "WEBHOOK_SECRET_TOKEN"}
+                                    "WEBHOOK_SECRET_TOKEN", "KIE_WEBHOOK_HMAC_KEY"}
 
 
 # ---- the key table ----

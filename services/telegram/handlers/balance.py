@@ -5,22 +5,20 @@ from __future__ import annotations
 from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
-from psycopg_pool import AsyncConnectionPool
 
-from services.billing.ledger import read_wallet
+from services.accounts import Accounts
 from services.telegram import texts
 
 router = Router(name=__name__)
 
 
 @router.message(Command("balance"))
-async def show_balance(message: Message, pool: AsyncConnectionPool) -> None:
+async def show_balance(message: Message, accounts: Accounts) -> None:
     """Show the wallet from the database."""
     user = message.from_user
     if user is None:
         return
-    async with pool.connection() as conn:
-        wallet = await read_wallet(conn, user.id)
+    wallet = await accounts.wallet(user.id)
     if wallet is None:
         await message.answer(texts.get(user.language_code, "no_wallet"))
         return

@@ -1,7 +1,7 @@
 """Serve an aiohttp app as a helper process: announce its URL, run until SIGTERM or SIGINT.
 
 The line printed on start (`{"event": "started", "base_url": ...}`) is what
-`sandbox.cluster.ServerProcess` waits for.
+`sandbox.harness.cluster.ServerProcess` waits for.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ How it runs
     (`Demo.run`) and, whatever happens, stops everything it started (an ExitStack) and deletes
     every temp file but the logs. In the loop: migrations, the sandbox process, the instances
     (and in webhook mode a round-robin balancer in front of them); then three tasks:
-    - users: ~30 messages/s over 50 chats through the sandbox control API (sandbox.demo_users);
+    - users: ~30 messages/s over 50 chats through the sandbox control API (demo_users);
     - view: the table, redrawn every second (a status line every 5 s when not on a terminal);
     - faults: every `--fault-every` seconds the leader gets SIGKILL or SIGTERM (alternating);
       the gap is the time until another member's /health says leader with a higher term
@@ -14,7 +14,7 @@ How it runs
     Ctrl-C or the end of `--duration` stops the users, waits (at most 15 s) until every sent
     update is handled, and prints the totals. The exit code is 0 only if nothing was lost.
 
-The instance and server helpers (`sandbox.cluster`) block, so the loop calls them through
+The instance and server helpers (`sandbox.harness.cluster`) block, so the loop calls them through
 `asyncio.to_thread`; the loop itself only does async I/O.
 """
 
@@ -41,9 +41,9 @@ from typing import Any, Final
 import psycopg
 
 from config import ConfigError, load_settings
-from sandbox.cluster import InstanceCluster, ServerProcess
-from sandbox.demo_users import Replies, Users
-from sandbox.demo_view import (
+from sandbox.harness.cluster import InstanceCluster, ServerProcess
+from sandbox.harness.demo_users import Replies, Users
+from sandbox.harness.demo_view import (
     CLEAR,
     Failover,
     MemberRow,
@@ -53,7 +53,8 @@ from sandbox.demo_view import (
     render_totals,
     status_line,
 )
-from sandbox.postgres import ThrowawayCluster, free_port, server_version
+from sandbox.harness.env import BOT_TOKEN, make_env
+from sandbox.harness.postgres import ThrowawayCluster, free_port, server_version
 from sandbox.telegram import SandboxClient, SandboxError
 from supervisor import migrations
 from supervisor.aio import wait_event
@@ -61,12 +62,7 @@ from supervisor.sqlstore import QueryStore
 
 QUERIES: Final = QueryStore(Path(__file__).with_name("sql") / "demo.sql")
 
-TOKEN: Final = "123456789:DEMO-token_abcdefghijklmnopqrstuv"  # fake; the sandbox accepts it
-# Never called (no generations in the demo). Secrets are masked in logs wherever they occur,
-# so a short word like "demo" would mask "demoting" too.
-KIE_API_KEY: Final = "kie-demo-key-unused-0000"
 INSTANCES: Final = 3
-MODES: Final = ("polling", "webhook")
 REFRESH_S: Final = 1.0  # table redraw interval
 STATUS_EVERY_S: Final = 5.0  # status line interval when stdout is not a terminal
 HEALTH_POLL_S: Final = 0.02  # /health polling while a failover is measured
@@ -85,7 +81,7 @@ EXIT_LOST: Final = 1
 EXIT_UNAVAILABLE: Final = 69  # EX_UNAVAILABLE: no PostgreSQL binaries
 EXIT_INTERRUPTED: Final = 130
 SANDBOX_ARGS: Final = (
-    "--port", "0", "--token", TOKEN, "--per-chat-rate", "0", "--global-rate", "0",
+    "--port", "0", "--token", BOT_TOKEN, "--per-chat-rate", "0", "--global-rate", "0",
     "--webhook-timeout", "5", "--webhook-retry-initial", "0.05", "--webhook-retry-max", "0.5",
 )
 INSTALL_HINT: Final = (
@@ -108,20 +104,15 @@ class Options:
 def instance_env(*, database_url: str, api_base: str, webhook_base: str,
                  mode: str) -> dict[str, str]:
     """Return the full environment every demo instance shares (id and port are per member)."""
-    return {
-        "ADMIN_ID": "1", "BOT_MODE": mode, "DATABASE_URL": database_url, "DB_MAXCONN": "10",
-        "KIE_API_KEY": KIE_API_KEY, "PAYMENT_BANK": "Demo Bank",
-        "PAYMENT_CARD_HOLDER": "Demo Holder", "PAYMENT_PHONE": "+70000000000",
-        "TELEGRAM_BOT_TOKEN": TOKEN,
-        "TELEGRAM_API_BASE": api_base, "WEBHOOK_BASE_URL": webhook_base, "LOG_LEVEL": "INFO",
-    }
+    return make_env(database_url, BOT_MODE=mode, DB_MAXCONN="10", TELEGRAM_API_BASE=api_base,
+                    WEBHOOK_BASE_URL=webhook_base, LOG_LEVEL="INFO")
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo until --duration passes or Ctrl-C; return 0 if no update was lost."""
     options = Options(duration_s=max(0.0, float(args.duration)),
                       fault_every_s=max(0.0, float(args.fault_every)),
-                      mode=str(getattr(args, "mode", None) or "polling"))
+                      mode=str(args.mode))
     try:
         pg = ThrowawayCluster()
     except (RuntimeError, LookupError) as exc:
@@ -155,18 +146,6 @@ def run_demo(args: argparse.Namespace) -> int:
             _shield_cleanup()
             print("stopping instances, sandbox and PostgreSQL ...", flush=True)
     return EXIT_LOST  # unreachable: the with block always returns
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo with its own parser (adds --mode until the supervisor CLI has it)."""
-    parser = argparse.ArgumentParser(prog="python -m sandbox.demo")
-    parser.add_argument("--duration", type=float, default=0.0,
-                        help="seconds to run (default: until Ctrl-C)")
-    parser.add_argument("--fault-every", type=float, default=20.0,
-                        help="seconds between leader faults (0: none)")
-    parser.add_argument("--mode", choices=MODES, default="polling",
-                        help="how updates reach the bot")
-    return run_demo(parser.parse_args(argv))
 
 
 def _shield_cleanup() -> None:
@@ -291,7 +270,8 @@ class Demo:
         self._cleanup.callback(cluster.stop)
         if self._options.mode == "webhook":
             backends = [arg for url in cluster.urls for arg in ("--backend", url)]
-            balancer = ServerProcess("sandbox.balancer", ["--port", str(balancer_port), *backends],
+            balancer = ServerProcess("sandbox.harness.balancer",
+                                     ["--port", str(balancer_port), *backends],
                                      self._logs_dir / "balancer.log")
             self._cleanup.callback(balancer.stop)
             await asyncio.to_thread(balancer.start)
@@ -481,6 +461,3 @@ def _reap(cluster: InstanceCluster, index: int) -> None:
             process.kill()
             process.wait()
 
-
-if __name__ == "__main__":
-    sys.exit(main())

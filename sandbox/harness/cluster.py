@@ -21,9 +21,9 @@ from pathlib import Path
 
 import orjson
 
-from sandbox.postgres import free_port
+from sandbox.harness.postgres import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEALTH_TIMEOUT_S = 0.5
 STOP_TIMEOUT_S = 25.0
 SANDBOX_START_TIMEOUT_S = 20.0
@@ -180,8 +180,8 @@ class InstanceCluster:
 
 
 class ServerProcess:
-    """A helper server (`python -m sandbox.telegram`, `python -m sandbox.balancer`) that prints
-    one JSON line with its `base_url` when it is up."""
+    """A helper server (`python -m sandbox.telegram`, `python -m sandbox.harness.balancer`)
+    that prints one JSON line with its `base_url` when it is up."""
 
     def __init__(self, module: str, args: Sequence[str], log_path: Path) -> None:
         self._module = module

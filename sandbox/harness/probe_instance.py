@@ -1,7 +1,7 @@
 """An instance process whose only leader work is a fenced write every WRITE_INTERVAL_S.
 
-Run as `python -m tests.chaos.probe_instance [--crash-after N]` with a full environment; the
-database must have the `probe_writes` table (see harness.PROBE_TABLE_SQL). Each write records
+Run as `python -m sandbox.harness.probe_instance [--crash-after N]` with a full environment; the
+database must have the `probe_writes` table (see probe.PROBE_TABLE_SQL). Each write records
 the term and the server's clock, so a test can measure failover gaps and prove that no write
 of an old term lands after a newer term's first write.
 """
@@ -41,8 +41,7 @@ class FencedWriter:
         assert leadership is not None
         written = 0
         while not leadership.draining.is_set():
-            async with self._pool.connection() as conn, conn.transaction():
-                await leadership.fence(conn)
+            async with leadership.fenced(self._pool) as conn:
                 await conn.execute(INSERT_SQL, (self._instance_id, leadership.term))
             written += 1
             if self._crash_after and written >= self._crash_after:

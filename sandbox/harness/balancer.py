@@ -1,6 +1,6 @@
 """A small round-robin HTTP load balancer, standing in for Render's in front of the instances.
 
-`python -m sandbox.balancer --port 0 --backend http://127.0.0.1:P1 --backend ...` prints one
+`python -m sandbox.harness.balancer --port 0 --backend http://127.0.0.1:P1 --backend ...` prints one
 JSON line with its `base_url`, then forwards every request to the next backend. A backend that
 refuses the connection is skipped (as Render routes around a dead instance); if none accepts,
 the answer is 502 and the caller (Telegram) retries later.
@@ -17,7 +17,7 @@ import sys
 import aiohttp
 from aiohttp import web
 
-from sandbox.serving import serve_until_signalled
+from sandbox.harness.serving import serve_until_signalled
 
 logger = logging.getLogger(__name__)
 

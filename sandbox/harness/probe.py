@@ -1,7 +1,7 @@
 """Start N real instance processes on one database and fault them; used by chaos tests and
 bench/failover.py.
 
-Every instance runs `tests.chaos.probe_instance`: the real supervisor with one leader-only
+Every instance runs `sandbox.harness.probe_instance`: the real supervisor with one leader-only
 service that makes a fenced write every 20 ms into `probe_writes` (term + server clock).
 Failover gaps are measured from the fault instant (wall clock, taken just before the fault)
 to the first write of the next term (server clock; same machine).
@@ -13,8 +13,8 @@ import time
 
 import psycopg
 
-from sandbox.cluster import InstanceCluster, wait_until
-from tests.helpers import make_env
+from sandbox.harness.cluster import InstanceCluster, wait_until
+from sandbox.harness.env import make_env
 
 PROBE_TABLE_SQL = b"""
 CREATE TABLE IF NOT EXISTS probe_writes (
@@ -48,7 +48,7 @@ class Cluster(InstanceCluster):
         base_env = make_env(database_url, LEADER_LEASE_TTL=str(ttl_s),
                             LEADER_RENEW_INTERVAL=str(renew_s), LEADER_STOP_GRACE="2",
                             SHUTDOWN_GRACE="5", LOG_LEVEL="INFO", **(env or {}))
-        super().__init__(n, command=["-m", "tests.chaos.probe_instance", *extra_args],
+        super().__init__(n, command=["-m", "sandbox.harness.probe_instance", *extra_args],
                          env=base_env)
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(PROBE_TABLE_SQL)

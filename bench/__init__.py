@@ -1,0 +1,1 @@
+"""Benchmarks, each printing one JSON object (`python bench/<name>.py`, see docs/performance.md)."""

@@ -1,0 +1,99 @@
+"""Generation jobs, database side: request (hold), submission and callback bookkeeping,
+settlement (commit / release once per job), delivery bookkeeping, and the invariant audit.
+
+Every function takes a connection and runs inside the caller's transaction: fenced on the
+leader (`async with leadership.fenced(pool) as conn`), except `store_callback` and
+`store_task_callback`, which any instance runs when Kie calls it back. No HTTP, no loops.
+"""
+
+from services.generation.callbacks import (
+    apply_callback,
+    pending_callbacks,
+    reconcile_orphans,
+    store_callback,
+    store_poll_result,
+    store_task_callback,
+)
+from services.generation.delivery import (
+    claim_deliveries,
+    record_delivered,
+    record_undeliverable,
+)
+from services.generation.errors import (
+    CallbackUnauthorized,
+    GenerationError,
+    JobNotFound,
+    RequestConflict,
+)
+from services.generation.invariants import Violation, audit
+from services.generation.request import (
+    ActiveJobsLimit,
+    Created,
+    Duplicate,
+    FreeQuotaExhausted,
+    InsufficientFunds,
+    InvalidParams,
+    JobLimits,
+    RequestOutcome,
+    request_generation,
+)
+from services.generation.settlement import (
+    Failed,
+    Outcome,
+    Settlement,
+    Succeeded,
+    apply_outcome,
+    expire_overdue,
+    expiry_deadlines,
+)
+from services.generation.store import CALLBACKS_CHANNEL, CallbackSource, Job, JobStatus
+from services.generation.submission import (
+    SubmitTicket,
+    begin_submit,
+    claim_for_poll,
+    claim_pending,
+    record_submitted,
+)
+
+__all__ = [
+    "CALLBACKS_CHANNEL",
+    "ActiveJobsLimit",
+    "CallbackSource",
+    "CallbackUnauthorized",
+    "Created",
+    "Duplicate",
+    "Failed",
+    "FreeQuotaExhausted",
+    "GenerationError",
+    "InsufficientFunds",
+    "InvalidParams",
+    "Job",
+    "JobLimits",
+    "JobNotFound",
+    "JobStatus",
+    "Outcome",
+    "RequestConflict",
+    "RequestOutcome",
+    "Settlement",
+    "SubmitTicket",
+    "Succeeded",
+    "Violation",
+    "apply_callback",
+    "apply_outcome",
+    "audit",
+    "begin_submit",
+    "claim_deliveries",
+    "claim_for_poll",
+    "claim_pending",
+    "expire_overdue",
+    "expiry_deadlines",
+    "pending_callbacks",
+    "reconcile_orphans",
+    "record_delivered",
+    "record_submitted",
+    "record_undeliverable",
+    "request_generation",
+    "store_callback",
+    "store_poll_result",
+    "store_task_callback",
+]

@@ -1,0 +1,112 @@
+"""The callback inbox: Kie's answers kept durably on any instance, applied by the leader.
+
+Kie calls back on ANY instance (the balancer picks one), so `store_callback` is not fenced:
+it runs in a plain transaction of whichever instance got the request. It checks the URL's
+token against the sha256 of every submission attempt of the job with `hmac.compare_digest`
+(an unknown job is checked against a dummy hash the same way, so both refusals cost the
+same), stores the raw payload once (unique on the job and the payload's sha256: a duplicate
+delivery changes nothing) and NOTIFYs `job_callbacks`. The route answers 200 only after the
+commit: Kie retries a callback that got no 200, and the retry is a no-op once stored.
+
+Payloads that name a Kie task but no job (a task-id-only path) are kept in
+`orphan_callbacks` by `store_task_callback`, and moved to their job when its task id is
+recorded (`record_submitted`) or by the leader's periodic `reconcile_orphans` (which covers
+an orphan stored while the task id was being recorded).
+
+The leader reads `pending_callbacks` in a fenced transaction, turns each payload into an
+outcome (the Kie client's job) and calls `apply_callback`, which settles the job and marks
+the callback applied in that same transaction.
+
+Crash analysis: storing is one statement (insert + notify), committed before the 200; a
+crash before it loses nothing Kie will not resend. A lost NOTIFY only delays the leader until
+its next sweep. Applying is one fenced transaction: a crash before its commit leaves the
+callback unapplied and the job unsettled, so the next leader applies it; after the commit
+both are done, and settlement is once per job anyway.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Mapping
+
+import psycopg
+
+from services.generation.errors import CallbackUnauthorized, JobNotFound
+from services.generation.settlement import Outcome, Settlement, apply_outcome
+from services.generation.store import CallbackSource, JobStore, StoredCallback
+from services.generation.submission import token_hash
+
+logger = logging.getLogger(__name__)
+
+# Compared against when the job is unknown, so an unknown job costs what a wrong token costs.
+_DUMMY_HASH = bytes(32)
+
+
+async def store_callback(conn: psycopg.AsyncConnection, job_id: int, token: str,
+                         payload: Mapping[str, object]) -> int | None:
+    """Verify the job's token and store the payload once; return its id, None if a duplicate.
+
+    Raise JobNotFound for an unknown job and CallbackUnauthorized for a wrong token; both
+    write nothing.
+    """
+    jobs = JobStore(conn)
+    hashes = await jobs.token_hashes(job_id)
+    given = token_hash(token)
+    matched = False
+    for known in hashes or [_DUMMY_HASH]:
+        matched |= hmac.compare_digest(given, known)  # no early exit: same cost for every hash
+    if hashes is None:
+        raise JobNotFound(f"no job {job_id}")
+    if not matched:
+        raise CallbackUnauthorized(f"callback token refused for job {job_id}")
+    callback_id = await jobs.store_callback(job_id, source=CallbackSource.CALLBACK,
+                                            payload=payload)
+    logger.info("callback_stored", extra={"job_id": job_id, "callback_id": callback_id,
+                                          "duplicate": callback_id is None})
+    return callback_id
+
+
+async def store_poll_result(conn: psycopg.AsyncConnection, job_id: int,
+                            payload: Mapping[str, object]) -> int | None:
+    """Store the status poller's answer for a job like a callback; None if a duplicate."""
+    return await JobStore(conn).store_callback(job_id, source=CallbackSource.POLL,
+                                               payload=payload)
+
+
+async def store_task_callback(conn: psycopg.AsyncConnection, task_id: str,
+                              payload: Mapping[str, object]) -> int | None:
+    """Store an authenticated payload that names only a Kie task id.
+
+    It goes to the job with that task id, or is kept as an orphan until the job has it.
+    Return the stored callback's id when it matched a job, else None.
+    """
+    jobs = JobStore(conn)
+    job_id = await jobs.job_id_by_task(task_id)
+    if job_id is None:
+        orphan_id = await jobs.store_orphan(task_id, payload)
+        logger.info("callback_orphaned", extra={"task_id": task_id, "orphan_id": orphan_id})
+        return None
+    return await jobs.store_callback(job_id, source=CallbackSource.CALLBACK, payload=payload)
+
+
+async def reconcile_orphans(conn: psycopg.AsyncConnection) -> int:
+    """Move every orphan callback whose task id now names a job to it; return how many."""
+    moved = await JobStore(conn).reconcile_orphans()
+    if moved:
+        logger.info("orphans_reconciled", extra={"moved": moved})
+    return moved
+
+
+async def pending_callbacks(conn: psycopg.AsyncConnection, *,
+                            limit: int) -> list[StoredCallback]:
+    """Return callbacks not applied yet, oldest first, locked for this transaction."""
+    return await JobStore(conn).pending_callbacks(limit=limit)
+
+
+async def apply_callback(conn: psycopg.AsyncConnection, callback: StoredCallback,
+                         outcome: Outcome | None) -> Settlement | None:
+    """Settle the callback's job with outcome (None: not final yet) and mark it applied."""
+    settlement = await apply_outcome(conn, callback.job_id, outcome) if outcome else None
+    await JobStore(conn).mark_callback_applied(callback.id)
+    return settlement

@@ -1,0 +1,45 @@
+"""Delivery bookkeeping for the leader's delivery worker (the sending loop is elsewhere).
+
+The worker claims finished, undelivered jobs (`claim_deliveries`: SKIP LOCKED, a lease on
+`delivering_at` of `lease_s`, the claim numbered by `delivery_attempts`), sends the results
+to Telegram, then records what Telegram gave back (`record_delivered`: the file_ids, so
+history can re-send a result after Kie's URLs expire) or that it cannot be delivered
+(`record_undeliverable`, e.g. the user blocked the bot). Both are guarded by the claim's
+attempt number: a worker whose lease passed and whose job was claimed again records nothing.
+
+Crash analysis: a crash after the claim and before the record leaves the lease to expire;
+the job is claimed again and sent again (at-least-once: the user may get the result twice,
+never zero times). After the record the job is never claimed again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+
+from services.generation.store import Job, JobStore
+
+# Sending a video can take a while; a lease shorter than that would double-send.
+DELIVERY_LEASE_S = 300.0
+
+
+async def claim_deliveries(conn: psycopg.AsyncConnection, *, instance_id: str, limit: int,
+                           lease_s: float = DELIVERY_LEASE_S) -> list[Job]:
+    """Claim up to limit finished undelivered jobs, oldest first, under a delivery lease."""
+    return await JobStore(conn).claim_deliveries(instance_id=instance_id, limit=limit,
+                                                 lease_s=lease_s)
+
+
+async def record_delivered(conn: psycopg.AsyncConnection, job: Job, *,
+                           file_ids: Sequence[str], message_ids: Sequence[int]) -> bool:
+    """Record a claimed job delivered with Telegram's file_ids; False if the claim was lost."""
+    return await JobStore(conn).record_delivered(job.id, attempt=job.delivery_attempts,
+                                                 file_ids=file_ids, message_ids=message_ids)
+
+
+async def record_undeliverable(conn: psycopg.AsyncConnection, job: Job, *,
+                               reason: str) -> bool:
+    """Record that a claimed job cannot be delivered; False if the claim was lost."""
+    return await JobStore(conn).record_undeliverable(job.id, attempt=job.delivery_attempts,
+                                                     reason=reason)

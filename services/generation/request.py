@@ -1,0 +1,158 @@
+"""Turn a confirm press into a job: validate, price, hold, create, under one idempotency key.
+
+`request_generation` runs inside the caller's fenced transaction (the handler did
+`async with leadership.fenced(pool) as conn`) and does, in order:
+
+1. check the params against the model's typed inputs and price them (no I/O);
+2. lock the user's wallet row (`SELECT ... FOR UPDATE`): every request of one user queues
+   here, so the checks below see all of that user's committed requests;
+3. look the key up: a job already made under it is returned as `Duplicate` (a retried or
+   re-run handler creates nothing twice; the same key with another request is a conflict);
+4. count the user's active jobs (`MAX_ACTIVE_JOBS`) and, for a free SKU, their free jobs
+   since midnight UTC (`FREE_DAILY_QUOTA`), and check the balance covers the price;
+5. insert the job (`pending`), then the ledger `hold` entry keyed by the job.
+
+The limits are enforced by the database, race-free: the count of step 4 is a new statement
+after the lock of step 2, so in READ COMMITTED it sees every request of the user that
+committed before ours; two concurrent requests cannot both pass.
+
+Crash analysis: everything is in the caller's one transaction. A crash (or an error) before
+its commit leaves nothing: no job, no hold, the limits untouched; the handler's re-run starts
+afresh. After the commit, the re-run finds the job under its key and returns `Duplicate`.
+A refusal (every outcome but Created and Duplicate) writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+import psycopg
+
+from config import Settings
+from services.billing.ledger import EntryKind, LedgerStore, apply_entry
+from services.catalog import Catalog, InputError, PricingError, price_kopecks, select_sku
+from services.generation.errors import GenerationError, RequestConflict
+from services.generation.store import Job, JobStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class JobLimits:
+    """Per-user limits a request must pass (from MAX_ACTIVE_JOBS and FREE_DAILY_QUOTA)."""
+
+    max_active_jobs: int
+    free_daily_quota: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobLimits:
+        """Return the limits configured by MAX_ACTIVE_JOBS and FREE_DAILY_QUOTA."""
+        return cls(max_active_jobs=settings.max_active_jobs,
+                   free_daily_quota=settings.free_daily_quota)
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A new job was made (and its price held)."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """This key already made a job; nothing new was made."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class InsufficientFunds:
+    """The balance is short of the price by shortfall_kop."""
+
+    shortfall_kop: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveJobsLimit:
+    """The user already has `limit` jobs running."""
+
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidParams:
+    """A parameter (or the model id) breaks a rule; `rule` is a human-readable reason."""
+
+    field: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class FreeQuotaExhausted:
+    """The user made `limit` free generations today (UTC)."""
+
+    limit: int
+
+
+RequestOutcome = (Created | Duplicate | InsufficientFunds | ActiveJobsLimit | InvalidParams
+                  | FreeQuotaExhausted)
+
+
+def hold_key(job_id: int) -> str:
+    """Return the idempotency key of the job's hold entry."""
+    return f"job:{job_id}:hold"
+
+
+async def request_generation(conn: psycopg.AsyncConnection, *, catalog: Catalog,
+                             markup: Decimal, limits: JobLimits, user_id: int, chat_id: int,
+                             model_id: str, params: Mapping[str, object],
+                             idempotency_key: str) -> RequestOutcome:
+    """Validate, price, hold and create a job once per idempotency key; return the outcome.
+
+    Raise GenerationError if the user has no wallet, RequestConflict if the key already made
+    a different job.
+    """
+    model = catalog.get(model_id)
+    if model is None:
+        return InvalidParams("model_id", f"{model_id!r} is not a model in the catalog")
+    try:
+        clean = model.validate_params(params)
+        sku = select_sku(model, clean)
+        price_kop = 0 if sku.free else price_kopecks(model, clean, markup)
+    except InputError as exc:
+        return InvalidParams(exc.field, exc.reason)
+    except PricingError:
+        return InvalidParams("params", "no price is set for this combination of parameters")
+
+    wallet = await LedgerStore(conn).lock_wallet(user_id)
+    if wallet is None:
+        raise GenerationError(f"user {user_id} has no wallet")
+    jobs = JobStore(conn)
+    existing = await jobs.job_by_key(idempotency_key)
+    if existing is not None:
+        if (existing.user_id, existing.model_id, existing.params) != (user_id, model_id, clean):
+            raise RequestConflict(f"idempotency key {idempotency_key!r} made job "
+                                  f"{existing.id} for another request")
+        return Duplicate(existing)
+    load = await jobs.user_load(user_id)
+    if load.active >= limits.max_active_jobs:
+        return ActiveJobsLimit(limits.max_active_jobs)
+    if sku.free and load.free_today >= limits.free_daily_quota:
+        return FreeQuotaExhausted(limits.free_daily_quota)
+    if wallet.balance_kop < price_kop:
+        return InsufficientFunds(price_kop - wallet.balance_kop)
+
+    job = await jobs.insert_job(user_id=user_id, chat_id=chat_id, model_id=model_id,
+                                params=clean, price_kop=price_kop, category=model.category,
+                                free=sku.free, idempotency_key=idempotency_key)
+    if price_kop > 0:
+        await apply_entry(conn, user_id=user_id, kind=EntryKind.HOLD,
+                          balance_delta_kop=-price_kop, hold_delta_kop=price_kop,
+                          idempotency_key=hold_key(job.id), job_id=job.id,
+                          note=f"hold for job {job.id} ({model_id})")
+    logger.info("job_requested", extra={"job_id": job.id, "user_id": user_id,
+                                        "model_id": model_id, "price_kop": price_kop})
+    return Created(job)

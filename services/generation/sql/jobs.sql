@@ -1,0 +1,223 @@
+-- name: job
+-- One job by id.
+SELECT * FROM generation_jobs WHERE id = %(job_id)s;
+
+-- name: job_by_key
+-- The job created under a request's idempotency key (the press), if any.
+SELECT * FROM generation_jobs WHERE idempotency_key = %(idempotency_key)s;
+
+-- name: user_load
+-- The user's active jobs and free jobs since midnight UTC (failed or expired ones not counted).
+-- Run after locking the wallet: in READ COMMITTED this statement's snapshot then sees every
+-- request of the user that committed before us, so two requests cannot both pass a limit.
+SELECT (SELECT count(*) FROM generation_jobs
+         WHERE user_id = %(user_id)s AND status IN ('pending', 'submitted')) AS active,
+       (SELECT count(*) FROM generation_jobs
+         WHERE user_id = %(user_id)s AND free
+           AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+           AND status NOT IN ('failed', 'expired')) AS free_today;
+
+-- name: insert_job
+-- Create a pending job (its hold, if priced, is the next ledger entry of the transaction).
+INSERT INTO generation_jobs (user_id, chat_id, model_id, params, price_kop, category, free,
+                             idempotency_key)
+VALUES (%(user_id)s, %(chat_id)s, %(model_id)s, %(params)s, %(price_kop)s, %(category)s,
+        %(free)s, %(idempotency_key)s)
+RETURNING *;
+
+-- name: claim_pending
+-- Claim pending jobs for submission, fair across users: a job's slot is its user's jobs in
+-- flight plus its rank among the user's pending jobs, so one user's long queue delays another
+-- user's first job by at most one slot. A claim is a lease (submit_claimed_at): a submitter
+-- that died mid-call leaves the job to be claimed again after lease_s. Jobs with a callback
+-- already stored are left alone (Kie has them; the callback will settle them).
+WITH inflight AS (
+    SELECT user_id, count(*) AS n FROM generation_jobs WHERE status = 'submitted'
+     GROUP BY user_id
+), ready AS (
+    SELECT j.id, j.user_id, j.created_at,
+           row_number() OVER (PARTITION BY j.user_id ORDER BY j.created_at, j.id) AS rank
+      FROM generation_jobs j
+     WHERE j.status = 'pending'
+       AND (j.submit_claimed_at IS NULL
+            OR j.submit_claimed_at < now() - make_interval(secs => %(lease_s)s))
+       AND NOT EXISTS (SELECT 1 FROM job_callbacks c WHERE c.job_id = j.id)
+), picked AS (
+    SELECT j.id, coalesce(i.n, 0) + r.rank AS slot
+      FROM generation_jobs j
+      JOIN ready r ON r.id = j.id
+      LEFT JOIN inflight i ON i.user_id = r.user_id
+     ORDER BY slot, r.created_at, r.id
+     LIMIT %(limit)s
+       FOR UPDATE OF j SKIP LOCKED
+)
+UPDATE generation_jobs g
+   SET submit_claimed_at = now()
+  FROM picked
+ WHERE g.id = picked.id AND g.status = 'pending'
+RETURNING g.*, picked.slot;
+
+-- name: begin_submit
+-- Count one more submission attempt of a pending job and keep its token's hash beside the
+-- earlier ones (a late callback of an earlier attempt still verifies). No row: the job is not
+-- pending, or its attempts are used up.
+WITH job AS (
+    UPDATE generation_jobs
+       SET submit_attempts = submit_attempts + 1, submit_claimed_at = now()
+     WHERE id = %(job_id)s AND status = 'pending' AND submit_attempts < %(max_attempts)s
+    RETURNING id, submit_attempts
+)
+INSERT INTO job_submissions (job_id, attempt, token_hash)
+SELECT id, submit_attempts, %(token_hash)s FROM job
+RETURNING attempt;
+
+-- name: record_submitted
+-- Store Kie's task id on a pending job and schedule its first status poll.
+UPDATE generation_jobs
+   SET status = 'submitted', kie_task_id = %(task_id)s, submitted_at = now(),
+       next_poll_at = now() + make_interval(secs => %(first_poll_s)s)
+ WHERE id = %(job_id)s AND status = 'pending'
+RETURNING *;
+
+-- name: claim_poll
+-- Claim submitted jobs with no news whose next poll is due, and back their next poll off
+-- (base_s doubling per poll, at most max_s). Jobs with an unapplied callback are skipped.
+WITH due AS (
+    SELECT j.id
+      FROM generation_jobs j
+     WHERE j.status = 'submitted' AND j.next_poll_at <= now()
+       AND NOT EXISTS (SELECT 1 FROM job_callbacks c
+                        WHERE c.job_id = j.id AND c.applied_at IS NULL)
+     ORDER BY j.next_poll_at, j.id
+     LIMIT %(limit)s
+       FOR UPDATE OF j SKIP LOCKED
+)
+UPDATE generation_jobs g
+   SET poll_attempts = g.poll_attempts + 1,
+       next_poll_at = now() + make_interval(
+           secs => least(%(max_s)s, %(base_s)s * power(2, least(g.poll_attempts, 30))))
+  FROM due
+ WHERE g.id = due.id AND g.status = 'submitted'
+RETURNING g.*;
+
+-- name: token_hashes
+-- The job (if it exists) and the token hashes of all its submission attempts.
+SELECT j.id, coalesce(array_agg(s.token_hash) FILTER (WHERE s.token_hash IS NOT NULL),
+                      '{}') AS hashes
+  FROM generation_jobs j
+  LEFT JOIN job_submissions s ON s.job_id = j.id
+ WHERE j.id = %(job_id)s
+ GROUP BY j.id;
+
+-- name: store_callback
+-- Keep a job's callback (or poll answer) durably, once per distinct payload, and wake the
+-- leader. No row: the same payload was stored before.
+WITH stored AS (
+    INSERT INTO job_callbacks (job_id, source, payload, payload_hash)
+    VALUES (%(job_id)s, %(source)s, %(payload)s,
+            sha256(convert_to(%(payload)s::jsonb::text, 'UTF8')))
+    ON CONFLICT (job_id, payload_hash) DO NOTHING
+    RETURNING id
+)
+SELECT id, pg_notify('job_callbacks', %(job_id)s::text) AS notified FROM stored;
+
+-- name: job_id_by_task
+-- The job Kie knows by this task id.
+SELECT id FROM generation_jobs WHERE kie_task_id = %(task_id)s;
+
+-- name: store_orphan
+-- Keep a callback whose task id matches no job yet, once per distinct payload.
+INSERT INTO orphan_callbacks (kie_task_id, payload, payload_hash)
+VALUES (%(task_id)s, %(payload)s, sha256(convert_to(%(payload)s::jsonb::text, 'UTF8')))
+ON CONFLICT (kie_task_id, payload_hash) DO NOTHING
+RETURNING id;
+
+-- name: reconcile_orphans
+-- Move orphan callbacks whose task id now names a job into that job's callbacks (all of
+-- them, or those of one task id), mark them resolved, and wake the leader.
+WITH matched AS (
+    SELECT o.id, j.id AS job_id, o.payload
+      FROM orphan_callbacks o
+      JOIN generation_jobs j ON j.kie_task_id = o.kie_task_id
+     WHERE o.resolved_at IS NULL
+       AND (%(task_id)s::text IS NULL OR o.kie_task_id = %(task_id)s::text)
+       FOR UPDATE OF o SKIP LOCKED
+), moved AS (
+    INSERT INTO job_callbacks (job_id, source, payload, payload_hash)
+    SELECT job_id, 'orphan', payload, sha256(convert_to(payload::text, 'UTF8')) FROM matched
+    ON CONFLICT (job_id, payload_hash) DO NOTHING
+), resolved AS (
+    UPDATE orphan_callbacks o SET resolved_at = now()
+      FROM matched m
+     WHERE o.id = m.id AND o.resolved_at IS NULL
+    RETURNING o.id
+)
+SELECT count(*) AS n,
+       CASE WHEN count(*) > 0 THEN pg_notify('job_callbacks', '') END AS notified
+  FROM resolved;
+
+-- name: pending_callbacks
+-- Stored callbacks the leader has not applied yet, oldest first, locked for this transaction.
+SELECT id, job_id, source, payload FROM job_callbacks
+ WHERE applied_at IS NULL
+ ORDER BY id
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED;
+
+-- name: mark_callback_applied
+-- Record that the leader settled (or read and ignored) a stored callback.
+UPDATE job_callbacks SET applied_at = now() WHERE id = %(callback_id)s AND applied_at IS NULL;
+
+-- name: finish_job
+-- Move an unfinished job to its final status (its hold is settled in the same transaction).
+-- No row: the job was already finished, and nothing changes.
+UPDATE generation_jobs
+   SET status = %(status)s, finished_at = now(), result_urls = %(result_urls)s,
+       fail_code = %(fail_code)s, fail_message = %(fail_message)s, next_poll_at = NULL
+ WHERE id = %(job_id)s AND status IN ('pending', 'submitted')
+RETURNING *;
+
+-- name: overdue_jobs
+-- Unfinished jobs older than their category's deadline at `now`, locked for expiry.
+SELECT j.id
+  FROM generation_jobs j
+  JOIN unnest(%(categories)s::text[], %(deadlines_s)s::float8[]) AS d(category, deadline_s)
+    ON d.category = j.category
+ WHERE j.status IN ('pending', 'submitted')
+   AND j.created_at < %(now)s - make_interval(secs => d.deadline_s)
+ ORDER BY j.id
+   FOR UPDATE OF j SKIP LOCKED;
+
+-- name: claim_deliveries
+-- Claim finished, undelivered jobs whose delivery lease is free or expired, oldest first;
+-- the claim's attempt number is the claimant's guard for recording the result.
+WITH due AS (
+    SELECT id FROM generation_jobs
+     WHERE finished_at IS NOT NULL AND delivered_at IS NULL
+       AND (delivering_at IS NULL
+            OR delivering_at < now() - make_interval(secs => %(lease_s)s))
+     ORDER BY finished_at, id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE generation_jobs g
+   SET delivering_at = now(), delivering_by = %(instance_id)s,
+       delivery_attempts = g.delivery_attempts + 1
+  FROM due
+ WHERE g.id = due.id AND g.delivered_at IS NULL
+RETURNING g.*;
+
+-- name: record_delivered
+-- Close a delivery held by this claim, keeping Telegram's file_ids for later re-sends.
+UPDATE generation_jobs
+   SET delivered_at = now(), delivered_file_ids = %(file_ids)s,
+       delivered_message_ids = %(message_ids)s
+ WHERE id = %(job_id)s AND delivered_at IS NULL AND delivery_attempts = %(attempt)s
+RETURNING id;
+
+-- name: record_undeliverable
+-- Close a delivery held by this claim that cannot succeed (e.g. the user blocked the bot).
+UPDATE generation_jobs
+   SET delivered_at = now(), undeliverable_reason = %(reason)s
+ WHERE id = %(job_id)s AND delivered_at IS NULL AND delivery_attempts = %(attempt)s
+RETURNING id;

@@ -1,0 +1,246 @@
+"""Generation jobs as stored: the status enum, the row type, and the one store of their SQL.
+
+Every query of this area lives in `sql/jobs.sql` and is run only by `JobStore`, one method per
+query. The functions of the other modules (request, submission, callbacks, settlement,
+delivery) compose these methods inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from supervisor.sqlstore import QueryStore
+
+QUERIES = QueryStore(Path(__file__).with_name("sql") / "jobs.sql")
+# The channel store_callback and reconcile_orphans notify; the leader's applier listens on it.
+CALLBACKS_CHANNEL = "job_callbacks"
+
+
+class JobStatus(StrEnum):
+    """Statuses of a generation job, mirrored by the CHECK on generation_jobs.status."""
+
+    PENDING = "pending"      # hold placed (if priced), not yet accepted by Kie
+    SUBMITTED = "submitted"  # Kie returned a task id
+    SUCCEEDED = "succeeded"  # Kie reported success; hold committed; results known
+    FAILED = "failed"        # Kie or we gave up; hold released
+    EXPIRED = "expired"      # no result within the category's deadline; hold released
+
+
+class CallbackSource(StrEnum):
+    """Where a stored callback came from, mirrored by the CHECK on job_callbacks.source."""
+
+    CALLBACK = "callback"  # Kie called the job's URL with a valid token
+    POLL = "poll"          # the status poller's answer from Kie
+    ORPHAN = "orphan"      # arrived by task id before the job had it; matched later
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One generation job row."""
+
+    id: int
+    user_id: int
+    chat_id: int
+    model_id: str
+    params: dict[str, Any]
+    price_kop: int
+    free: bool
+    category: str
+    status: JobStatus
+    idempotency_key: str
+    kie_task_id: str | None
+    submit_attempts: int
+    poll_attempts: int
+    result_urls: list[str] | None
+    fail_code: str | None
+    fail_message: str | None
+    created_at: datetime
+    submitted_at: datetime | None
+    finished_at: datetime | None
+    next_poll_at: datetime | None
+    delivering_at: datetime | None
+    delivery_attempts: int
+    delivered_at: datetime | None
+    delivered_file_ids: list[str] | None
+    undeliverable_reason: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        """Build a job from a generation_jobs row (extra columns are ignored)."""
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["status"] = JobStatus(values["status"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCallback:
+    """A callback (or poll answer) kept in the inbox, waiting for the leader."""
+
+    id: int
+    job_id: int
+    source: CallbackSource
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UserLoad:
+    """What a user has running now and has used of today's free quota."""
+
+    active: int
+    free_today: int
+
+
+class JobStore:
+    """The generation area's queries (sql/jobs.sql) on one connection, one method per query."""
+
+    def __init__(self, conn: psycopg.AsyncConnection) -> None:
+        self._conn = conn
+
+    async def job(self, job_id: int) -> Job | None:
+        """Return the job, or None."""
+        return await self._one_job("job", {"job_id": job_id})
+
+    async def job_by_key(self, idempotency_key: str) -> Job | None:
+        """Return the job created under this idempotency key, or None."""
+        return await self._one_job("job_by_key", {"idempotency_key": idempotency_key})
+
+    async def user_load(self, user_id: int) -> UserLoad:
+        """Return the user's active jobs and today's free jobs."""
+        row = await self._one("user_load", {"user_id": user_id})
+        assert row is not None  # an aggregate always returns its row
+        return UserLoad(active=row["active"], free_today=row["free_today"])
+
+    async def insert_job(self, *, user_id: int, chat_id: int, model_id: str,
+                         params: Mapping[str, object], price_kop: int, category: str,
+                         free: bool, idempotency_key: str) -> Job:
+        """Insert a pending job and return it."""
+        job = await self._one_job("insert_job", {
+            "user_id": user_id, "chat_id": chat_id, "model_id": model_id,
+            "params": Jsonb(dict(params)), "price_kop": price_kop, "category": category,
+            "free": free, "idempotency_key": idempotency_key})
+        assert job is not None  # INSERT ... RETURNING
+        return job
+
+    async def claim_pending(self, *, limit: int, lease_s: float) -> list[Job]:
+        """Claim pending jobs for submission, in fair order."""
+        rows = await self._all("claim_pending", {"limit": limit, "lease_s": lease_s})
+        rows.sort(key=lambda r: (r["slot"], r["created_at"], r["id"]))
+        return [Job.from_row(r) for r in rows]
+
+    async def begin_submit(self, job_id: int, *, token_hash: bytes,
+                           max_attempts: int) -> int | None:
+        """Count an attempt and store its token hash; return the attempt number or None."""
+        row = await self._one("begin_submit", {"job_id": job_id, "token_hash": token_hash,
+                                               "max_attempts": max_attempts})
+        return int(row["attempt"]) if row else None
+
+    async def record_submitted(self, job_id: int, *, task_id: str,
+                               first_poll_s: float) -> Job | None:
+        """Mark a pending job submitted with its task id; None if it was not pending."""
+        return await self._one_job("record_submitted", {
+            "job_id": job_id, "task_id": task_id, "first_poll_s": first_poll_s})
+
+    async def claim_poll(self, *, limit: int, base_s: float, max_s: float) -> list[Job]:
+        """Claim submitted jobs due for a status poll and back their next poll off."""
+        rows = await self._all("claim_poll", {"limit": limit, "base_s": base_s, "max_s": max_s})
+        return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
+
+    async def token_hashes(self, job_id: int) -> list[bytes] | None:
+        """Return the token hashes of the job's attempts, or None when there is no such job."""
+        row = await self._one("token_hashes", {"job_id": job_id})
+        return [bytes(h) for h in row["hashes"]] if row else None
+
+    async def store_callback(self, job_id: int, *, source: CallbackSource,
+                             payload: Mapping[str, object]) -> int | None:
+        """Store a payload for the job once and notify; return its id, None if a duplicate."""
+        row = await self._one("store_callback", {"job_id": job_id, "source": str(source),
+                                                 "payload": Jsonb(dict(payload))})
+        return int(row["id"]) if row else None
+
+    async def job_id_by_task(self, task_id: str) -> int | None:
+        """Return the id of the job with this Kie task id, or None."""
+        row = await self._one("job_id_by_task", {"task_id": task_id})
+        return int(row["id"]) if row else None
+
+    async def store_orphan(self, task_id: str, payload: Mapping[str, object]) -> int | None:
+        """Keep an unmatched callback once; return its id, None if a duplicate."""
+        row = await self._one("store_orphan", {"task_id": task_id,
+                                               "payload": Jsonb(dict(payload))})
+        return int(row["id"]) if row else None
+
+    async def reconcile_orphans(self, task_id: str | None = None) -> int:
+        """Move orphans that now match a job into its callbacks; return how many."""
+        row = await self._one("reconcile_orphans", {"task_id": task_id})
+        return int(row["n"]) if row else 0
+
+    async def pending_callbacks(self, *, limit: int) -> list[StoredCallback]:
+        """Return (locked) callbacks not applied yet, oldest first."""
+        rows = await self._all("pending_callbacks", {"limit": limit})
+        return [StoredCallback(id=r["id"], job_id=r["job_id"],
+                               source=CallbackSource(r["source"]), payload=r["payload"])
+                for r in rows]
+
+    async def mark_callback_applied(self, callback_id: int) -> None:
+        """Record that a stored callback was applied."""
+        await self._conn.execute(QUERIES["mark_callback_applied"], {"callback_id": callback_id})
+
+    async def finish_job(self, job_id: int, *, status: JobStatus,
+                         result_urls: Sequence[str] | None = None, fail_code: str | None = None,
+                         fail_message: str | None = None) -> Job | None:
+        """Move an unfinished job to a final status; None if it was already finished."""
+        return await self._one_job("finish_job", {
+            "job_id": job_id, "status": str(status),
+            "result_urls": Jsonb(list(result_urls)) if result_urls is not None else None,
+            "fail_code": fail_code, "fail_message": fail_message})
+
+    async def overdue_jobs(self, *, now: datetime,
+                           deadlines_s: Mapping[str, float]) -> list[int]:
+        """Return (locked) ids of unfinished jobs past their category's deadline at now."""
+        rows = await self._all("overdue_jobs", {
+            "now": now, "categories": list(deadlines_s),
+            "deadlines_s": [float(v) for v in deadlines_s.values()]})
+        return [int(r["id"]) for r in rows]
+
+    async def claim_deliveries(self, *, instance_id: str, limit: int,
+                               lease_s: float) -> list[Job]:
+        """Claim finished undelivered jobs under a delivery lease."""
+        rows = await self._all("claim_deliveries", {"instance_id": instance_id,
+                                                    "limit": limit, "lease_s": lease_s})
+        return sorted((Job.from_row(r) for r in rows), key=lambda j: (j.finished_at, j.id))
+
+    async def record_delivered(self, job_id: int, *, attempt: int, file_ids: Sequence[str],
+                               message_ids: Sequence[int]) -> bool:
+        """Close the delivery of this claim; False if the claim was lost or it was closed."""
+        row = await self._one("record_delivered", {
+            "job_id": job_id, "attempt": attempt, "file_ids": Jsonb(list(file_ids)),
+            "message_ids": Jsonb(list(message_ids))})
+        return row is not None
+
+    async def record_undeliverable(self, job_id: int, *, attempt: int, reason: str) -> bool:
+        """Close the delivery of this claim as impossible; False if the claim was lost."""
+        row = await self._one("record_undeliverable", {"job_id": job_id, "attempt": attempt,
+                                                       "reason": reason})
+        return row is not None
+
+    async def _one(self, query: str, params: Mapping[str, object]) -> dict[str, Any] | None:
+        cur = self._conn.cursor(row_factory=dict_row)
+        await cur.execute(QUERIES[query], params)
+        return await cur.fetchone()
+
+    async def _all(self, query: str, params: Mapping[str, object]) -> list[dict[str, Any]]:
+        cur = self._conn.cursor(row_factory=dict_row)
+        await cur.execute(QUERIES[query], params)
+        return await cur.fetchall()
+
+    async def _one_job(self, query: str, params: Mapping[str, object]) -> Job | None:
+        row = await self._one(query, params)
+        return Job.from_row(row) if row else None

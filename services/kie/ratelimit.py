@@ -1,0 +1,73 @@
+"""The createTask limiter: at most 20 grants in any 10 s window, awaited without busy-waiting.
+
+Kie rejects (and does not queue) the 21st new task within 10 s with a 429 (kie_api.md §1.5).
+Only the leader submits, so a bucket in its process sees every createTask and is exact.
+
+A classic token bucket refilling continuously (2 tokens/s, burst 20) would let 20 through at
+t=0 and 2 more by t=1: 22 in one window. Here each token comes back exactly one window after
+it was spent, so a grant at time t is allowed only when fewer than `capacity` grants lie in
+(t - window, t]. Waiters queue FIFO behind one lock; the head sleeps until the oldest grant
+leaves the window, the others wait on the lock (no polling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Protocol
+
+CREATE_LIMIT_PER_WINDOW = 20
+CREATE_WINDOW_S = 10.0
+
+
+class Clock(Protocol):
+    """Time source of the bucket; tests give one that jumps instead of sleeping."""
+
+    def now(self) -> float:
+        """Return monotonic seconds."""
+        ...
+
+    async def sleep(self, delay_s: float) -> None:
+        """Wait delay_s seconds."""
+        ...
+
+
+class LoopClock:
+    """The event loop's monotonic clock."""
+
+    def now(self) -> float:
+        """Return the loop's time in seconds."""
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, delay_s: float) -> None:
+        """Sleep on the loop."""
+        await asyncio.sleep(delay_s)
+
+
+class TokenBucket:
+    """Grant at most `capacity` acquisitions in any `window_s` (each token returns after it)."""
+
+    def __init__(self, capacity: int = CREATE_LIMIT_PER_WINDOW,
+                 window_s: float = CREATE_WINDOW_S, *, clock: Clock | None = None) -> None:
+        if capacity < 1 or window_s <= 0:
+            raise ValueError("capacity must be >= 1 and window_s > 0")
+        self.capacity = capacity
+        self.window_s = window_s
+        self._clock: Clock = clock or LoopClock()
+        self._granted: deque[float] = deque(maxlen=capacity)
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> float:
+        """Wait for a token; return the clock time at which it was granted."""
+        async with self._lock:
+            while True:
+                now = self._clock.now()
+                if len(self._granted) < self.capacity:
+                    break
+                # The oldest of the last `capacity` grants must be a full window behind.
+                wait_s = self._granted[0] + self.window_s - now
+                if wait_s <= 0:
+                    break
+                await self._clock.sleep(wait_s)
+            self._granted.append(now)
+            return now

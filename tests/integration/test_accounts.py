@@ -1,0 +1,55 @@
+"""Accounts, the service handlers get: registration is fenced by the current term, wallets
+are read without one."""
+
+from __future__ import annotations
+
+import pytest
+from aiogram.types import User
+from psycopg_pool import AsyncConnectionPool
+
+from services.accounts import Accounts
+from services.billing.ledger import Wallet
+from supervisor.election import FencedError, Leadership
+from tests.helpers import lead, set_term
+
+ANN = User(id=77, is_bot=False, first_name="Ann", username="ann", language_code="en")
+USERS_SQL = b"SELECT user_id, first_name FROM users ORDER BY user_id"
+
+
+def accounts_of(pool: AsyncConnectionPool, leadership: Leadership | None) -> Accounts:
+    return Accounts(pool, leadership=lambda: leadership)
+
+
+async def users(pool: AsyncConnectionPool) -> list[tuple[int, str]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(USERS_SQL)
+        return [(int(r[0]), r[1]) for r in await cur.fetchall()]
+
+
+async def test_register_creates_the_user_with_an_empty_wallet_once(
+        pool: AsyncConnectionPool) -> None:
+    accounts = accounts_of(pool, await lead(pool))
+    first = await accounts.register(ANN)
+    again = await accounts.register(ANN.model_copy(update={"first_name": "Anna"}))
+    assert (first.created, again.created) == (True, False)
+    assert first.wallet == again.wallet == Wallet(balance_kop=0, hold_kop=0)
+    assert await users(pool) == [(77, "Anna")]
+    assert await accounts.wallet(77) == Wallet(balance_kop=0, hold_kop=0)
+
+
+async def test_a_deposed_leader_registers_nobody(pool: AsyncConnectionPool) -> None:
+    accounts = accounts_of(pool, await lead(pool, term=1))
+    await set_term(pool, 2)
+    with pytest.raises(FencedError):
+        await accounts.register(ANN)
+    assert await users(pool) == []
+
+
+async def test_without_a_current_term_nobody_is_registered(pool: AsyncConnectionPool) -> None:
+    with pytest.raises(FencedError):
+        await accounts_of(pool, None).register(ANN)
+    assert await users(pool) == []
+
+
+async def test_an_unknown_user_has_no_wallet(pool: AsyncConnectionPool) -> None:
+    assert await accounts_of(pool, None).wallet(12345) is None
