@@ -111,37 +111,37 @@ class FsmStore:
     async def get_state(self, conn: psycopg.AsyncConnection,
                         where: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Return (state,) of a key's row, or None."""
-        return await _one(conn, "get_state", where)
+        return await self._one(conn, "get_state", where)
 
     async def get_data(self, conn: psycopg.AsyncConnection,
                        where: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Return (data,) of a key's row, or None."""
-        return await _one(conn, "get_data", where)
+        return await self._one(conn, "get_data", where)
 
     async def set_state(self, conn: psycopg.AsyncConnection, where: Mapping[str, Any],
                         state: str | None) -> tuple[Any, ...] | None:
         """Upsert a key's state; return (empty,)."""
-        return await _one(conn, "set_state", {**where, "state": state})
+        return await self._one(conn, "set_state", {**where, "state": state})
 
     async def set_data(self, conn: psycopg.AsyncConnection, where: Mapping[str, Any],
                        data: Jsonb) -> tuple[Any, ...] | None:
         """Upsert a key's data; return (empty,)."""
-        return await _one(conn, "set_data", {**where, "data": data})
+        return await self._one(conn, "set_data", {**where, "data": data})
 
     async def update_data(self, conn: psycopg.AsyncConnection, where: Mapping[str, Any],
                           data: Jsonb) -> tuple[Any, ...] | None:
         """Merge a patch into a key's data; return (data, empty)."""
-        return await _one(conn, "update_data", {**where, "data": data})
+        return await self._one(conn, "update_data", {**where, "data": data})
 
     async def prune(self, conn: psycopg.AsyncConnection, where: Mapping[str, Any]) -> None:
         """Delete a key's row if it holds nothing."""
         await conn.execute(_QUERIES["prune"], where)
 
-
-async def _one(conn: psycopg.AsyncConnection, query: str,
-               params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    cur = await conn.execute(_QUERIES[query], params)
-    return await cur.fetchone()
+    @staticmethod
+    async def _one(conn: psycopg.AsyncConnection, query: str,
+                   params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        cur = await conn.execute(_QUERIES[query], params)
+        return await cur.fetchone()
 
 
 class PostgresStorage(BaseStorage):
