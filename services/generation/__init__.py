@@ -16,8 +16,10 @@ from services.generation.callbacks import (
 )
 from services.generation.delivery import (
     claim_deliveries,
+    read_job,
     record_delivered,
     record_undeliverable,
+    user_history,
 )
 from services.generation.errors import (
     CallbackUnauthorized,
@@ -88,6 +90,7 @@ __all__ = [
     "expire_overdue",
     "expiry_deadlines",
     "pending_callbacks",
+    "read_job",
     "reconcile_orphans",
     "record_delivered",
     "record_submitted",
@@ -96,4 +99,5 @@ __all__ = [
     "store_callback",
     "store_poll_result",
     "store_task_callback",
+    "user_history",
 ]

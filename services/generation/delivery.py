@@ -10,6 +10,8 @@ attempt number: a worker whose lease passed and whose job was claimed again reco
 Crash analysis: a crash after the claim and before the record leaves the lease to expire;
 the job is claimed again and sent again (at-least-once: the user may get the result twice,
 never zero times). After the record the job is never claimed again.
+
+`read_job` and `user_history` read jobs for status messages and history re-sends by file_id.
 """
 
 from __future__ import annotations
@@ -22,6 +24,19 @@ from services.generation.store import Job, JobStore
 
 # Sending a video can take a while; a lease shorter than that would double-send.
 DELIVERY_LEASE_S = 300.0
+# One screen of history.
+HISTORY_LIMIT = 10
+
+
+async def read_job(conn: psycopg.AsyncConnection, job_id: int) -> Job | None:
+    """Return the job (for its status message or a re-send), or None."""
+    return await JobStore(conn).job(job_id)
+
+
+async def user_history(conn: psycopg.AsyncConnection, user_id: int, *,
+                       limit: int = HISTORY_LIMIT) -> list[Job]:
+    """Return the user's latest jobs, newest first; delivered ones keep their file_ids."""
+    return await JobStore(conn).recent_jobs(user_id, limit=limit)
 
 
 async def claim_deliveries(conn: psycopg.AsyncConnection, *, instance_id: str, limit: int,

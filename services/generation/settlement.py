@@ -11,6 +11,11 @@ Crash analysis: the status change and the ledger entry are one transaction. A cr
 its commit leaves the job unfinished and the hold open; the callback is still in the inbox
 (not marked applied) or the job is still overdue, so the next leader applies it again. After
 the commit, the re-application finds the job finished and does nothing.
+
+Lock order: a settlement locks the job row, then (through the ledger trigger) the user's
+wallet. Settle one job per transaction where two settlers may meet (callbacks and expiry):
+a transaction that settles several jobs of one user can deadlock with another settler, and
+PostgreSQL then aborts one of them (nothing is half-written; the loop retries).
 """
 
 from __future__ import annotations

@@ -113,6 +113,11 @@ class JobStore:
         """Return the job created under this idempotency key, or None."""
         return await self._one_job("job_by_key", {"idempotency_key": idempotency_key})
 
+    async def recent_jobs(self, user_id: int, *, limit: int) -> list[Job]:
+        """Return the user's latest jobs, newest first."""
+        rows = await self._all("recent_jobs", {"user_id": user_id, "limit": limit})
+        return [Job.from_row(r) for r in rows]
+
     async def user_load(self, user_id: int) -> UserLoad:
         """Return the user's active jobs and today's free jobs."""
         row = await self._one("user_load", {"user_id": user_id})

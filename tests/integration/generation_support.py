@@ -17,6 +17,7 @@ from services.generation import (
     request_generation,
 )
 from services.users import ensure_user
+from tests.helpers import eventually
 
 CATALOG = get_catalog()
 MARKUP = Decimal("2.0")
@@ -60,3 +61,15 @@ async def assert_invariants(pool: AsyncConnectionPool) -> None:
     """Fail with the violations when any invariant is broken."""
     async with pool.connection() as conn:
         assert await audit(conn) == []
+
+
+async def wait_until_blocked(pool: AsyncConnectionPool, pid: int) -> None:
+    """Wait until backend pid waits on a lock (a concurrent transaction queued behind ours)."""
+    async def blocked() -> bool:
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,))
+            row = await cur.fetchone()
+            return bool(row and row[0])
+
+    await eventually(blocked, what=f"backend {pid} waiting on a lock")

@@ -30,6 +30,7 @@ from services.generation import (
     claim_pending,
     expire_overdue,
     pending_callbacks,
+    read_job,
     reconcile_orphans,
     record_delivered,
     record_submitted,
@@ -37,6 +38,7 @@ from services.generation import (
     store_callback,
     store_poll_result,
     store_task_callback,
+    user_history,
 )
 from services.generation.store import JobStore
 from tests.integration.generation_support import (
@@ -48,6 +50,7 @@ from tests.integration.generation_support import (
     assert_invariants,
     new_user,
     request,
+    wait_until_blocked,
     wallet,
 )
 
@@ -88,9 +91,9 @@ async def submitted_job(pool: AsyncConnectionPool, task_id: str = "task-1",
     return job, ticket.token
 
 
-async def read_job(pool: AsyncConnectionPool, job_id: int) -> Job:
+async def committed_job(pool: AsyncConnectionPool, job_id: int) -> Job:
     async with pool.connection() as conn:
-        job = await JobStore(conn).job(job_id)
+        job = await read_job(conn, job_id)
     assert job is not None
     return job
 
@@ -117,7 +120,7 @@ async def test_success_commits_the_hold_exactly_once_whatever_the_replays(
         late = await apply_outcome(conn, job.id, Failed(code="late", message="too late"))
     assert late.applied is False and late.job.status is JobStatus.SUCCEEDED
     assert await wallet(funded) == Wallet(balance_kop=5000 - PRICE_KOP, hold_kop=0)
-    assert (await read_job(funded, job.id)).result_urls == ["https://cdn/x.png"]
+    assert (await committed_job(funded, job.id)).result_urls == ["https://cdn/x.png"]
 
 
 async def test_failure_releases_the_hold_and_charges_nothing(
@@ -129,7 +132,7 @@ async def test_failure_releases_the_hold_and_charges_nothing(
         late = await apply_outcome(conn, job.id, Succeeded(["https://cdn/x.png"]))
     assert (first.applied, again.applied, late.applied) == (True, False, False)
     assert await wallet(funded) == Wallet(balance_kop=5000, hold_kop=0)
-    finished = await read_job(funded, job.id)
+    finished = await committed_job(funded, job.id)
     assert (finished.status, finished.fail_code) == (JobStatus.FAILED, "500")
 
 
@@ -149,7 +152,7 @@ async def test_a_settlement_rolled_back_midway_is_applied_by_the_next_attempt(
             [callback] = await pending_callbacks(conn, limit=10)
             await apply_callback(conn, callback, Succeeded(["https://cdn/x.png"]))
             raise RuntimeError("leader dies before the commit")
-    assert (await read_job(funded, job.id)).status is JobStatus.SUBMITTED
+    assert (await committed_job(funded, job.id)).status is JobStatus.SUBMITTED
     assert await apply_all(funded, Succeeded(["https://cdn/x.png"])) == 1
     assert await wallet(funded) == Wallet(balance_kop=5000 - PRICE_KOP, hold_kop=0)
 
@@ -170,7 +173,7 @@ async def test_a_callback_is_stored_once_and_wakes_the_leader(
     assert notice.payload == str(job.id)
     assert await apply_all(funded, Succeeded(SUCCESS["resultUrls"])) == 1  # type: ignore[arg-type]
     assert await apply_all(funded, Succeeded([])) == 0
-    assert (await read_job(funded, job.id)).status is JobStatus.SUCCEEDED
+    assert (await committed_job(funded, job.id)).status is JobStatus.SUCCEEDED
 
 
 async def test_a_callback_with_a_wrong_token_or_for_an_unknown_job_is_refused(
@@ -211,7 +214,7 @@ async def test_a_callback_completes_a_job_whose_task_id_was_lost_in_a_crash(
         # The job is not offered to the submitter again: Kie has it.
         assert await claim_pending(conn, limit=10, lease_s=0) == []
     assert await apply_all(funded, Succeeded(["https://cdn/x.png"])) == 1
-    assert (await read_job(funded, job.id)).status is JobStatus.SUCCEEDED
+    assert (await committed_job(funded, job.id)).status is JobStatus.SUCCEEDED
     assert await wallet(funded) == Wallet(balance_kop=5000 - PRICE_KOP, hold_kop=0)
 
 
@@ -221,7 +224,7 @@ async def test_a_non_final_callback_is_marked_applied_and_settles_nothing(
     async with funded.connection() as conn:
         await store_callback(conn, job.id, token, {"taskId": "task-1", "state": "generating"})
     assert await apply_all(funded, None) == 1
-    assert (await read_job(funded, job.id)).status is JobStatus.SUBMITTED
+    assert (await committed_job(funded, job.id)).status is JobStatus.SUBMITTED
 
 
 async def test_an_orphan_callback_is_reconciled_when_its_task_id_is_recorded(
@@ -249,7 +252,7 @@ async def test_the_periodic_reconcile_catches_an_orphan_stored_while_the_task_id
         assert await reconcile_orphans(conn) == 1
         assert await reconcile_orphans(conn) == 0
     assert await apply_all(funded, Succeeded(["https://cdn/x.png"])) == 1
-    assert (await read_job(funded, job.id)).status is JobStatus.SUCCEEDED
+    assert (await committed_job(funded, job.id)).status is JobStatus.SUCCEEDED
 
 
 async def test_a_poll_answer_takes_the_callback_path(funded: AsyncConnectionPool) -> None:
@@ -272,7 +275,7 @@ async def test_submission_attempts_are_bounded_and_the_last_refusal_releases_the
         for _ in range(MAX_ATTEMPTS):
             assert await begin_submit(conn, job.id, max_attempts=MAX_ATTEMPTS) is not None
         assert await begin_submit(conn, job.id, max_attempts=MAX_ATTEMPTS) is None
-    finished = await read_job(funded, job.id)
+    finished = await committed_job(funded, job.id)
     assert (finished.status, finished.submit_attempts) == (JobStatus.FAILED, MAX_ATTEMPTS)
     assert await wallet(funded) == Wallet(balance_kop=5000, hold_kop=0)
 
@@ -282,7 +285,7 @@ async def test_record_submitted_moves_only_a_pending_job(funded: AsyncConnection
     async with funded.connection() as conn:
         assert await record_submitted(conn, job.id, "task-2") is None
         assert await begin_submit(conn, job.id, max_attempts=MAX_ATTEMPTS) is None
-    assert (await read_job(funded, job.id)).kie_task_id == "task-1"
+    assert (await committed_job(funded, job.id)).kie_task_id == "task-1"
 
 
 async def test_claim_pending_is_fair_across_users_and_leases_its_jobs(
@@ -334,9 +337,9 @@ async def test_overdue_jobs_expire_by_category_and_release_their_holds(
         expired = await expire_overdue(conn, later, DEADLINES_S)
         assert [j.id for j in expired] == [image.id]
         assert await expire_overdue(conn, later, DEADLINES_S) == []
-    assert (await read_job(funded, image.id)).status is JobStatus.EXPIRED
-    assert (await read_job(funded, video.id)).status is JobStatus.PENDING
-    held = (await read_job(funded, video.id)).price_kop
+    assert (await committed_job(funded, image.id)).status is JobStatus.EXPIRED
+    assert (await committed_job(funded, video.id)).status is JobStatus.PENDING
+    held = (await committed_job(funded, video.id)).price_kop
     assert await wallet(funded) == Wallet(balance_kop=5000 - held, hold_kop=held)
 
 
@@ -347,7 +350,7 @@ async def test_a_callback_after_expiry_changes_nothing(funded: AsyncConnectionPo
         await expire_overdue(conn, later, DEADLINES_S)
         await store_callback(conn, job.id, token, SUCCESS)
     assert await apply_all(funded, Succeeded(["https://cdn/x.png"])) == 1
-    assert (await read_job(funded, job.id)).status is JobStatus.EXPIRED
+    assert (await committed_job(funded, job.id)).status is JobStatus.EXPIRED
     assert await wallet(funded) == Wallet(balance_kop=5000, hold_kop=0)
 
 
@@ -369,8 +372,25 @@ async def test_a_delivery_lease_keeps_a_job_to_one_worker_until_it_expires(
         assert await record_delivered(conn, theirs, file_ids=["f2"], message_ids=[2])
     async with funded.connection() as conn:
         assert await claim_deliveries(conn, instance_id="a", limit=10, lease_s=0) == []
-    delivered = await read_job(funded, job.id)
+    delivered = await committed_job(funded, job.id)
     assert delivered.delivered_file_ids == ["f2"] and delivered.delivered_at is not None
+
+
+async def test_history_lists_the_users_jobs_newest_first_with_their_file_ids(
+        funded: AsyncConnectionPool) -> None:
+    older = await new_job(funded, "h:1")
+    newer = await new_job(funded, "h:2")
+    await new_job(funded, "h:3", user_id=OTHER)
+    async with funded.connection() as conn:
+        await apply_outcome(conn, older.id, Succeeded(["https://cdn/x.png"]))
+    async with funded.connection() as conn:
+        [claimed] = await claim_deliveries(conn, instance_id="a", limit=10)
+        await record_delivered(conn, claimed, file_ids=["AgAD-file"], message_ids=[5])
+    async with funded.connection() as conn:
+        history = await user_history(conn, USER)
+        assert await read_job(conn, newer.id) == history[0]
+    assert [j.id for j in history] == [newer.id, older.id]
+    assert history[1].delivered_file_ids == ["AgAD-file"]
 
 
 async def test_an_undeliverable_job_is_closed_with_its_reason(
@@ -382,7 +402,7 @@ async def test_an_undeliverable_job_is_closed_with_its_reason(
         assert await record_undeliverable(conn, claimed, reason="bot blocked by the user")
     async with funded.connection() as conn:
         assert await claim_deliveries(conn, instance_id="a", limit=10, lease_s=0) == []
-    assert (await read_job(funded, job.id)).undeliverable_reason == "bot blocked by the user"
+    assert (await committed_job(funded, job.id)).undeliverable_reason == "bot blocked by the user"
 
 
 async def test_concurrent_delivery_claims_never_share_a_job(
@@ -398,3 +418,21 @@ async def test_concurrent_delivery_claims_never_share_a_job(
 
     a, b, c = await asyncio.gather(claim("a"), claim("b"), claim("c"))
     assert len(set(a) | set(b) | set(c)) == len(a) + len(b) + len(c) == 6
+
+
+async def test_concurrent_outcomes_for_one_job_settle_it_once(
+        funded: AsyncConnectionPool, database_url: str) -> None:
+    job, _ = await submitted_job(funded)
+    async with (
+        await psycopg.AsyncConnection.connect(database_url) as first,
+        await psycopg.AsyncConnection.connect(database_url) as second,
+    ):
+        won = await apply_outcome(first, job.id, Succeeded(["https://cdn/x.png"]))
+        racing = asyncio.create_task(
+            apply_outcome(second, job.id, Failed(code="dup", message="other leader")))
+        await wait_until_blocked(funded, second.info.backend_pid)
+        await first.commit()
+        lost = await racing
+        await second.commit()
+    assert (won.applied, lost.applied, lost.job.status) == (True, False, JobStatus.SUCCEEDED)
+    assert await wallet(funded) == Wallet(balance_kop=5000 - PRICE_KOP, hold_kop=0)

@@ -24,7 +24,6 @@ from services.generation import (
     RequestConflict,
     apply_outcome,
 )
-from tests.helpers import eventually
 from tests.integration.generation_support import (
     FREE,
     PRICE_KOP,
@@ -33,6 +32,7 @@ from tests.integration.generation_support import (
     assert_invariants,
     new_user,
     request,
+    wait_until_blocked,
     wallet,
 )
 
@@ -166,17 +166,6 @@ async def test_a_failed_free_job_gives_its_quota_back(funded: AsyncConnectionPoo
         assert isinstance(first, Created)
         await apply_outcome(conn, first.job.id, Failed(code="kie", message="boom"))
         assert isinstance(await request(conn, "free:2", model_id=FREE, limits=limits), Created)
-
-
-async def wait_until_blocked(pool: AsyncConnectionPool, pid: int) -> None:
-    async def blocked() -> bool:
-        async with pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,))
-            row = await cur.fetchone()
-            return bool(row and row[0])
-
-    await eventually(blocked, what=f"backend {pid} waiting on a lock")
 
 
 @pytest.mark.parametrize(("model_id", "limits", "refusal"), [

@@ -1,5 +1,5 @@
-"""The leader's scheduled maintenance: handled updates are pruned after the retention period,
-open ones never, and only under a current term."""
+"""The leader's scheduled maintenance runs the jobs areas give it; the inbox's job prunes
+handled updates after the retention period, open ones never, and only under a current term."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import asyncio
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from services.maintenance import Maintenance
-from supervisor.election import FencedError
+from services.maintenance import Maintenance, ScheduledJob
+from services.telegram.retention import inbox_jobs
+from supervisor.election import FencedError, Leadership
 from tests.helpers import eventually, inbox_store, lead, message_update, set_term, store_updates
 
 RETENTION_HOURS = 72
@@ -25,10 +26,6 @@ UPDATE telegram_updates
 IDS_SQL = b"SELECT update_id FROM telegram_updates ORDER BY update_id"
 
 
-def maintenance(pool: AsyncConnectionPool) -> Maintenance:
-    return Maintenance(pool, inbox=inbox_store(), inbox_retention_hours=RETENTION_HOURS)
-
-
 async def seed(pool: AsyncConnectionPool) -> None:
     await store_updates(pool, *(message_update(n, 40 + n) for n in ROWS))
     async with pool.connection() as conn, conn.transaction():
@@ -42,11 +39,16 @@ async def remaining(pool: AsyncConnectionPool) -> list[int]:
         return [row[0] for row in await cur.fetchall()]
 
 
+def prune_job(pool: AsyncConnectionPool) -> ScheduledJob:
+    (job,) = inbox_jobs(pool, inbox_store(), retention_hours=RETENTION_HOURS)
+    return job
+
+
 async def test_prune_deletes_only_handled_updates_past_retention(
         pool: AsyncConnectionPool) -> None:
     await seed(pool)
     leadership = await lead(pool)
-    pruned = await maintenance(pool).prune_inbox(leadership)
+    pruned = await prune_job(pool).run(leadership)
     assert pruned == 2
     assert await remaining(pool) == [3, 4, 5]
 
@@ -56,7 +58,7 @@ async def test_a_deposed_leader_prunes_nothing(pool: AsyncConnectionPool) -> Non
     leadership = await lead(pool, term=1)
     await set_term(pool, 2)
     with pytest.raises(FencedError):
-        await maintenance(pool).prune_inbox(leadership)
+        await prune_job(pool).run(leadership)
     assert await remaining(pool) == sorted(ROWS)
 
 
@@ -64,8 +66,7 @@ async def test_the_scheduler_prunes_on_promotion_and_stops_on_drain(
         pool: AsyncConnectionPool) -> None:
     await seed(pool)
     leadership = await lead(pool)
-    task = asyncio.create_task(
-        maintenance(pool).run(leadership))
+    task = asyncio.create_task(Maintenance([prune_job(pool)]).run(leadership))
 
     async def pruned() -> bool:
         return await remaining(pool) == [3, 4, 5]
@@ -75,3 +76,22 @@ async def test_the_scheduler_prunes_on_promotion_and_stops_on_drain(
     finally:
         leadership.draining.set()
         await asyncio.wait_for(task, 5)
+
+
+async def test_maintenance_runs_every_job_it_is_given_on_promotion_with_the_leadership(
+        pool: AsyncConnectionPool) -> None:
+    leadership = await lead(pool)
+    ran: dict[str, list[Leadership]] = {"one": [], "two": []}
+
+    def recorder(name: str) -> ScheduledJob:
+        async def run(given: Leadership) -> None:
+            ran[name].append(given)
+        return ScheduledJob(name, every_s=3600, run=run)
+
+    task = asyncio.create_task(Maintenance([recorder("one"), recorder("two")]).run(leadership))
+    try:
+        await eventually(lambda: all(ran.values()), what="both jobs' first run")
+    finally:
+        leadership.draining.set()
+        await asyncio.wait_for(task, 5)
+    assert ran == {"one": [leadership], "two": [leadership]}

@@ -221,3 +221,7 @@ UPDATE generation_jobs
    SET delivered_at = now(), undeliverable_reason = %(reason)s
  WHERE id = %(job_id)s AND delivered_at IS NULL AND delivery_attempts = %(attempt)s
 RETURNING id;
+
+-- name: recent_jobs
+-- The user's latest jobs, newest first (history; delivered ones carry Telegram file_ids).
+SELECT * FROM generation_jobs WHERE user_id = %(user_id)s ORDER BY id DESC LIMIT %(limit)s;
