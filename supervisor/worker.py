@@ -198,6 +198,10 @@ class Worker(Generic[P]):
         self._wake = asyncio.Event()
         self._hooks: set[asyncio.Task[None]] = set()
 
+    def wake(self) -> None:
+        """Run a loop turn now (e.g. another worker just made a job ready), not at the poll."""
+        self._wake.set()
+
     async def run(self, leadership: Leadership | None) -> None:
         """Work until draining (finish in-flight jobs, settle them) or cancelled."""
         assert leadership is not None, "leader-only service"
