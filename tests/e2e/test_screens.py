@@ -120,7 +120,7 @@ async def test_history_lists_jobs_and_resends_a_result_once_on_a_double_tap(
     await chatbot.control.inject_photo(108, user_id=108)  # message 1: a file Telegram has
     await user.send("/start")
     photo = (await chatbot.control.message(108, 1))["photo"][-1]["file_id"]
-    file_ids = f'["{photo}"]'
+    file_ids = f'["{photo}", ""]'  # the second result went as a link: nothing to re-send
     async with chatbot.pool.connection() as conn:
         await conn.execute(JOB_SQL, (108, 108, "succeeded", "k1", "2026-01-01", file_ids))
         await conn.execute(JOB_SQL, (108, 108, "failed", "k2", "2026-01-01", None))
