@@ -12,6 +12,7 @@ credits refunded when `refund_failed`), else its result files are made and store
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from sandbox.kie.tasks import MediaKind, Task, TaskSpec, TaskState, now_ms
 
 QUEUING_AT: float = 0.1  # share of the duration spent waiting
 GENERATING_AT: float = 0.2  # ... and waiting + queuing
+log = logging.getLogger(__name__)
 STATE_ORDER = (TaskState.WAITING, TaskState.QUEUING, TaskState.GENERATING, TaskState.SUCCESS)
 
 
@@ -73,6 +75,10 @@ class Engine:
         task = Task(family.new_task_id(), family, spec, account.key, cost, plan=plan)
         self.tasks[task.task_id] = task
         self.stats.created += 1
+        log.debug(
+            "task_created",
+            extra={"task_id": task.task_id, "model": spec.model, "duration_s": plan.duration_s},
+        )
         if not (plan.callback is not None and plan.callback.early):
             loop = asyncio.get_running_loop()
             duration_s = plan.duration_s
@@ -133,6 +139,10 @@ class Engine:
             self._store_results(task)
             task.state = TaskState.SUCCESS
             self.stats.succeeded += 1
+        log.debug(
+            "task_finished",
+            extra={"task_id": task.task_id, "state": str(task.state), "fail_code": task.fail_code},
+        )
         self._notify()
         return True
 

@@ -18,7 +18,10 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from sandbox.common.media import encode_jpeg, encode_mp3, encode_mp4, encode_png
 from sandbox.common.server import SandboxServer
 from sandbox.kie import KieSandbox, KieSandboxClient, KieSandboxConfig
 
@@ -251,6 +254,14 @@ async def test_the_http_status_switch_makes_the_http_status_equal_the_code(
     assert (status, body["code"]) == (422, 422)
     status, body = await call(api, "GET", CREDIT)
     assert (status, body["code"]) == (200, 200)
+    for code in (429, 455, 500, 501, 505):
+        await control.fault("request", op="credit", code=code)
+        status, body = await call(api, "GET", CREDIT)
+        assert (status, body["code"], body["data"]) == (code, code, None) and body["msg"]
+    await control.set_credits(0)
+    body_402 = {"model": "z-image", "input": {"prompt": "x", "aspect_ratio": "1:1"}}
+    status, body = await call(api, "POST", CREATE, json=body_402)
+    assert (status, body["code"]) == (402, 402)
 
 
 @pytest.mark.parametrize(
@@ -523,6 +534,30 @@ async def test_result_sizes_are_configurable_up_to_60_mb_inside_a_valid_containe
         assert data[4:8] == b"ftyp" and b"mdat" in data[:MB] and b"free" in data[:MB]
     else:
         assert mp3_first_frame(data)[:2] == b"\xff\xfb"
+
+
+# The smallest padding each container can hold (a chunk, segment, box or tag header).
+PADDING_OVERHEAD_BYTES: Final[int] = 12
+
+
+@settings(max_examples=40, deadline=None)
+@given(extra=st.integers(min_value=PADDING_OVERHEAD_BYTES, max_value=300_000))
+def test_padding_hits_any_target_size_and_keeps_each_container_valid(extra: int) -> None:
+    png = encode_png(7, 5, (1, 2, 3))
+    padded = encode_png(7, 5, (1, 2, 3), len(png) + extra)
+    assert len(padded) == len(png) + extra and png_size(padded) == (7, 5)
+    assert padded.endswith(b"IEND\xaeB`\x82")
+    jpeg = encode_jpeg(9, 4, (200, 10, 10))
+    padded = encode_jpeg(9, 4, (200, 10, 10), len(jpeg) + extra)
+    jfif_end = 20  # SOI + APP0: the comments go right after them
+    assert len(padded) == len(jpeg) + extra and padded[:jfif_end] == jpeg[:jfif_end]
+    assert padded.endswith(jpeg[jfif_end:])
+    mp4 = encode_mp4(32, 16, (0, 0, 0), 1.0)
+    padded = encode_mp4(32, 16, (0, 0, 0), 1.0, len(mp4) + extra)
+    assert len(padded) == len(mp4) + extra and padded.startswith(mp4)
+    mp3 = encode_mp3(0.1)
+    padded = encode_mp3(0.1, len(mp3) + extra)
+    assert len(padded) == len(mp3) + extra and mp3_first_frame(padded) == mp3[:4]
 
 
 async def test_the_config_refuses_sizes_above_60_mb_and_unknown_keys(

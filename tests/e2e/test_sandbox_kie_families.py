@@ -6,6 +6,7 @@ params, so these tests also prove that the client and the stand-in agree."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -15,6 +16,7 @@ import pytest
 from sandbox.kie import KieSandbox, KieSandboxClient
 from services.catalog import get_catalog
 from services.kie.adapters import adapter_for
+from services.kie.callbacks import task_id_of, verify_callback_signature
 from services.kie.state import TaskStatus
 from tests.e2e.test_sandbox_kie import (
     HMAC_KEY,
@@ -121,7 +123,10 @@ async def test_each_family_finishes_with_its_own_status_and_signed_callback(
     body_data = last.body["data"]
     assert last.body["code"] == 200 and body_data[CALLBACK_ID_KEY[family]] == task_id
     timestamp = last.headers["X-Webhook-Timestamp"]
-    assert last.headers["X-Webhook-Signature"] == expected_signature(task_id, timestamp)
+    signature = last.headers["X-Webhook-Signature"]
+    assert signature == expected_signature(task_id, timestamp)
+    assert task_id_of(last.body) == task_id
+    assert verify_callback_signature(HMAC_KEY, task_id, timestamp, signature, time.time())
     parsed = adapter.parse_callback(last.body)
     assert parsed.status is TaskStatus.SUCCEEDED and parsed.result_urls == state.result_urls
 
