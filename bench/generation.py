@@ -13,6 +13,8 @@ Run 1, throughput (rate limit off: the client's bucket and the Kie sandbox's lim
     callback_to_sent_ms    Kie's callback stored (job_callbacks.received_at) -> delivered_at
                            (recorded right after Telegram answered the send)
     jobs_per_s             jobs / (first confirm -> last delivery)
+    db_transactions_per_job  the database's committed + rolled back transactions / jobs
+                           (load-independent: what one generation costs the database)
     lost_results           jobs without a recorded delivery, or without a Telegram message
     double_charges         jobs committed twice + wallets off their top-ups minus successes
     invariants_ok          audit() is empty
@@ -45,7 +47,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from bench.common import (
+    STATS_FLUSH_S,
     bench_database,
+    database_transactions,
     event_loop_factory,
     latency_ms,
     logs_dir,
@@ -133,10 +137,13 @@ async def throughput(url: str, *, users: int, jobs: int, telegram_url: str,
                 number = queue.get_nowait()
                 job_ids.append(await confirm(stack, 1 + number % users, f"bench-{number}"))
 
+        transactions = await asyncio.to_thread(database_transactions, url)
         started = time.perf_counter()
         await asyncio.gather(*(handler() for _ in range(CONFIRMERS)))
         await until(lambda: stack.all_delivered(job_ids), "deliveries")
         wall_s = time.perf_counter() - started
+        await asyncio.sleep(STATS_FLUSH_S)  # the server's statistics lag up to a second
+        transactions = await asyncio.to_thread(database_transactions, url) - transactions
         sent = (await telegram.stats())["outbox"]
         submitted = await kie_submissions(kie)
         violations = await stack.violations()
@@ -152,6 +159,7 @@ async def throughput(url: str, *, users: int, jobs: int, telegram_url: str,
         "confirm_to_submit_ms": _p50_p99(submit),
         "callback_to_sent_ms": _p50_p99(to_sent),
         "callbacks_measured": len(to_sent),
+        "db_transactions_per_job": round(transactions / jobs, 1),
         "telegram_results": sent,
         "lost_results": jobs - min(delivered, sent),
         "duplicate_results": max(0, sent - jobs),
