@@ -119,8 +119,8 @@ def ask(t: Translate, lang: str, model: Model, form: Form) -> Screen:
         if count:
             rows.append((Button(t("button-done", count=count), Action(Verb.DONE)),))
     else:
-        text = t("ask-" + target.type, model=title, label=label(t, target),
-                 **_limits(target))
+        key, limits = _typed_question(target)
+        text = t(key, model=title, label=label(t, target), **limits)
     if target.name in {f.name for f in engine.card_fields(model)}:
         if target.name in form.values:
             rows.append((Button(t("button-default"), Action(Verb.RESET)),))
@@ -184,13 +184,13 @@ def _ask_media(t: Translate, title: str, target: InputField, form: Form) -> str:
              count=count, max=item_limit(target))
 
 
-def _limits(f: InputField) -> Mapping[str, object]:
-    found: dict[str, object] = {}
-    if f.max_length is not None:
-        found["max"] = f.max_length
+def _typed_question(f: InputField) -> tuple[str, Mapping[str, object]]:
+    """Return the message id asking for a typed value of f, and the limits it names."""
+    if f.type == "string":
+        return ("ask-string-max", {"max": f.max_length}) if f.max_length else ("ask-string", {})
     if f.min is not None and f.max is not None:
-        found["range"] = f"{f.min}–{f.max}"
-    return found
+        return "ask-" + f.type + "-range", {"min": f.min, "max": f.max}
+    return "ask-" + f.type, {}
 
 
 def _marked(text: str, current: bool) -> str:
