@@ -2,45 +2,42 @@
 
 `compose()` does no network or database I/O (the pool is not connected yet): it loads and
 validates the catalog (a broken catalog refuses start, naming model and field) and wires the
-services. `checks()` lists the product's probes for `python -m supervisor check`.
+services; the product's probes for `python -m supervisor check` are `services.checks`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from config import Settings
 from services.accounts import Accounts
-from services.billing.ledger import EntryKind, LedgerConflict, apply_entry, count_entries
-from services.catalog import Catalog, load_catalog, price_kopecks
+from services.catalog import load_catalog
+from services.checks import checks
 from services.maintenance import Maintenance
+from services.storefront import Storefront
+from services.telegram import texts
 from services.telegram.bot import create_bot
+from services.telegram.commands import CommandsPublisher
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
+from services.telegram.handlers.support import Support
 from services.telegram.poller import TelegramPoller
 from services.telegram.pressure import IngressPressure
+from services.telegram.retention import inbox_jobs
 from services.telegram.webhook import (
     WebhookIngress,
     WebhookRegistrar,
-    webhook_secret,
     webhook_url,
 )
-from services.users import ensure_user
 from supervisor import db
 from supervisor.http import RouteInstaller
 from supervisor.runtime_state import RuntimeState
-from supervisor.services import Check, Composition, Service
+from supervisor.services import Composition, Service
 
-# The smoke test's baseline model: it must always be in the catalog and priced.
-BASELINE_MODEL_ID = "z-image"
-# A user id no Telegram user can have (ids are positive); only used inside a rolled-back probe.
-PROBE_USER_ID = -1
-PROBE_AMOUNT_KOP = 100
 # FSM states kept in memory by the leader (a few MB at most); misses read the database.
 FSM_STATE_CACHE_SIZE = 50_000
 
@@ -58,7 +55,7 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         return leadership is not None and not leadership.lost.is_set() and leadership.trusted()
 
     bot = create_bot(settings, leading=leading)
-    secret = webhook_secret(settings)
+    secret = settings.webhook_secret_token.get()
 
     async def listen_connect() -> psycopg.AsyncConnection:
         return await db.connect(settings, purpose="listen")
@@ -66,7 +63,12 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     storage = PostgresStorage(pool, fence=term.fence, state_cache_size=FSM_STATE_CACHE_SIZE,
                               cache_scope=lambda: term.leadership)
     accounts = Accounts(pool, leadership=lambda: term.leadership)
-    aiogram_dp = build_dispatcher(storage=storage, accounts=accounts)
+    storefront = Storefront(pool, catalog, markup=settings.price_markup,
+                            leadership=lambda: term.leadership)
+    i18n_core = await asyncio.to_thread(texts.core)
+    aiogram_dp = build_dispatcher(
+        storage=storage, i18n_core=i18n_core, accounts=accounts, storefront=storefront,
+        support=Support(username=settings.support_telegram, text=settings.support_text))
     pressure = IngressPressure()
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, term=term,
                                  listen_connect=listen_connect,
@@ -76,7 +78,9 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     allowed_updates = aiogram_dp.resolve_used_update_types()
     leader_only: list[Service] = [
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
-        Maintenance(pool, inbox_retention_hours=settings.inbox_retention_hours),
+        # Each area registers its periodic jobs here; Maintenance only schedules them.
+        Maintenance(inbox_jobs(pool, retention_hours=settings.inbox_retention_hours)),
+        CommandsPublisher(bot, i18n_core),
     ]
     routes: list[RouteInstaller] = []
     if settings.bot_mode == "polling":
@@ -92,44 +96,3 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
                                      instance_id=settings.instance_id, pressure=pressure).install)
     return Composition(leader_only=leader_only, routes=routes,
                        checks=checks(settings, pool, catalog), on_close=[bot.session.close])
-
-
-def checks(settings: Settings, pool: AsyncConnectionPool,
-           catalog: Catalog | None = None) -> list[Check]:
-    """Return the product's smoke-test probes: catalog baseline and billing idempotency."""
-
-    async def catalog_probe() -> str:
-        loaded = catalog if catalog is not None else await asyncio.to_thread(load_catalog)
-        model = loaded.get(BASELINE_MODEL_ID)
-        if model is None:
-            raise RuntimeError(f"baseline model {BASELINE_MODEL_ID!r} is missing")
-        price = price_kopecks(model, model.with_defaults({}), settings.price_markup)
-        inputs = ", ".join(f.name for f in model.inputs)
-        return (f"{len(loaded)} models; {BASELINE_MODEL_ID}: {model.endpoint}, "
-                f"{price} kop at markup {settings.price_markup}, inputs: {inputs}")
-
-    async def billing_probe() -> str:
-        key = f"check-probe:{secrets.token_hex(8)}"
-        entry = {"user_id": PROBE_USER_ID, "kind": EntryKind.TOPUP,
-                 "balance_delta_kop": PROBE_AMOUNT_KOP, "hold_delta_kop": 0,
-                 "idempotency_key": key, "note": "supervisor check probe"}
-        async with pool.connection() as conn, conn.transaction(force_rollback=True):
-            await ensure_user(conn, user_id=PROBE_USER_ID, username=None, first_name="probe",
-                              language_code=None)
-            first = await apply_entry(conn, **entry)  # type: ignore[arg-type]
-            second = await apply_entry(conn, **entry)  # type: ignore[arg-type]
-            entries = await count_entries(conn, key)
-            try:
-                await apply_entry(conn, **(entry | {"balance_delta_kop": 1}))  # type: ignore[arg-type]
-            except LedgerConflict:
-                conflict = True
-            else:
-                conflict = False
-        if not (first.applied and not second.applied and entries == 1 and conflict
-                and second.wallet and second.wallet.balance_kop == PROBE_AMOUNT_KOP):
-            raise RuntimeError(f"same key applied twice or a conflicting replay accepted: "
-                               f"entries={entries}, conflict={conflict}, "
-                               f"wallet={second.wallet}")
-        return "same ledger key twice -> one entry, another amount -> conflict (rolled back)"
-
-    return [Check("catalog", catalog_probe), Check("billing_idempotency", billing_probe)]

@@ -2,6 +2,11 @@
 
 Every command validates the environment first, before any database or network I/O, and
 exits with EXIT_CONFIG (78, EX_CONFIG) and the full list of problems on stderr.
+
+`check` is what a newcomer runs first, so it answers fast and says what to do next: it
+imports nothing of aiogram, makes ONE connection attempt bounded by DB_CONNECT_TIMEOUT (no
+pool, so no reconnect spam), prints one line per check, and skips the checks that need what
+an earlier one found missing (a database, its migrations), naming the next step.
 """
 
 from __future__ import annotations
@@ -11,24 +16,24 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
-from psycopg.rows import dict_row
 
 from config import ConfigError, Settings, load_settings
 from supervisor import db, migrations
-from supervisor.election import QUERIES as ELECTION_QUERIES
 from supervisor.election import lease_name
-from supervisor.instance import ComposeFn, Instance
 from supervisor.logs import setup_logging
-from supervisor.registry import QUERIES as INSTANCE_QUERIES
-from supervisor.services import Check
+from supervisor.stores import ElectionStore, InstanceStore
+
+if TYPE_CHECKING:
+    from supervisor.instance import ComposeFn
 
 EXIT_CONFIG = 78
 EXIT_FAILED = 1
 RECENT_EVENTS = 20
+MIGRATE_HINT = "run `python -m supervisor migrate`"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,13 +101,34 @@ def composition_root() -> ComposeFn:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from supervisor.instance import Instance  # the run path only: HTTP, election, services
+
     return await Instance(settings, composition_root()).run()
+
+
+def database_problem(exc: BaseException, settings: Settings) -> str:
+    """Return one line saying why the database cannot be used and what to fix."""
+    refused = db.refusal(exc)
+    if refused is not None:
+        return str(refused)
+    if isinstance(exc, TimeoutError):
+        return (f"no answer within DB_CONNECT_TIMEOUT ({settings.db_connect_timeout_s:g} s): "
+                "check DATABASE_URL's host and port, and that PostgreSQL runs there")
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = detail.removeprefix("connection failed: ")
+    return f"unreachable ({detail}): check DATABASE_URL and that PostgreSQL runs there"
+
+
+async def _connect_once(settings: Settings, purpose: str) -> psycopg.AsyncConnection:
+    """Open one connection, one attempt, bounded by DB_CONNECT_TIMEOUT."""
+    async with asyncio.timeout(settings.db_connect_timeout_s):
+        return await db.connect(settings, purpose=purpose)
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.status:
-            async with await db.connect(settings, purpose="migrate") as conn:
+            async with await _connect_once(settings, "migrate") as conn:
                 status = await migrations.read_status(conn)
         else:
             status = await migrations.apply_pending(
@@ -110,8 +136,8 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     except migrations.MigrationError as exc:
         print(f"migrations refused: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (psycopg.Error, OSError) as exc:
-        print(f"database unavailable: {exc}", file=sys.stderr)
+    except (psycopg.Error, OSError, TimeoutError, db.DatabaseRefused) as exc:
+        print(f"database: {database_problem(exc, settings)}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
         print(orjson.dumps(status.as_dict()).decode())
@@ -124,60 +150,93 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if status.ok else EXIT_FAILED
 
 
-async def _check(settings: Settings, args: argparse.Namespace) -> int:
-    from services.composition import checks
+class _Report:
+    """Print one line per check as it finishes; remember whether all passed."""
 
-    results: list[tuple[str, bool, str]] = [("env", True, "all keys valid")]
+    def __init__(self) -> None:
+        self.ok = True
+
+    def line(self, name: str, status: str, detail: str) -> None:
+        self.ok = self.ok and status != "FAIL"
+        print(f"{status:<4}  {name}: {detail}", flush=True)
+
+
+async def _check(settings: Settings, args: argparse.Namespace) -> int:
+    from services.checks import checks  # no aiogram on this path: check answers in ~1 s
+
+    report = _Report()
+    report.line("env", "ok", "all keys valid")
+    skipped = await _check_database(settings, report)
     pool = db.create_pool(settings)
+    product = checks(settings, pool)
+    if skipped:
+        for check in product:
+            report.line(check.name, "skip", skipped)
+        return EXIT_FAILED
     try:
-        await pool.open(wait=False)
-        for check in [*_database_checks(settings), *checks(settings, pool)]:
+        await pool.open(wait=True, timeout=settings.db_connect_timeout_s)
+        for check in product:
             try:
                 async with asyncio.timeout(settings.db_connect_timeout_s + 5):
-                    results.append((check.name, True, await check.probe()))
+                    report.line(check.name, "ok", await check.probe())
             except Exception as exc:
-                results.append((check.name, False, str(exc) or type(exc).__name__))
+                report.line(check.name, "FAIL", str(exc) or type(exc).__name__)
     finally:
         await pool.close(timeout=2.0)
-    for name, ok, detail in results:
-        print(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
-    return 0 if all(ok for _, ok, _ in results) else EXIT_FAILED
+    return 0 if report.ok else EXIT_FAILED
 
 
-def _database_checks(settings: Settings) -> list[Check]:
-    async def database() -> str:
-        async with await db.connect(settings, purpose="check") as conn:
-            cur = await conn.execute(migrations.QUERIES["server_version"])
-            row = await cur.fetchone()
-        return f"reachable, PostgreSQL {row[0] if row else '?'}"
-
-    async def schema() -> str:
-        async with await db.connect(settings, purpose="check") as conn:
-            status = await migrations.read_status(conn)
-        if not status.ok:
-            raise RuntimeError("; ".join(
-                status.problems + [f"pending {name}" for name in status.pending]))
-        return f"{len(status.applied)} applied, checksums match"
-
-    return [Check("database", database), Check("migrations", schema)]
+async def _check_database(settings: Settings, report: _Report) -> str | None:
+    """Check the database and its migrations; return why later checks are skipped, if so."""
+    try:
+        conn = await _connect_once(settings, "check")
+    except (psycopg.Error, OSError, TimeoutError) as exc:
+        report.line("database", "FAIL", database_problem(exc, settings))
+        report.line("migrations", "skip", "needs the database")
+        return "needs the database"
+    async with conn:
+        try:
+            db.require_supported_server(conn)
+        except db.DatabaseRefused as exc:
+            report.line("database", "FAIL", str(exc))
+            return "needs a supported PostgreSQL"
+        version = conn.info.parameter_status("server_version") or "?"
+        report.line("database", "ok", f"reachable, PostgreSQL {version}")
+        status = await migrations.read_status(conn)
+    if status.problems:
+        report.line("migrations", "FAIL", "; ".join(status.problems))
+        return "needs a consistent migration history"
+    if status.pending:
+        report.line("migrations", "FAIL", f"{len(status.pending)} pending "
+                    f"({', '.join(status.pending)}): {MIGRATE_HINT}")
+        return f"needs the migrations: {MIGRATE_HINT}"
+    report.line("migrations", "ok", f"{len(status.applied)} applied, checksums match")
+    return None
 
 
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
     name = lease_name(settings.telegram_bot_token.get())
     try:
-        async with await db.connect(settings, purpose="status") as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(ELECTION_QUERIES["lease_overview"], {"name": name})
-            lease = await cur.fetchone()
-            await cur.execute(INSTANCE_QUERIES["all_instances"])
-            instances = await cur.fetchall()
-            await cur.execute(ELECTION_QUERIES["recent_events"],
-                              {"name": name, "limit": RECENT_EVENTS})
-            events = await cur.fetchall()
-    except (psycopg.Error, OSError) as exc:
-        print(f"database unavailable: {exc}", file=sys.stderr)
+        async with await _connect_once(settings, "status") as conn:
+            schema = await migrations.read_status(conn)
+            if not schema.applied:
+                print(f"database reachable but not migrated ({len(schema.pending)} pending): "
+                      f"{MIGRATE_HINT}", file=sys.stderr)
+                return EXIT_FAILED
+            election, instances = ElectionStore(conn), InstanceStore(conn)
+            lease = await election.lease_overview(name=name)
+            members = await instances.all_instances()
+            events = await election.recent_events(name=name, limit=RECENT_EVENTS)
+    except psycopg.errors.UndefinedTable:
+        print(f"database schema incomplete: {MIGRATE_HINT}", file=sys.stderr)
         return EXIT_FAILED
-    report: dict[str, Any] = {"lease": lease, "instances": instances, "events": events}
+    except (psycopg.Error, OSError, TimeoutError) as exc:
+        print(f"database: {database_problem(exc, settings)}", file=sys.stderr)
+        return EXIT_FAILED
+    if schema.pending:
+        print(f"note: {len(schema.pending)} migrations pending: {MIGRATE_HINT}", file=sys.stderr)
+    report: dict[str, Any] = {"lease": lease, "instances": members, "events": events,
+                              "migrations": schema.as_dict()}
     if args.json:
         print(orjson.dumps(report, default=str).decode())
         return 0
@@ -187,7 +246,7 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print("leader: none yet")
     print("instances:")
-    for row in instances:
+    for row in members:
         print(f"  {row['instance_id']:<32} {row['role']:<10} term={row['term']}  "
               f"last_seen={row['last_seen_at']:%H:%M:%S}  v{row['version']}")
     print(f"last {RECENT_EVENTS} leader events:")

@@ -15,6 +15,7 @@ there is one and the server's FATAL message otherwise.
 
 from __future__ import annotations
 
+import logging
 import time
 import weakref
 from typing import Any
@@ -46,6 +47,9 @@ POOL_MAX_LIFETIME_S = 1800.0
 POOL_RECONNECT_MAX_DELAY_S = 1.0
 # A pooled connection unused for this long is checked (one round trip) before reuse.
 CHECK_IDLE_AFTER_S = 1.0
+# psycopg_pool logs every checkout at INFO and every failed reconnect (one a second here) at
+# WARNING; outages are logged by RuntimeState once per state change instead.
+POOL_LOG_LEVEL = logging.ERROR
 
 
 class _CappedAttempt(AttemptWithBackoff):
@@ -141,6 +145,7 @@ def connect_kwargs(settings: Settings, *, purpose: str = "pool") -> dict[str, An
 
 def create_pool(settings: Settings) -> Pool:
     """Create (not open) the process pool; open it with `await pool.open()`."""
+    logging.getLogger("psycopg.pool").setLevel(POOL_LOG_LEVEL)
     return Pool(
         settings.database_url.get(),
         min_size=1,

@@ -43,21 +43,18 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from config import Settings
 from supervisor import db
 from supervisor.aio import Backoff, wait_event
-from supervisor.runtime_state import RuntimeState
-from supervisor.sqlstore import QueryStore
+from supervisor.runtime_state import Role, RuntimeState
+from supervisor.stores import ElectionStore, LeaderEvent, TransitionReason
 
 logger = logging.getLogger(__name__)
 
-QUERIES = QueryStore(Path(__file__).with_name("sql") / "election.sql")
 LOCK_NAMESPACE = b"kiebot-leader-v1:"
 # Subtracted from the TTL so we stop trusting ourselves before anyone may take over.
 TRUST_MARGIN_S = 0.5
@@ -117,7 +114,7 @@ class Leadership:
         if self.lost.is_set() or not self.trusted():
             raise FencedError(f"term {self.term} is no longer trusted")
         try:
-            await conn.execute(QUERIES["fence"], {"name": self.lease_name, "term": self.term})
+            await ElectionStore(conn).fence(name=self.lease_name, term=self.term)
         except psycopg.Error as exc:
             if exc.sqlstate == FENCED_SQLSTATE:
                 raise FencedError(f"term {self.term} was superseded") from exc
@@ -165,11 +162,11 @@ class Elector:
 
     async def _campaign_once(self, stop: asyncio.Event) -> Leadership | None:
         conn = await self._open_lock_session()
-        self._state.set_role("candidate", term=None, reason="campaigning")
+        self._state.set_role(Role.CANDIDATE, term=None, reason="campaigning")
         watch_done = asyncio.Event()
         watcher = asyncio.create_task(self._watch_lease(stop, watch_done), name="lease-watcher")
         acquire = asyncio.create_task(
-            conn.execute(QUERIES["acquire_lock"], {"key": self._key}), name="lock-wait")
+            ElectionStore(conn).acquire_lock(key=self._key), name="lock-wait")
         stopping = asyncio.create_task(stop.wait(), name="lock-wait-stop")
         try:
             await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -191,31 +188,27 @@ class Elector:
     async def _open_lock_session(self) -> psycopg.AsyncConnection:
         await self._close_lock_session()
         conn = await db.connect(self._settings, purpose="lock")
-        cur = await conn.execute(QUERIES["lock_session_setup"],
-                                 {"idle_ms": str(int(self._ttl_s * 1000))})
-        row = await cur.fetchone()
-        self._lock_pid = int(row[2]) if row else None
         self._conn = conn
+        self._lock_pid = await ElectionStore(conn).lock_session_setup(
+            idle_ms=int(self._ttl_s * 1000))
         return conn
 
     async def _promote(self, conn: psycopg.AsyncConnection) -> Leadership:
         started = self._clock()
-        params = {"name": self._name, "instance_id": self._settings.instance_id,
-                  "ttl_s": self._ttl_s}
+        store, me = ElectionStore(conn), self._settings.instance_id
         async with conn.transaction():
-            await conn.execute(QUERIES["ensure_lease"], params)
-            cur = await conn.execute(QUERIES["bump_term"], params)
-            row = await cur.fetchone()
-            assert row is not None, "ensure_lease guarantees the lease row"
-            term = int(row[0])
-            await conn.execute(QUERIES["start_heartbeat"], params | {"term": term})
-            await conn.execute(QUERIES["record_event"], params | {
-                "term": term, "event": "promoted", "reason": "lock acquired"})
-        timeout_ms = int(self._interval_s * RENEW_TIMEOUT_FRACTION * 1000)
-        await conn.execute(QUERIES["set_statement_timeout"], {"timeout_ms": str(timeout_ms)})
+            await store.ensure_lease(name=self._name)
+            term = await store.bump_term(name=self._name, instance_id=me)
+            await store.start_heartbeat(name=self._name, term=term, instance_id=me,
+                                        ttl_s=self._ttl_s)
+            await store.record_event(name=self._name, term=term, instance_id=me,
+                                     event=LeaderEvent.PROMOTED,
+                                     reason=TransitionReason.LOCK_ACQUIRED)
+        await store.set_statement_timeout(
+            timeout_ms=int(self._interval_s * RENEW_TIMEOUT_FRACTION * 1000))
         self._trusted_until = started + self._ttl_s - TRUST_MARGIN_S
         self._note_own_lease(term, started)
-        self._state.set_role("leader", term=term, reason="lock acquired")
+        self._state.set_role(Role.LEADER, term=term, reason=TransitionReason.LOCK_ACQUIRED)
         logger.info("leader_promoted", extra={
             "term": term, "promote_ms": round((self._clock() - started) * 1000, 2)})
         return Leadership(term=term, instance_id=self._settings.instance_id,
@@ -232,9 +225,8 @@ class Elector:
 
     async def _check_lease(self) -> None:
         async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(QUERIES["read_lease"], {"name": self._name} | self._key_params)
-            lease = await cur.fetchone()
+            store = ElectionStore(conn)
+            lease = await store.read_lease(name=self._name, **self._key_params)
             self._state.mark_db_ok()
             if lease is None:
                 return
@@ -246,47 +238,47 @@ class Elector:
             overdue = -lease["expires_in_s"] > TAKEOVER_GRACE_S
             if not (overdue and lease["holder_has_lock"] and lease["holder_pid"] != self._lock_pid):
                 return
-            killed = await conn.execute(QUERIES["terminate_holder"],
-                                        {"pid": lease["holder_pid"]} | self._key_params)
-            if await killed.fetchone():
-                reason = (f"lease of {lease['holder']} (term {lease['term']}) expired "
-                          f"{-lease['expires_in_s']:.1f} s ago")
-                await conn.execute(QUERIES["record_event"], {
-                    "name": self._name, "term": lease["term"], "event": "takeover",
-                    "instance_id": self._settings.instance_id, "reason": reason})
+            if await store.terminate_holder(pid=lease["holder_pid"], **self._key_params):
+                await store.record_event(
+                    name=self._name, term=lease["term"], instance_id=self._settings.instance_id,
+                    event=LeaderEvent.TAKEOVER, reason=TransitionReason.LEASE_EXPIRED)
                 self._state.takeovers += 1
                 logger.warning("leader_takeover", extra={
-                    "holder": lease["holder"], "holder_term": lease["term"], "reason": reason})
+                    "holder": lease["holder"], "holder_term": lease["term"],
+                    "expired_s_ago": round(-lease["expires_in_s"], 1)})
 
     # ---- leader ----
 
-    async def hold(self, leadership: Leadership, stop: asyncio.Event) -> str:
+    async def hold(self, leadership: Leadership, stop: asyncio.Event) -> TransitionReason:
         """Renew until leadership ends or stop is set; return why it ended."""
         conn = self._conn
         assert conn is not None, "hold() follows a successful campaign()"
-        params = {"name": self._name, "term": leadership.term, "ttl_s": self._ttl_s}
+        store = ElectionStore(conn)
         while True:
             started = self._clock()
             if stop.is_set():
-                return "stopping"
+                return TransitionReason.STOPPING
             if started >= self._trusted_until:
-                return "trust window expired"
+                return TransitionReason.TRUST_EXPIRED
             try:
                 async with asyncio.timeout(self._trusted_until - started):
-                    cur = await conn.execute(QUERIES["renew"], params)
-                if cur.rowcount != 1:
-                    return "term superseded"
+                    renewed = await store.renew(name=self._name, term=leadership.term,
+                                                ttl_s=self._ttl_s)
+                if not renewed:
+                    return TransitionReason.TERM_SUPERSEDED
                 self._trusted_until = started + self._ttl_s - TRUST_MARGIN_S
                 self._note_own_lease(leadership.term, started)
             except TimeoutError:
-                return "trust window expired"
+                return TransitionReason.TRUST_EXPIRED
             except psycopg.errors.QueryCanceled as exc:
                 # The server was slow; our trust window decides how long we may keep trying.
                 logger.warning("renew_slow", extra={"error": str(exc)})
                 continue
             except (psycopg.Error, OSError) as exc:
                 # The lock lives and dies with this session.
-                return f"lock session lost: {exc}"
+                logger.warning("lock_session_lost", extra={"term": leadership.term,
+                                                           "error": str(exc)})
+                return TransitionReason.LOCK_SESSION_LOST
             await wait_event(stop, started + self._interval_s - self._clock())
 
     def _note_own_lease(self, term: int, renewed_at: float) -> None:
@@ -299,23 +291,27 @@ class Elector:
 
     # ---- demoting ----
 
-    async def release(self, leadership: Leadership, *, reason: str, resign: bool) -> None:
+    async def release(self, leadership: Leadership, *, reason: TransitionReason,
+                      resign: bool) -> None:
         """End our term: resign (expire lease, unlock) if asked, then close the lock session."""
         leadership.lost.set()
         self._trusted_until = 0.0
         self._state.trust_until_mono = None
-        event = "resigned" if resign else "demoted"
-        params = {"name": self._name, "term": leadership.term, "event": event,
-                  "instance_id": self._settings.instance_id, "reason": reason}
+        event = LeaderEvent.RESIGNED if resign else LeaderEvent.DEMOTED
+        term, me = leadership.term, self._settings.instance_id
         try:
             async with asyncio.timeout(RESIGN_TIMEOUT_S):
                 if resign and self._conn is not None and not self._conn.closed:
-                    await self._conn.execute(QUERIES["expire"], params)
-                    await self._conn.execute(QUERIES["record_event"], params)
-                    await self._conn.execute(QUERIES["release_lock"], {"key": self._key})
+                    store = ElectionStore(self._conn)
+                    await store.expire(name=self._name, term=term)
+                    await store.record_event(name=self._name, term=term, instance_id=me,
+                                             event=event, reason=reason)
+                    await store.release_lock(key=self._key)
                 else:
                     async with self._pool.connection() as conn:
-                        await conn.execute(QUERIES["record_event"], params)
+                        await ElectionStore(conn).record_event(
+                            name=self._name, term=term, instance_id=me, event=event,
+                            reason=reason)
         except (psycopg.Error, OSError, TimeoutError) as exc:
             # The lease TTL is the safety net: followers take over when it runs out.
             logger.warning("release_incomplete", extra={"error": str(exc), "event": event})

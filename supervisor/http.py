@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from supervisor.runtime_state import RuntimeState
 
@@ -56,18 +57,8 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    state = request.app[STATE_KEY]
-    lines = [
-        f'kiebot_is_leader{{instance="{state.instance_id}"}} {int(state.role == "leader")}',
-        f"kiebot_term {state.term or 0}",
-        f"kiebot_takeovers_total {state.takeovers}",
-        f"kiebot_uptime_seconds {state.uptime_s()}",
-    ]
-    for name, info in sorted(state.services.items()):
-        lines.append(f'kiebot_service_restarts_total{{service="{name}"}} {info.restarts}')
-    for name, value in sorted(state.counters.items()):
-        lines.append(f"kiebot_{name}_total {value}")
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+    body = generate_latest(request.app[STATE_KEY].metrics)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def build_app(state: RuntimeState, installers: tuple[RouteInstaller, ...] = ()) -> web.Application:

@@ -42,8 +42,9 @@ from supervisor.aio import Backoff, wait_event
 from supervisor.election import Elector, Leadership
 from supervisor.http import HttpServer, build_app
 from supervisor.registry import InstanceHeartbeat, InstancePruner
-from supervisor.runtime_state import RuntimeState
+from supervisor.runtime_state import Role, RuntimeState
 from supervisor.services import Composition, ServiceGroup
+from supervisor.stores import TransitionReason
 
 logger = logging.getLogger(__name__)
 
@@ -168,24 +169,24 @@ class Instance:
                 break
             leader_services.start(leadership)
             reason = await elector.hold(leadership, self.stop_event)
-            if reason == "stopping":
+            if reason == TransitionReason.STOPPING:
                 reason = await self._drain(elector, leadership, leader_services)
-                resign = reason == "stopping"
+                resign = reason == TransitionReason.STOPPING
             else:
                 resign = False
                 # Stop leader work before anything else: we may no longer be trusted.
                 leadership.lost.set()
-            self.state.set_role("demoting", term=leadership.term, reason=reason)
+            self.state.set_role(Role.DEMOTING, term=leadership.term, reason=reason)
             stopped = await leader_services.stop(self.settings.leader_stop_grace_s)
             await asyncio.shield(elector.release(leadership, reason=reason, resign=resign))
             if not stopped:
                 logger.critical("leader_service_stuck", extra={"term": leadership.term})
                 self.exit_code = EXIT_UNFENCED
                 os._exit(EXIT_UNFENCED)  # a stuck task would otherwise run unfenced
-            self.state.set_role("follower", term=None, reason=reason)
+            self.state.set_role(Role.FOLLOWER, term=None, reason=reason)
 
     async def _drain(self, elector: Elector, leadership: Leadership,
-                     services: ServiceGroup) -> str:
+                     services: ServiceGroup) -> TransitionReason:
         """Let leader services finish in-flight work while the lease is still renewed."""
         drained = asyncio.Event()
         renewing = asyncio.create_task(elector.hold(leadership, drained), name="drain-renew")

@@ -35,11 +35,10 @@ import pglast
 import psycopg
 from pglast import ast
 from pglast.enums import AlterTableType, DropBehavior, ObjectType
-from psycopg.rows import dict_row
 
 from supervisor import db
 from supervisor.aio import Backoff
-from supervisor.sqlstore import QueryStore
+from supervisor.stores import MigrationStore
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +53,6 @@ MIGRATION_LOCK_ATTEMPTS = 5
 MIGRATION_LOCK_BACKOFF_S = 1.0   # doubled after each lock timeout, up to the max
 MIGRATION_LOCK_BACKOFF_MAX_S = 8.0
 STATEMENT_SHOWN_CHARS = 120
-QUERIES = QueryStore(Path(__file__).with_name("sql") / "migrations.sql")
 
 
 class MigrationError(Exception):
@@ -195,13 +193,8 @@ async def read_status(
         migrations = discover(directory)
     except MigrationError as exc:
         return MigrationStatus(problems=[str(exc)])
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(QUERIES["table_exists"])
-        present = await cur.fetchone()
-        rows: list[dict[str, object]] = []
-        if present and present["present"]:
-            await cur.execute(QUERIES["applied"])
-            rows = await cur.fetchall()
+    store = MigrationStore(conn)
+    rows = await store.applied() if await store.table_exists() else []
     return compare(migrations, rows)
 
 
@@ -216,9 +209,10 @@ async def apply_pending(conninfo: str, *, directory: Path = MIGRATIONS_DIR,
     )
     try:
         db.require_supported_server(conn)
-        await conn.execute(QUERIES["lock"], {"key": MIGRATION_LOCK_KEY})
+        store = MigrationStore(conn)
+        await store.lock(key=MIGRATION_LOCK_KEY)
         try:
-            await conn.execute(QUERIES["create_table"])
+            await store.create_table()
             status = await read_status(conn, directory)
             if status.problems:
                 raise MigrationError("; ".join(status.problems))
@@ -227,7 +221,7 @@ async def apply_pending(conninfo: str, *, directory: Path = MIGRATIONS_DIR,
                     await _apply_one(conn, migration)
             return await read_status(conn, directory)
         finally:
-            await conn.execute(QUERIES["unlock"], {"key": MIGRATION_LOCK_KEY})
+            await store.unlock(key=MIGRATION_LOCK_KEY)
     finally:
         await conn.close()
 
@@ -237,19 +231,17 @@ async def _apply_one(conn: psycopg.AsyncConnection, migration: Migration) -> Non
 
     A crash or an error anywhere inside rolls the whole file back: it is applied or it is not.
     """
+    store = MigrationStore(conn)
     backoff = Backoff(initial_s=MIGRATION_LOCK_BACKOFF_S, max_s=MIGRATION_LOCK_BACKOFF_MAX_S)
     for attempt in range(1, MIGRATION_LOCK_ATTEMPTS + 1):
         started = time.perf_counter()
         try:
             async with conn.transaction():
-                await conn.execute(QUERIES["set_lock_timeout"],
-                                   {"lock_timeout": f"{MIGRATION_LOCK_TIMEOUT_MS}ms"})
+                await store.set_lock_timeout(lock_timeout_ms=MIGRATION_LOCK_TIMEOUT_MS)
                 await conn.execute(migration.sql.encode())
                 duration_ms = (time.perf_counter() - started) * 1000
-                await conn.execute(QUERIES["record"], {
-                    "version": migration.version, "name": migration.name,
-                    "checksum": migration.checksum, "duration_ms": duration_ms,
-                })
+                await store.record(version=migration.version, name=migration.name,
+                                   checksum=migration.checksum, duration_ms=duration_ms)
             break
         except psycopg.errors.LockNotAvailable as exc:
             if attempt == MIGRATION_LOCK_ATTEMPTS:

@@ -1,4 +1,9 @@
-"""The instances registry: every process heartbeats its row; the leader prunes dead ones."""
+"""The instances registry: every process heartbeats its row; the leader prunes dead ones.
+
+Crash analysis: a heartbeat is one upsert (a crash loses at most that beat; the row ages and
+drops off the live view after LIVE_WINDOW_S); a prune is one fenced DELETE (a crash before its
+commit deletes nothing, and a deposed leader's prune is refused by the fence).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,17 @@ import asyncio
 import logging
 import os
 import socket
-from pathlib import Path
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from supervisor.aio import wait_event
 from supervisor.election import Leadership
-from supervisor.runtime_state import RuntimeState
-from supervisor.sqlstore import QueryStore
+from supervisor.runtime_state import Role, RuntimeState
+from supervisor.stores import InstanceStore
 
 logger = logging.getLogger(__name__)
 
-QUERIES = QueryStore(Path(__file__).with_name("sql") / "instances.sql")
 HEARTBEAT_INTERVAL_S = 1.0
 # Instances seen within this window make up the cluster view on /health.
 LIVE_WINDOW_S = 10.0
@@ -51,19 +53,19 @@ class InstanceHeartbeat:
         """Write our row once and refresh the cluster view."""
         state = self._state
         async with self._pool.connection() as conn:
-            await conn.execute(QUERIES["heartbeat"], {
-                "instance_id": state.instance_id, "host": socket.gethostname(),
-                "pid": os.getpid(), "version": state.version, "started_at": state.started_at,
-                "role": state.role, "term": state.term})
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(QUERIES["live"], {"live_s": LIVE_WINDOW_S})
-            state.cluster = [r for r in await cur.fetchall() if r["role"] != "stopped"]
+            store = InstanceStore(conn)
+            await store.heartbeat(
+                instance_id=state.instance_id, host=socket.gethostname(), pid=os.getpid(),
+                version=state.version, started_at=state.started_at, role=state.role,
+                term=state.term)
+            live = await store.live(live_s=LIVE_WINDOW_S)
+            state.cluster = [r for r in live if r["role"] != Role.STOPPED]
         state.mark_db_ok()
 
     async def mark_stopped(self) -> None:
         """Tell the cluster we left (best effort, on clean exit)."""
         async with self._pool.connection() as conn:
-            await conn.execute(QUERIES["mark_stopped"], {"instance_id": self._state.instance_id})
+            await InstanceStore(conn).mark_stopped(instance_id=self._state.instance_id)
 
 
 class InstancePruner:
@@ -78,9 +80,8 @@ class InstancePruner:
         """Prune every PRUNE_INTERVAL_S while leading."""
         assert leadership is not None, "leader-only service"
         while not leadership.draining.is_set():
-            async with self._pool.connection() as conn, conn.transaction():
-                await leadership.fence(conn)
-                cur = await conn.execute(QUERIES["prune"], {"stale_s": STALE_AFTER_S})
-                if cur.rowcount:
-                    logger.info("instances_pruned", extra={"count": cur.rowcount})
+            async with leadership.fenced(self._pool) as conn:
+                pruned = await InstanceStore(conn).prune(stale_s=STALE_AFTER_S)
+            if pruned:
+                logger.info("instances_pruned", extra={"count": pruned})
             await wait_event(leadership.draining, PRUNE_INTERVAL_S)

@@ -17,9 +17,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from supervisor import logs
+from supervisor.metrics import registry_for
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +34,16 @@ DB_FRESH_S = 5.0
 DB_DOWN_GRACE_S = 15.0
 # Distinct (place, error class) pairs shown on /health; the oldest is dropped beyond this.
 LAST_ERRORS_KEPT = 20
+
+
+class Role(StrEnum):
+    """This instance's part in the election (/health, logs, `instances.role`)."""
+
+    FOLLOWER = "follower"     # not leading; serves /health and webhook deliveries
+    CANDIDATE = "candidate"   # waiting for the leader lock
+    LEADER = "leader"         # holds the lock and a current term
+    DEMOTING = "demoting"     # leadership ended; leader services are stopping
+    STOPPED = "stopped"       # exited cleanly (written by mark_stopped only)
 
 
 @dataclass(slots=True)
@@ -60,7 +74,7 @@ class RuntimeState:
     version: str
     started_at: float = field(default_factory=time.time)
     started_mono: float = field(default_factory=time.monotonic)
-    role: str = "follower"
+    role: Role = Role.FOLLOWER
     term: int | None = None
     trust_until_mono: float | None = None
     leader: LeaderInfo = field(default_factory=LeaderInfo)
@@ -77,8 +91,12 @@ class RuntimeState:
     errors: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     db_unreachable: bool = False
     stopping: bool = False
+    metrics: CollectorRegistry = field(init=False, repr=False)
 
-    def set_role(self, role: str, *, term: int | None, reason: str) -> None:
+    def __post_init__(self) -> None:
+        self.metrics = registry_for(self)
+
+    def set_role(self, role: Role, *, term: int | None, reason: str) -> None:
         """Record a role transition (and keep the log context in step)."""
         if role != self.role or term != self.term:
             self.last_transition = {
@@ -130,7 +148,7 @@ class RuntimeState:
 
     def trust_expired(self) -> bool:
         """Tell whether this instance is leader past its trust window."""
-        return (self.role == "leader" and self.trust_until_mono is not None
+        return (self.role == Role.LEADER and self.trust_until_mono is not None
                 and time.monotonic() > self.trust_until_mono)
 
     def problems(self) -> list[str]:

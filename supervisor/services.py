@@ -17,13 +17,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Protocol
 
 from supervisor.aio import Backoff, wait_event
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState, ServiceInfo
+
+if TYPE_CHECKING:  # aiohttp costs 0.3 s to import; `check` loads this module and serves no HTTP
+    from aiohttp import web
 
 logger = logging.getLogger(__name__)
 

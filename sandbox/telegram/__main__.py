@@ -3,55 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
-import orjson
-
+from sandbox.common.cli import run, serve
 from sandbox.telegram.config import SandboxConfig
-from sandbox.telegram.errors import mask_token
 from sandbox.telegram.server import DEFAULT_FIRST_NAME, DEFAULT_USERNAME, TelegramSandbox
 
 DEFAULT_PORT: Final[int] = 8081
 TOKENS_ENV: Final[str] = "TELEGRAM_SANDBOX_TOKENS"
-STANDARD_RECORD_KEYS: Final[frozenset[str]] = frozenset(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__
-) | {"message", "asctime", "taskName"}
-
-log = logging.getLogger("sandbox.telegram")
-
-
-class JsonFormatter(logging.Formatter):
-    """Format each record as one JSON object per line, masking bot tokens."""
-
-    def __init__(self, tokens: Sequence[str]) -> None:
-        """Remember the tokens that must never appear in output."""
-        super().__init__()
-        self._secrets = [(token, mask_token(token)) for token in tokens]
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Serialize the record with its `extra` fields."""
-        payload: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in STANDARD_RECORD_KEYS and not key.startswith("_"):
-                payload[key] = value
-        if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
-        line = orjson.dumps(payload, default=str).decode()
-        for token, masked in self._secrets:
-            line = line.replace(token, masked)
-        return line
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -110,47 +72,23 @@ def build_config(args: argparse.Namespace) -> SandboxConfig:
     )
 
 
-async def serve(args: argparse.Namespace) -> None:
-    """Start the sandbox, print its base URL as one JSON line and run until SIGINT/SIGTERM."""
-    sandbox = TelegramSandbox(
-        args.token,
-        username=args.username,
-        first_name=args.first_name,
-        config=build_config(args),
-        first_update_id=args.first_update_id,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    base_url = await sandbox.start(args.host, args.port)
-    started = {
-        "event": "started",
-        "base_url": base_url,
-        "bots": [{"id": bot.bot_id, "username": bot.username} for bot in sandbox.bots],
-    }
-    sys.stdout.write(orjson.dumps(started).decode() + "\n")
-    sys.stdout.flush()
-    try:
-        await stop.wait()
-    finally:
-        await sandbox.stop()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI."""
+    """Run the CLI; logs mask each token's secret part (`123456789:***`)."""
     args = parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(args.token))
-    logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    with contextlib.suppress(ImportError):
-        import uvloop
 
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(args))
-    return 0
+    async def main_coroutine() -> None:
+        sandbox = TelegramSandbox(
+            args.token,
+            username=args.username,
+            first_name=args.first_name,
+            config=build_config(args),
+            first_update_id=args.first_update_id,
+        )
+        bots = [{"id": bot.bot_id, "username": bot.username} for bot in sandbox.bots]
+        await serve(sandbox, args.host, args.port, {"bots": bots})
+
+    secrets = [token.partition(":")[2] for token in args.token]
+    return run(main_coroutine, name="telegram-sandbox", level=args.log_level, secrets=secrets)
 
 
 if __name__ == "__main__":

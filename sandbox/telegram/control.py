@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 import aiohttp
-import orjson
 
-DEFAULT_CLIENT_TIMEOUT_S: Final[float] = 30.0
-WAIT_SLACK_S: Final[float] = 5.0
-HTTP_REQUEST_TIMEOUT: Final[int] = 408
-
-
-class SandboxError(Exception):
-    """Report a non-2xx answer of the control API."""
-
-    def __init__(self, status: int, payload: Any) -> None:
-        """Store the HTTP status and the decoded body."""
-        message = payload.get("error") if isinstance(payload, dict) else payload
-        super().__init__(f"sandbox control API returned {status}: {message}")
-        self.status = status
-        self.payload = payload
+from sandbox.common.control import DEFAULT_CLIENT_TIMEOUT_S, ControlClient, compact
+from sandbox.common.control import SandboxError as SandboxError
+from sandbox.common.control import SandboxTimeout as SandboxTimeout
 
 
-class SandboxTimeout(SandboxError):
-    """Report that a /_sandbox/wait condition did not hold before its timeout."""
-
-
-class SandboxClient:
+class SandboxClient(ControlClient):
     """Wrap every /_sandbox/ endpoint; pass `session` to reuse an aiohttp session."""
 
     def __init__(
@@ -41,68 +24,12 @@ class SandboxClient:
         timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S,
     ) -> None:
         """Target the sandbox at `base_url` (as returned by TelegramSandbox.start)."""
-        self._base = base_url.rstrip("/") + "/_sandbox"
-        self._session = session
-        self._owns_session = session is None
+        super().__init__(base_url, session, timeout_s=timeout_s)
         self._bot_id = bot_id
-        self._timeout_s = timeout_s
 
-    async def __aenter__(self) -> SandboxClient:
-        """Return self; the session is created lazily."""
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Close the session if this client created it."""
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the owned aiohttp session."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        """Return the session, creating an owned one on first use."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-            self._owns_session = True
-        return self._session
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        payload: Any = None,
-        timeout_s: float | None = None,
-    ) -> Any:
-        """Call one endpoint and decode its JSON answer, raising SandboxError on failure."""
-        query = {key: str(value) for key, value in (params or {}).items() if value is not None}
-        if self._bot_id is not None:
-            query["bot_id"] = str(self._bot_id)
-        data = orjson.dumps(payload) if payload is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else None
-        async with self._get_session().request(
-            method,
-            self._base + path,
-            params=query,
-            data=data,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout_s or self._timeout_s),
-        ) as resp:
-            body = await resp.read()
-            decoded = orjson.loads(body) if body else None
-            if resp.status == HTTP_REQUEST_TIMEOUT:
-                raise SandboxTimeout(resp.status, decoded)
-            if resp.status >= 300:
-                raise SandboxError(resp.status, decoded)
-            return decoded
+    def _default_params(self) -> dict[str, str]:
+        """Select the bot of this client on every call."""
+        return {"bot_id": str(self._bot_id)} if self._bot_id is not None else {}
 
     # ------------------------------------------------------------ inject
 
@@ -116,7 +43,7 @@ class SandboxClient:
     ) -> int | None:
         """Inject one text message (a `/command` text gets a bot_command entity)."""
         item = {"kind": "message", "chat_id": chat_id, "user_id": user_id, "text": text, **fields}
-        return (await self.inject([_compact(item)]))[0]
+        return (await self.inject([compact(item)]))[0]
 
     async def inject_callback(
         self,
@@ -136,7 +63,7 @@ class SandboxClient:
             "message_id": message_id,
             **fields,
         }
-        return (await self.inject([_compact(item)]))[0]
+        return (await self.inject([compact(item)]))[0]
 
     async def inject_photo(
         self, chat_id: int, *, caption: str | None = None, user_id: int | None = None, **fields: Any
@@ -149,7 +76,7 @@ class SandboxClient:
             "caption": caption,
             **fields,
         }
-        return (await self.inject([_compact(item)]))[0]
+        return (await self.inject([compact(item)]))[0]
 
     # ------------------------------------------------------------ inspect
 
@@ -199,12 +126,7 @@ class SandboxClient:
         self, *, timeout_s: float = 10.0, chat_id: int | None = None, **conditions: int
     ) -> dict[str, int]:
         """Block until e.g. `outbox_at_least=5` holds; raise SandboxTimeout otherwise."""
-        params: dict[str, Any] = dict(conditions)
-        params["timeout"] = timeout_s
-        params["chat_id"] = chat_id
-        result: dict[str, int] = await self._request(
-            "GET", "/wait", params=params, timeout_s=timeout_s + WAIT_SLACK_S
-        )
+        result: dict[str, int] = await self._wait({**conditions, "chat_id": chat_id}, timeout_s)
         return result
 
     async def wait_outbox(self, count: int, *, timeout_s: float = 10.0) -> dict[str, int]:
@@ -250,7 +172,7 @@ class SandboxClient:
         chat_id: int | None = None,
     ) -> list[dict[str, Any]]:
         """Add a fault rule (`method` may be `*`); return the active rules."""
-        rule = _compact(
+        rule = compact(
             {
                 "method": method,
                 "fail_next": fail_next,
@@ -271,7 +193,3 @@ class SandboxClient:
         """Remove every fault rule."""
         await self._request("DELETE", "/faults")
 
-
-def _compact(item: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop None values from an item."""
-    return {key: value for key, value in item.items() if value is not None}

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-JSON_CONTENT_TYPE: Final[str] = "application/json"
+from sandbox.common.responses import json_response
 
 
 class ApiError(Exception):
@@ -68,11 +68,6 @@ def ok_body(result: Any) -> bytes:
             {"ok": True, "result": result.result, "description": result.description}
         )
     return orjson.dumps({"ok": True, "result": result})
-
-
-def json_response(body: bytes, status: int = 200) -> web.Response:
-    """Build a JSON aiohttp response from serialized bytes."""
-    return web.Response(body=body, status=status, content_type=JSON_CONTENT_TYPE)
 
 
 def bad_request(detail: str) -> ApiError:

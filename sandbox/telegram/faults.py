@@ -6,12 +6,15 @@ import asyncio
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
+from sandbox.common.faults import ANY, RuleTable, reject_unknown
 from sandbox.telegram.errors import ApiError, too_many_requests
 
-ANY_METHOD: Final[str] = "*"
 MAX_FAULT_DELAY_MS: Final[int] = 60_000
 DEFAULT_FAULT_STATUS: Final[int] = 500
 DEFAULT_FAULT_RETRY_AFTER_S: Final[int] = 1
+FAULT_KEYS: Final[frozenset[str]] = frozenset(
+    {"method", "fail_next", "status", "description", "retry_after", "delay_ms", "chat_id"}
+)
 FAULT_DESCRIPTIONS: Final[dict[int, str]] = {
     400: "Bad Request: injected fault",
     401: "Unauthorized",
@@ -39,6 +42,14 @@ class Fault:
     def to_dict(self) -> dict[str, Any]:
         """Return the rule as a JSON-ready dict."""
         return asdict(self)
+
+    def is_spent(self) -> bool:
+        """Tell whether the rule neither fails nor delays any more calls."""
+        return self.fail_next == 0 and self.delay_ms == 0
+
+    def key(self) -> tuple[str, int | None]:
+        """Return the table key: the lower-case method and the chat."""
+        return self.method.lower(), self.chat_id
 
     def error(self) -> ApiError:
         """Build the error this rule returns."""
@@ -76,17 +87,7 @@ def parse_fault(payload: dict[str, Any]) -> Fault:
         raise ValueError("status must be in 400..599")
     if not 0 <= fault.delay_ms <= MAX_FAULT_DELAY_MS:
         raise ValueError(f"delay_ms must be in 0..{MAX_FAULT_DELAY_MS}")
-    unknown = set(payload) - {
-        "method",
-        "fail_next",
-        "status",
-        "description",
-        "retry_after",
-        "delay_ms",
-        "chat_id",
-    }
-    if unknown:
-        raise ValueError(f"unknown fault keys: {sorted(unknown)}")
+    reject_unknown(payload, FAULT_KEYS)
     return fault
 
 
@@ -95,7 +96,7 @@ class FaultTable:
 
     def __init__(self) -> None:
         """Start with no rules."""
-        self._rules: dict[tuple[str, int | None], Fault] = {}
+        self._rules: RuleTable[tuple[str, int | None], Fault] = RuleTable()
 
     def __bool__(self) -> bool:
         """Tell whether any rule is active (fast path for the common case)."""
@@ -103,11 +104,7 @@ class FaultTable:
 
     def set(self, fault: Fault) -> None:
         """Add or replace a rule; a rule with nothing to do removes the existing one."""
-        key = (fault.method.lower(), fault.chat_id)
-        if fault.fail_next == 0 and fault.delay_ms == 0:
-            self._rules.pop(key, None)
-        else:
-            self._rules[key] = fault
+        self._rules.set(fault.key(), fault)
 
     def clear(self) -> None:
         """Remove every rule."""
@@ -115,14 +112,14 @@ class FaultTable:
 
     def rules(self) -> list[dict[str, Any]]:
         """Return all rules as dicts."""
-        return [rule.to_dict() for rule in self._rules.values()]
+        return self._rules.rules()
 
     def _matching(self, method_lower: str, chat_id: int | None) -> list[Fault]:
         """Return the rules that apply to a call, most specific first."""
-        keys: list[tuple[str, int | None]] = [(method_lower, None), (ANY_METHOD, None)]
+        keys: list[tuple[str, int | None]] = [(method_lower, None), (ANY, None)]
         if chat_id is not None:
-            keys = [(method_lower, chat_id), keys[0], (ANY_METHOD, chat_id), keys[1]]
-        return [rule for key in keys if (rule := self._rules.get(key)) is not None]
+            keys = [(method_lower, chat_id), keys[0], (ANY, chat_id), keys[1]]
+        return self._rules.matching(keys)
 
     async def apply(self, method_lower: str, chat_id: int | None) -> None:
         """Sleep for the configured delay, then raise the error of a rule with calls left."""
@@ -131,8 +128,5 @@ class FaultTable:
         if delay_ms:
             await asyncio.sleep(delay_ms / 1000)
         for rule in rules:
-            if rule.fail_next > 0:
-                rule.fail_next -= 1
-                if rule.fail_next == 0 and rule.delay_ms == 0:
-                    self._rules.pop((rule.method.lower(), rule.chat_id), None)
+            if self._rules.fire(rule.key(), rule):
                 raise rule.error()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import mimetypes
 import struct
-import zlib
 from typing import Final
 
-PNG_SIGNATURE: Final[bytes] = b"\x89PNG\r\n\x1a\n"
+from sandbox.common.media import PNG_SIGNATURE
+from sandbox.common.media import make_png as make_png  # re-exported: tests and inject use it
+
 PNG_IHDR_END_BYTES: Final[int] = 24
 JPEG_MAX_SCAN_BYTES: Final[int] = 1_000_000
 DEFAULT_IMAGE_SIDE_PX: Final[int] = 512
@@ -41,30 +42,6 @@ EXTENSION_BY_KIND: Final[dict[str, str]] = {
 }
 
 mimetypes.init()
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    """Encode one PNG chunk with its CRC."""
-    return (
-        struct.pack(">I", len(data))
-        + kind
-        + data
-        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
-
-
-@functools.lru_cache(maxsize=64)
-def make_png(width_px: int, height_px: int, rgb: tuple[int, int, int]) -> bytes:
-    """Return a valid solid-colour RGB PNG (cached: the same inputs give the same bytes)."""
-    row = b"\x00" + bytes(rgb) * width_px
-    raw = row * height_px
-    header = struct.pack(">IIBBBBB", width_px, height_px, 8, 2, 0, 0, 0)
-    return (
-        PNG_SIGNATURE
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(raw, 6))
-        + _png_chunk(b"IEND", b"")
-    )
 
 
 def palette_color(index: int) -> tuple[int, int, int]:

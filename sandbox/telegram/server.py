@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any, Final
 
 from aiohttp import web
 
+from sandbox.common.responses import json_response
+from sandbox.common.server import SandboxServer
 from sandbox.telegram.config import SandboxConfig
 from sandbox.telegram.control_api import ControlApi
-from sandbox.telegram.errors import ApiError, json_response, mask_token, not_found, unauthorized
+from sandbox.telegram.errors import ApiError, mask_token, not_found, unauthorized
 from sandbox.telegram.methods import (
     count_error,
     find_method,
@@ -23,12 +24,9 @@ from sandbox.telegram.methods import (
 from sandbox.telegram.params import parse_request
 from sandbox.telegram.state import POLL_WAKE_STOP, BotState
 
-DEFAULT_HOST: Final[str] = "127.0.0.1"
 DEFAULT_USERNAME: Final[str] = "sandbox_bot"
 DEFAULT_FIRST_NAME: Final[str] = "Sandbox Bot"
 CLIENT_MAX_BYTES: Final[int] = 52 * 1024 * 1024
-SHUTDOWN_TIMEOUT_S: Final[float] = 2.0
-LISTEN_BACKLOG: Final[int] = 1_024
 TOKEN_RE: Final[re.Pattern[str]] = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{1,100}$")
 RATE_CONFIG_KEYS: Final[frozenset[str]] = frozenset(
     {
@@ -44,7 +42,7 @@ RATE_CONFIG_KEYS: Final[frozenset[str]] = frozenset(
 log = logging.getLogger("sandbox.telegram")
 
 
-class TelegramSandbox:
+class TelegramSandbox(SandboxServer):
     """Serve a local Telegram Bot API for the given bot tokens plus a /_sandbox control API."""
 
     def __init__(
@@ -77,23 +75,9 @@ class TelegramSandbox:
             self._bots_by_token[token] = bot
             self._bots_by_id[bot_id] = bot
         self._default_bot = self._bots_by_token[tokens[0]]
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
-        self._app = self._build_app()
+        super().__init__(self._build_app())
 
     # ------------------------------------------------------------ public API
-
-    @property
-    def app(self) -> web.Application:
-        """Return the aiohttp application (mountable in an existing runner)."""
-        return self._app
-
-    @property
-    def base_url(self) -> str:
-        """Return `http://host:port` once started."""
-        if self._base_url is None:
-            raise RuntimeError("the sandbox is not started")
-        return self._base_url
 
     @property
     def bots(self) -> list[BotState]:
@@ -106,63 +90,24 @@ class TelegramSandbox:
             return self._default_bot
         return self._bots_by_id[bot_id]
 
-    async def start(self, host: str = DEFAULT_HOST, port: int = 0) -> str:
-        """Listen on host:port (0 picks a free port) and return the base URL."""
-        if self._runner is not None:
-            return self.base_url
-        runner = web.AppRunner(
-            self._app,
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=LISTEN_BACKLOG)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
+    def log_fields(self) -> dict[str, Any]:
+        """Add the bot ids (never the tokens) to the start line."""
+        return {"bot_ids": list(self._bots_by_id)}
+
+    async def on_started(self) -> None:
+        """Resume webhook delivery of bots whose webhook survived a stop."""
         for bot in self._bots_by_token.values():
             if bot.webhook is not None and bot.dispatcher is None:
                 await install_webhook(bot, bot.webhook)
-        bound_port = int(runner.addresses[0][1])
-        url_host = f"[{host}]" if ":" in host else host
-        self._runner = runner
-        self._base_url = f"http://{url_host}:{bound_port}"
-        log.info(
-            "sandbox started",
-            extra={"base_url": self._base_url, "bot_ids": list(self._bots_by_id)},
-        )
-        return self._base_url
 
-    async def stop(self) -> None:
-        """Release long polls and waiters, stop webhook delivery and close the listener."""
+    async def on_stopping(self) -> None:
+        """Release long polls and waiters and stop webhook delivery."""
         for bot in self._bots_by_token.values():
             bot.wake_poll(POLL_WAKE_STOP)
             bot.waiters.release_all()
             if bot.dispatcher is not None:
                 await bot.dispatcher.stop()
                 bot.dispatcher = None
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-            log.info("sandbox stopped", extra={"base_url": self._base_url})
-        self._base_url = None
-
-    async def __aenter__(self) -> TelegramSandbox:
-        """Start on a free loopback port."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Stop the server."""
-        await self.stop()
 
     def update_config(self, changes: dict[str, Any]) -> None:
         """Apply configuration changes at run time (rate limits restart from full buckets)."""

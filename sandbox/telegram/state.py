@@ -6,10 +6,11 @@ import asyncio
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from sandbox.common.waiters import Waiters
 from sandbox.telegram.config import SandboxConfig
 from sandbox.telegram.errors import bad_request
 from sandbox.telegram.faults import FaultTable
@@ -378,46 +379,6 @@ class Stats:
     webhook_failed: int = 0
     calls: Counter[str] = field(default_factory=Counter)
     errors: Counter[int] = field(default_factory=Counter)
-
-
-class Waiters:
-    """Resolve futures when their predicate over the bot state becomes true."""
-
-    def __init__(self) -> None:
-        """Start with nobody waiting."""
-        self._items: list[tuple[Callable[[], bool], asyncio.Future[bool]]] = []
-
-    def __bool__(self) -> bool:
-        """Tell whether anybody waits (fast path)."""
-        return bool(self._items)
-
-    async def wait(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
-        """Wait until `predicate()` holds; return False on timeout or release."""
-        if predicate():
-            return True
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        item = (predicate, future)
-        self._items.append(item)
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await future
-        except TimeoutError:
-            return predicate()
-        finally:
-            if item in self._items:
-                self._items.remove(item)
-
-    def notify(self) -> None:
-        """Re-check every predicate and resolve the ones that hold."""
-        for predicate, future in self._items:
-            if not future.done() and predicate():
-                future.set_result(True)
-
-    def release_all(self) -> None:
-        """Wake every waiter with False (used on shutdown)."""
-        for _, future in self._items:
-            if not future.done():
-                future.set_result(False)
 
 
 @dataclass(slots=True)

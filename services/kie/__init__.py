@@ -32,7 +32,8 @@ missing what it must carry.
 The bucket. Kie allows 20 new tasks per 10 s per account. Only the leader submits, so one
 in-process bucket is exact: each spent token comes back exactly 10 s after it was spent (a
 continuously refilling bucket could pass 22 in one window). Waiters queue FIFO on a lock and
-the head sleeps until the oldest grant ages out; the clock is injectable for tests.
+the head sleeps until the oldest grant ages out; `available()` counts what would pass now;
+the clock is injectable for tests.
 
 The adapters (catalog `endpoint` -> family; 66 market + 7 family models = 73). Paths are
 under /api/v1; status calls are GET ?taskId=; result paths are status | callback:

@@ -31,7 +31,7 @@ def sign_callback(key: str, task_id: str, timestamp: str) -> str:
 
 
 def verify_callback_signature(key: str, task_id: str, timestamp: str | None,
-                              signature: str | None, now: float, *,
+                              signature: str | None, now: float,
                               tolerance_s: float = DEFAULT_TOLERANCE_S) -> bool:
     """Return whether signature is Kie's for task_id at timestamp, within tolerance_s of now."""
     if not key or not task_id or not timestamp or not signature:

@@ -178,11 +178,11 @@ class KieClient:
                                             headers=headers, timeout=client_timeout or self.timeout,
                                             allow_redirects=False) as answer:
                 status, raw = answer.status, await answer.read()
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # Never connected: the request cannot have reached Kie.
             raise KieRetryable(0, detail=type(exc).__name__, path=path) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise KieRetryable(0, detail=type(exc).__name__ or "timeout", path=path,
+            raise KieRetryable(0, detail=type(exc).__name__, path=path,
                                maybe_executed=True) from None
         return self._read(status, raw, path)
 
@@ -193,12 +193,11 @@ class KieClient:
         except orjson.JSONDecodeError:
             body = None
         code = body.get("code") if isinstance(body, dict) else None
-        if not isinstance(code, int) or isinstance(code, bool):
+        if not isinstance(body, dict) or not isinstance(code, int) or isinstance(code, bool):
             if 200 <= status < 300:
                 raise KieRetryable(status, "answer is not Kie's JSON", path=path,
                                    maybe_executed=True)
             raise error_for(status, path=path)
-        assert isinstance(body, dict)
         detail = self._scrub(body.get("msg") or body.get("message") or "")
         if code != SUCCESS_CODE:
             raise error_for(code, detail=detail, path=path)

@@ -7,7 +7,8 @@ A classic token bucket refilling continuously (2 tokens/s, burst 20) would let 2
 t=0 and 2 more by t=1: 22 in one window. Here each token comes back exactly one window after
 it was spent, so a grant at time t is allowed only when fewer than `capacity` grants lie in
 (t - window, t]. Waiters queue FIFO behind one lock; the head sleeps until the oldest grant
-leaves the window, the others wait on the lock (no polling).
+leaves the window, the others wait on the lock (no polling). `available()` says how many
+would pass right now, so the submitter claims only jobs it can send at once.
 """
 
 from __future__ import annotations
@@ -71,3 +72,8 @@ class TokenBucket:
                 await self._clock.sleep(wait_s)
             self._granted.append(now)
             return now
+
+    def available(self) -> int:
+        """Return how many tokens acquire() would grant right now without waiting."""
+        since = self._clock.now() - self.window_s
+        return self.capacity - sum(1 for t in self._granted if t > since)

@@ -10,8 +10,8 @@ Ingress (`POST /telegram/webhook`, any instance, leader or not)
     A crash before step 5 loses nothing: Telegram has no 200 and sends the update again.
 
 Secret
-    WEBHOOK_SECRET_TOKEN, or HMAC-SHA256(bot token, WEBHOOK_SECRET_LABEL) when unset; the URL
-    never contains the token or the secret.
+    `Settings.webhook_secret_token`: WEBHOOK_SECRET_TOKEN, or derived from the bot token by
+    config when unset; the URL never contains the token or the secret.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-WEBHOOK_SECRET_LABEL = b"kiebot-webhook-secret-v1"
 # Telegram's own limit for a webhook's parallel connections; ours are cheap inserts.
 MAX_CONNECTIONS = 100
 REVERIFY_INTERVAL_S = 600.0
@@ -51,14 +50,6 @@ BODY_READ_TIMEOUT_S = 10.0
 OK_BODY = b'{"ok":true}'
 STATE_KEY = "telegram_webhook_fingerprint"
 QUERIES = QueryStore(Path(__file__).with_name("sql") / "webhook.sql")
-
-
-def webhook_secret(settings: Settings) -> str:
-    """Return the secret Telegram must send with every webhook request."""
-    if settings.webhook_secret_token is not None:
-        return settings.webhook_secret_token.get()
-    token = settings.telegram_bot_token.get().encode()
-    return hmac.new(token, WEBHOOK_SECRET_LABEL, hashlib.sha256).hexdigest()
 
 
 def webhook_url(settings: Settings) -> str:

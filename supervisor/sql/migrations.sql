@@ -32,7 +32,3 @@ SELECT set_config('lock_timeout', %(lock_timeout)s, true);
 -- Record one applied migration (in the same transaction as its DDL).
 INSERT INTO schema_migrations (version, name, checksum, duration_ms)
 VALUES (%(version)s, %(name)s, %(checksum)s, %(duration_ms)s);
-
--- name: server_version
--- The server's version, for `supervisor check`.
-SELECT current_setting('server_version') AS version;

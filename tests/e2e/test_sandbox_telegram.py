@@ -719,4 +719,4 @@ async def test_the_standalone_server_prints_its_url_and_never_logs_the_token() -
     secret_part = TOKEN.split(":", 1)[1]
     assert secret_part not in stderr.decode()
     lines = [orjson.loads(raw) for raw in stderr.decode().splitlines() if raw.strip()]
-    assert any(entry["msg"] == "sandbox started" for entry in lines)
+    assert any(entry["event"] == "sandbox started" for entry in lines)

@@ -15,8 +15,10 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor.http import build_app
+from supervisor.metrics import COUNTER_HELP
 from supervisor.migrations import discover
 from supervisor.runtime_state import DB_DOWN_GRACE_S, LeaderInfo, RuntimeState, ServiceInfo
 from tests.helpers import BOT_TOKEN, KIE_KEY, eventually, make_env
@@ -232,27 +234,46 @@ async def test_ready_is_503_while_shutting_down(client: TestClient, state: Runti
 # ---- /metrics ----
 
 
-async def test_metrics_is_prometheus_text(client: TestClient, state: RuntimeState) -> None:
+async def test_metrics_is_prometheus_text_with_help_and_type(
+        client: TestClient, state: RuntimeState) -> None:
     state.set_role("leader", term=5, reason="lock acquired")
     state.takeovers = 2
     state.services["updates"] = ServiceInfo(state="running", restarts=3)
     state.count("updates_processed", 4)
+    state.count("something_new")
     response = await client.get("/metrics")
     assert response.status == 200
     assert response.content_type == "text/plain"
-    lines = (await response.text()).splitlines()
-    assert 'kiebot_is_leader{instance="inst-a"} 1' in lines
-    assert "kiebot_term 5" in lines
-    assert "kiebot_takeovers_total 2" in lines
-    assert 'kiebot_service_restarts_total{service="updates"} 3' in lines
-    assert "kiebot_updates_processed_total 4" in lines
-    assert any(line.startswith("kiebot_uptime_seconds ") for line in lines)
+    text = await response.text()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["kiebot_is_leader"].samples[0].labels == {"instance": "inst-a"}
+    assert families["kiebot_is_leader"].samples[0].value == 1
+    assert families["kiebot_term"].samples[0].value == 5
+    assert families["kiebot_takeovers"].type == "counter"
+    assert families["kiebot_takeovers"].samples[0].value == 2
+    (restarts,) = families["kiebot_service_restarts"].samples
+    assert restarts.labels == {"service": "updates"} and restarts.value == 3
+    processed = families["kiebot_updates_processed"]
+    assert processed.type == "counter" and processed.samples[0].value == 4
+    assert processed.documentation == COUNTER_HELP["updates_processed"]
+    assert families["kiebot_something_new"].documentation
+    assert "# HELP kiebot_uptime_seconds " in text and "# TYPE kiebot_uptime_seconds gauge" in text
 
 
 async def test_metrics_of_a_follower(client: TestClient) -> None:
-    lines = (await (await client.get("/metrics")).text()).splitlines()
-    assert 'kiebot_is_leader{instance="inst-a"} 0' in lines
-    assert "kiebot_term 0" in lines
+    text = await (await client.get("/metrics")).text()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["kiebot_is_leader"].samples[0].value == 0
+    assert families["kiebot_term"].samples[0].value == 0
+    assert families["kiebot_serving"].samples[0].value == 0  # not migrated yet
+
+
+async def test_each_runtime_state_has_metrics_of_its_own() -> None:
+    first, second = new_state(), new_state()
+    first.count("updates_processed", 7)
+    async with TestClient(TestServer(build_app(second))) as other:
+        text = await (await other.get("/metrics")).text()
+    assert "kiebot_updates_processed_total" not in text
 
 
 async def test_unknown_path_is_404(client: TestClient) -> None:

@@ -1,5 +1,5 @@
-"""The leader's scheduled maintenance: handled updates are pruned after the retention period,
-open ones never, and only under a current term."""
+"""The leader's scheduled maintenance runs the jobs areas give it; the inbox's job prunes
+handled updates after the retention period, open ones never, and only under a current term."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import asyncio
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from services.maintenance import Maintenance
+from services.maintenance import Maintenance, ScheduledJob
 from services.telegram.inbox import store_updates
-from supervisor.election import FencedError
+from services.telegram.retention import inbox_jobs
+from supervisor.election import FencedError, Leadership
 from tests.helpers import eventually, lead, message_update, set_term
 
 RETENTION_HOURS = 72
@@ -40,12 +41,16 @@ async def remaining(pool: AsyncConnectionPool) -> list[int]:
         return [row[0] for row in await cur.fetchall()]
 
 
+def prune_job(pool: AsyncConnectionPool) -> ScheduledJob:
+    (job,) = inbox_jobs(pool, retention_hours=RETENTION_HOURS)
+    return job
+
+
 async def test_prune_deletes_only_handled_updates_past_retention(
         pool: AsyncConnectionPool) -> None:
     await seed(pool)
     leadership = await lead(pool)
-    pruned = await Maintenance(pool, inbox_retention_hours=RETENTION_HOURS).prune_inbox(
-        leadership)
+    pruned = await prune_job(pool).run(leadership)
     assert pruned == 2
     assert await remaining(pool) == [3, 4, 5]
 
@@ -55,7 +60,7 @@ async def test_a_deposed_leader_prunes_nothing(pool: AsyncConnectionPool) -> Non
     leadership = await lead(pool, term=1)
     await set_term(pool, 2)
     with pytest.raises(FencedError):
-        await Maintenance(pool, inbox_retention_hours=RETENTION_HOURS).prune_inbox(leadership)
+        await prune_job(pool).run(leadership)
     assert await remaining(pool) == sorted(ROWS)
 
 
@@ -63,8 +68,7 @@ async def test_the_scheduler_prunes_on_promotion_and_stops_on_drain(
         pool: AsyncConnectionPool) -> None:
     await seed(pool)
     leadership = await lead(pool)
-    task = asyncio.create_task(
-        Maintenance(pool, inbox_retention_hours=RETENTION_HOURS).run(leadership))
+    task = asyncio.create_task(Maintenance([prune_job(pool)]).run(leadership))
 
     async def pruned() -> bool:
         return await remaining(pool) == [3, 4, 5]
@@ -74,3 +78,22 @@ async def test_the_scheduler_prunes_on_promotion_and_stops_on_drain(
     finally:
         leadership.draining.set()
         await asyncio.wait_for(task, 5)
+
+
+async def test_maintenance_runs_every_job_it_is_given_on_promotion_with_the_leadership(
+        pool: AsyncConnectionPool) -> None:
+    leadership = await lead(pool)
+    ran: dict[str, list[Leadership]] = {"one": [], "two": []}
+
+    def recorder(name: str) -> ScheduledJob:
+        async def run(given: Leadership) -> None:
+            ran[name].append(given)
+        return ScheduledJob(name, every_s=3600, run=run)
+
+    task = asyncio.create_task(Maintenance([recorder("one"), recorder("two")]).run(leadership))
+    try:
+        await eventually(lambda: all(ran.values()), what="both jobs' first run")
+    finally:
+        leadership.draining.set()
+        await asyncio.wait_for(task, 5)
+    assert ran == {"one": [leadership], "two": [leadership]}

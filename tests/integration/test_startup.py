@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 import pytest
 
+from config import load_settings
 from sandbox.harness.databases import with_database
 from sandbox.harness.postgres import free_port
 from supervisor import db, migrations
@@ -145,3 +146,17 @@ async def test_an_unreachable_database_is_retried_quietly_and_sigterm_stops_star
     assert "stop_requested" in events
     assert "instance_started" not in events, log
     assert events[-1] == "instance_stopped"
+
+
+async def test_the_pool_does_not_log_each_failed_reconnect(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    pool = db.create_pool(load_settings(make_env(dead)))
+    await pool.open(wait=False)
+    try:
+        await eventually(lambda: pool.get_stats().get("connections_errors", 0) >= 2,
+                         what="two failed connection attempts")
+    finally:
+        await pool.close(timeout=1.0)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg.pool")] == []

@@ -84,6 +84,21 @@ async def test_grants_spread_over_the_window_free_up_one_by_one() -> None:
     assert times[20:] == [10.5, 11.0, 11.5]
 
 
+async def test_available_counts_the_tokens_left_in_the_current_window() -> None:
+    clock = JumpClock()
+    bucket = TokenBucket(LIMIT, WINDOW_S, clock=clock)
+    assert bucket.available() == LIMIT
+    for _ in range(5):
+        await bucket.acquire()
+    clock.t = 3.0
+    await bucket.acquire()
+    assert bucket.available() == LIMIT - 6
+    clock.t = 10.0  # the first five age out; the one at 3 s still counts
+    assert bucket.available() == LIMIT - 1
+    clock.t = 13.0
+    assert bucket.available() == LIMIT
+
+
 async def test_waiters_are_served_in_arrival_order() -> None:
     clock = JumpClock()
     bucket = TokenBucket(2, WINDOW_S, clock=clock)

@@ -1,0 +1,1 @@
+"""Pieces shared by the sandbox stand-ins (Telegram, Kie.ai): server, control client, faults."""
