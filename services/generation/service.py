@@ -36,7 +36,6 @@ from services.generation.request import (
     RequestOutcome,
     request_generation,
 )
-from services.generation.store import JobStore
 from supervisor.election import FencedError, Leadership
 
 logger = logging.getLogger(__name__)
@@ -140,10 +139,3 @@ class Generations:
                 conn, catalog=self.catalog, markup=self._markup, limits=self._limits,
                 user_id=user_id, chat_id=chat_id, model_id=model_id, params=params,
                 idempotency_key=idempotency_key)
-
-    async def last_model(self, user_id: int) -> str | None:
-        """Return the model of the user's latest job still in the catalog, or None."""
-        async with self._pool.connection() as conn:
-            jobs = await JobStore(conn).recent_jobs(user_id, limit=1)
-        model_id = jobs[0].model_id if jobs else None
-        return model_id if model_id in self.catalog else None

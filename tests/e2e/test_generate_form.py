@@ -163,7 +163,7 @@ async def order(client: SandboxClient, database_url: str, model: Model, n: int) 
     changed = await change_one_option(user, model)
     if changed is not None:
         values[changed[0]] = changed[1]
-    message_id, text, buttons = await user.screen()
+    message_id, _, buttons = await user.screen()
     label = next(label for label, data in buttons
                  if data.startswith("gf:") and FormPress.unpack(data).verb is Verb.GO)
     free = "free" in label

@@ -153,7 +153,7 @@ def test_enum_text_matches_a_value_or_names_the_allowed_ones() -> None:
                                                               "values": ["5", "10"]})
     text = screens.refusal_text(t, EDIT, Refusal("rule-enum", {"field": "duration",
                                                                "values": ["5", "10"]}))
-    assert "values=5 or 10" in text and "label=field(name=duration)" in text
+    assert "values=5 generate-or 10" in text and "label=input-duration" in text
 
 
 def test_bool_words_in_both_languages() -> None:
@@ -228,7 +228,7 @@ def test_the_card_shows_price_balance_after_and_charged_only_on_success() -> Non
     assert "card-balance-after(balance=3.00 RUB)" in screen.text
     assert "card-charged-on-success" in screen.text
     go = [b for row in screen.rows for b in row if b.action.verb is Verb.GO]
-    assert [b.label for b in go] == ["button-generate(price=2.00 RUB)"]
+    assert [b.label for b in go] == ["generate-button-generate(price=2.00 RUB)"]
     short = screens.card(t, "en", EDIT, _filled(), Quote(200, False, 50), money)
     assert "card-short(shortfall=1.50 RUB)" in short.text
 

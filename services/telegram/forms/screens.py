@@ -21,6 +21,10 @@ Money = Callable[[int], str]
 # Enum inputs with more values than this get two buttons a row instead of three.
 WIDE_ENUM_VALUES = 6
 CURRENT_MARK = "✅ "
+# The form's message ids in the locales' generate.ftl, and the shared input labels (inputs.ftl).
+MESSAGE_PREFIX = "generate-"
+INPUT_LABEL_PREFIX = "input-"
+PLURAL_ARG = "count"
 
 
 class Verb(StrEnum):
@@ -79,8 +83,18 @@ class Quote:
 
 
 def label(t: Translate, f: InputField) -> str:
-    """Return the input's name for people."""
-    return t("field", name=f.name)
+    """Return the input's name for people (the catalog's shared input labels)."""
+    return t(INPUT_LABEL_PREFIX + f.name.replace("_", "-"))
+
+
+def say(t: Translate, key: str, **args: object) -> str:
+    """Return the form's text `key`.
+
+    Numbers go in as text (Fluent would group 1000 as "1,000"), except `count`, which picks
+    a plural form.
+    """
+    return t(MESSAGE_PREFIX + key, **{name: value if name == PLURAL_ARG else _plain(value)
+                                      for name, value in args.items()})
 
 
 def refusal_text(t: Translate, model: Model, refusal: Refusal) -> str:
@@ -93,7 +107,7 @@ def refusal_text(t: Translate, model: Model, refusal: Refusal) -> str:
     values = args.get("values")
     if isinstance(values, Sequence) and not isinstance(values, str):
         args["values"] = _alternatives(t, [str(v) for v in values])
-    return t(refusal.rule, **args)
+    return say(t, refusal.rule, **args)
 
 
 def ask(t: Translate, lang: str, model: Model, form: Form) -> Screen:
@@ -108,24 +122,24 @@ def ask(t: Translate, lang: str, model: Model, form: Form) -> Screen:
         buttons = [Button(_marked(value, value == current), Action(Verb.PICK, index, i))
                    for i, value in enumerate(target.values)]
         rows.extend(_rows(buttons, 2 if len(buttons) > WIDE_ENUM_VALUES else 3))
-        text = t("ask-enum", model=title, label=label(t, target))
+        text = say(t, "ask-enum", model=title, label=label(t, target))
     elif target.type == "bool":
-        rows.append((Button(_marked(t("yes"), current is True), Action(Verb.YES, index)),
-                     Button(_marked(t("no"), current is False), Action(Verb.NO, index))))
-        text = t("ask-bool", model=title, label=label(t, target))
+        rows.append((Button(_marked(say(t, "yes"), current is True), Action(Verb.YES, index)),
+                     Button(_marked(say(t, "no"), current is False), Action(Verb.NO, index))))
+        text = say(t, "ask-bool", model=title, label=label(t, target))
     elif is_media(target):
         text = _ask_media(t, title, target, form)
         count = len(form.values.get(target.name) or []) if target.type == "array" else 0
         if count:
-            rows.append((Button(t("button-done", count=count), Action(Verb.DONE)),))
+            rows.append((Button(say(t, "button-done", count=count), Action(Verb.DONE)),))
     else:
         key, limits = _typed_question(target)
-        text = t(key, model=title, label=label(t, target), **limits)
+        text = say(t, key, model=title, label=label(t, target), **limits)
     if target.name in {f.name for f in engine.card_fields(model)}:
         if target.name in form.values:
-            rows.append((Button(t("button-default"), Action(Verb.RESET)),))
-        rows.append((Button(t("button-back"), Action(Verb.BACK)),))
-    rows.append((Button(t("button-cancel"), Action(Verb.CANCEL)),))
+            rows.append((Button(say(t, "button-default"), Action(Verb.RESET)),))
+        rows.append((Button(say(t, "button-back"), Action(Verb.BACK)),))
+    rows.append((Button(say(t, "button-cancel"), Action(Verb.CANCEL)),))
     return Screen(text, tuple(rows))
 
 
@@ -133,33 +147,33 @@ def card(t: Translate, lang: str, model: Model, form: Form, quote: Quote,
          money: Money) -> Screen:
     """Return the card: the model, every parameter, the price, the balance after, Generate."""
     now = engine.effective(model, form)
-    lines = [t("card-title", model=model.title.get(lang)), model.description.get(lang), ""]
+    lines = [say(t, "card-title", model=model.title.get(lang)), model.description.get(lang), ""]
     for f in model.inputs:
         if f.name in now:
             shown = show_value(t, f, now[f.name])
             default = f.name not in form.values
-            lines.append(t("card-param", label=label(t, f), value=shown,
+            lines.append(say(t, "card-param", label=label(t, f), value=shown,
                            default="yes" if default else "no"))
     lines.append("")
-    price = t("free") if quote.free else money(quote.price_kop)
-    lines.append(t("card-price", price=price))
+    price = say(t, "free") if quote.free else money(quote.price_kop)
+    lines.append(say(t, "card-price", price=price))
     after = quote.balance_kop - (0 if quote.free else quote.price_kop)
     if after >= 0:
-        lines.append(t("card-balance-after", balance=money(after)))
+        lines.append(say(t, "card-balance-after", balance=money(after)))
     else:
-        lines.append(t("card-short", shortfall=money(-after)))
-    lines.append(t("card-charged-on-success"))
+        lines.append(say(t, "card-short", shortfall=money(-after)))
+    lines.append(say(t, "card-charged-on-success"))
     rows: list[tuple[Button, ...]] = []
     options: list[Button] = []
     for f in engine.card_fields(model):
         index = model.inputs.index(f)
         value = now.get(f.name)
-        shown = show_value(t, f, value) if value is not None else t("value-unset")
+        shown = show_value(t, f, value) if value is not None else say(t, "value-unset")
         verb = Verb.TOGGLE if f.type == "bool" else Verb.OPEN
         options.append(Button(f"{label(t, f)}: {shown}", Action(verb, index)))
     rows.extend(_rows(options, 2))
-    rows.append((Button(t("button-generate", price=price), Action(Verb.GO)),))
-    rows.append((Button(t("button-cancel"), Action(Verb.CANCEL)),))
+    rows.append((Button(say(t, "button-generate", price=price), Action(Verb.GO)),))
+    rows.append((Button(say(t, "button-cancel"), Action(Verb.CANCEL)),))
     return Screen("\n".join(lines), tuple(rows))
 
 
@@ -167,9 +181,9 @@ def show_value(t: Translate, f: InputField, value: object) -> str:
     """Return a value as the card shows it (files as a count, bools as yes / no)."""
     if is_media(f):
         count = len(value) if isinstance(value, list) else 1
-        return t("value-files", count=count)
+        return say(t, "value-files", count=count)
     if isinstance(value, bool):
-        return t("yes") if value else t("no")
+        return say(t, "yes") if value else say(t, "no")
     text = str(value)
     return text if len(text) <= 60 else text[:57] + "…"
 
@@ -178,9 +192,9 @@ def _ask_media(t: Translate, title: str, target: InputField, form: Form) -> str:
     kind = media_type(target)
     assert kind is not None
     if target.type != "array":
-        return t("ask-media", model=title, label=label(t, target), kind=kind[:-4])
+        return say(t, "ask-media", model=title, label=label(t, target), kind=kind[:-4])
     count = len(form.values.get(target.name) or [])
-    return t("ask-media-items", model=title, label=label(t, target), kind=kind[:-4],
+    return say(t, "ask-media-items", model=title, label=label(t, target), kind=kind[:-4],
              count=count, max=item_limit(target))
 
 
@@ -191,6 +205,10 @@ def _typed_question(f: InputField) -> tuple[str, Mapping[str, object]]:
     if f.min is not None and f.max is not None:
         return "ask-" + f.type + "-range", {"min": f.min, "max": f.max}
     return "ask-" + f.type, {}
+
+
+def _plain(value: object) -> object:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
 def _marked(text: str, current: bool) -> str:
@@ -204,4 +222,4 @@ def _rows(buttons: Sequence[Button], width: int) -> list[tuple[Button, ...]]:
 def _alternatives(t: Translate, values: Sequence[str]) -> str:
     if len(values) <= 1:
         return "".join(values)
-    return ", ".join(values[:-1]) + " " + t("or") + " " + values[-1]
+    return ", ".join(values[:-1]) + " " + say(t, "or") + " " + values[-1]

@@ -22,27 +22,21 @@ FSM: a crash between the two leaves the form open, and the re-run finds the Dupl
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from typing import Any
 
 from aiogram import F, Router
-from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import (
-    CallbackQuery,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    Message,
-    Update,
-)
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, Update
+from aiogram.utils.callback_answer import CallbackAnswer
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
-from services.accounts import Accounts
+from services.accounts import Accounts, Member
 from services.catalog import Model
 from services.generation import (
     ActiveJobsLimit,
@@ -53,17 +47,21 @@ from services.generation import (
     InvalidParams,
 )
 from services.generation.service import Generations, RateLimited
-from services.telegram import texts
+from services.storefront import Storefront
 from services.telegram.forms import engine, screens
 from services.telegram.forms.engine import Form
-from services.telegram.forms.screens import Action, Quote, Screen, Verb
+from services.telegram.forms.screens import Quote, Screen, Verb, say
 from services.telegram.forms.values import Refusal, Upload
+from services.telegram.handlers.menu import outdated
+from services.telegram.texts import rubles
+from services.telegram.ui import GenerateCb, TopUpCb, add_menu_button, button, show
 
 logger = logging.getLogger(__name__)
 router = Router(name=__name__)
 
 # The free model the quick path uses for users who never generated.
 QUICK_DEFAULT_MODEL_ID = "z-image"
+# FSM data keys (other features keep their own keys beside them: update_data, never set_data).
 FORM_KEY = "form"
 CONFIRMED_KEY = "confirmed"
 
@@ -74,14 +72,8 @@ class GenerateForm(StatesGroup):
     filling = State()
 
 
-class StartForm(CallbackData, prefix="gs"):
-    """The Generate button of a model card: start the form for this model."""
-
-    model: str
-
-
 class FormPress(CallbackData, prefix="gf"):
-    """A button of a form screen: a verb on the card it was shown with."""
+    """A button of a form screen: a verb on the card it was shown with, two small numbers."""
 
     verb: Verb
     card: str
@@ -89,32 +81,30 @@ class FormPress(CallbackData, prefix="gf"):
     b: int = 0
 
 
-@router.callback_query(StartForm.filter())
-async def start_form(query: CallbackQuery, callback_data: StartForm, state: FSMContext,
-                     i18n: I18nContext, generations: Generations, accounts: Accounts,
-                     event_update: Update) -> None:
-    """Open a new form for the model (any form in progress is dropped)."""
-    model = generations.catalog.get(callback_data.model)
-    if model is None or not isinstance(query.message, Message):
-        await query.answer(i18n.get("gen-no-form"))
+@router.callback_query(GenerateCb.filter())
+async def start_form(query: CallbackQuery, callback_data: GenerateCb, state: FSMContext,
+                     i18n: I18nContext, member: Member, storefront: Storefront,
+                     accounts: Accounts, generations: Generations,
+                     callback_answer: CallbackAnswer, event_update: Update) -> None:
+    """Open a new form for a visible model (a form in progress is replaced)."""
+    listing = (await storefront.shelf()).listing(callback_data.model)
+    if listing is None:
+        await outdated(query, i18n, member, storefront, accounts, callback_answer, state)
         return
-    form = engine.start(model, card=_card_id(event_update))
+    form = engine.start(listing.model, card=_card_id(event_update))
     await _store(state, form)
-    await query.answer()
-    await _send(query.message, await _screen(i18n, generations, accounts, query.from_user.id,
-                                             model, form), form.card)
+    await show(query, *_render(i18n, member, generations, listing.model, form))
 
 
 @router.message(StateFilter(None), F.text, ~F.text.startswith("/"))
-async def quick_path(message: Message, state: FSMContext, i18n: I18nContext,
-                     generations: Generations, accounts: Accounts,
+async def quick_path(message: Message, state: FSMContext, i18n: I18nContext, member: Member,
+                     accounts: Accounts, generations: Generations,
                      event_update: Update) -> None:
     """Offer to generate plain text with the user's last model (or the free default)."""
-    if message.from_user is None or message.text is None:
-        return
-    model_id = await generations.last_model(message.from_user.id) or QUICK_DEFAULT_MODEL_ID
-    model = generations.catalog[model_id]
-    if engine.prompt_field(model) is None:
+    assert message.text is not None
+    last = await accounts.last_model(member.user_id)
+    model = generations.catalog.get(last or QUICK_DEFAULT_MODEL_ID)
+    if model is None or engine.prompt_field(model) is None:
         model = generations.catalog[QUICK_DEFAULT_MODEL_ID]
     form = engine.start(model, card=_card_id(event_update))
     step = engine.type_text(model, form, message.text, card=form.card)
@@ -122,96 +112,98 @@ async def quick_path(message: Message, state: FSMContext, i18n: I18nContext,
         await message.answer(screens.refusal_text(i18n.get, model, step))
         return
     await _store(state, step)
-    screen = await _screen(i18n, generations, accounts, message.from_user.id, model, step)
+    text, markup = _render(i18n, member, generations, model, step)
     if step.asking is None:
-        screen = Screen(i18n.get("quick-offer", model=model.title.get(i18n.locale)) + "\n\n"
-                        + screen.text, screen.rows)
-    await _send(message, screen, step.card)
+        text = say(i18n.get, "quick-offer", model=model.title.get(i18n.locale)) + "\n\n" + text
+    await message.answer(text, reply_markup=markup)
 
 
 @router.message(GenerateForm.filling, Command("cancel"))
 async def cancel_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
     """Drop the form."""
     await _drop(state)
-    await message.answer(i18n.get("gen-cancelled"))
+    await message.answer(say(i18n.get, "cancelled"))
 
 
 @router.message(GenerateForm.filling, F.text, ~F.text.startswith("/"))
-async def typed(message: Message, state: FSMContext, i18n: I18nContext,
-                generations: Generations, accounts: Accounts, event_update: Update) -> None:
+async def typed(message: Message, state: FSMContext, i18n: I18nContext, member: Member,
+                generations: Generations, event_update: Update) -> None:
     """Apply typed text to the input being asked (on the card: the prompt)."""
+    assert message.text is not None
     loaded = await _load(state, generations)
-    if loaded is None or message.from_user is None or message.text is None:
+    if loaded is None:
+        await _drop(state)
+        await message.answer(say(i18n.get, "no-form"))
         return
     model, form = loaded
     step = engine.type_text(model, form, message.text, card=_card_id(event_update))
-    await _after_message(message, state, i18n, generations, accounts, model, form, step)
+    await _after_message(message, state, i18n, member, generations, model, form, step)
 
 
 @router.message(GenerateForm.filling, F.photo | F.document | F.video | F.animation | F.audio
                 | F.voice)
-async def uploaded(message: Message, state: FSMContext, i18n: I18nContext,
-                   generations: Generations, accounts: Accounts, event_update: Update) -> None:
+async def uploaded(message: Message, state: FSMContext, i18n: I18nContext, member: Member,
+                   generations: Generations, event_update: Update) -> None:
     """Apply an uploaded file to the media input being asked."""
     loaded = await _load(state, generations)
-    if loaded is None or message.from_user is None:
+    if loaded is None:
+        await _drop(state)
+        await message.answer(say(i18n.get, "no-form"))
         return
     model, form = loaded
     step = engine.send_upload(model, form, _upload_of(message), card=_card_id(event_update))
-    await _after_message(message, state, i18n, generations, accounts, model, form, step)
+    await _after_message(message, state, i18n, member, generations, model, form, step)
 
 
 @router.callback_query(FormPress.filter())
 async def pressed(query: CallbackQuery, callback_data: FormPress, state: FSMContext,
-                  i18n: I18nContext, generations: Generations, accounts: Accounts,
-                  event_update: Update) -> None:
+                  i18n: I18nContext, member: Member, generations: Generations,
+                  callback_answer: CallbackAnswer, event_update: Update) -> None:
     """Apply a form button: pick, toggle, open, reset, done, back, cancel or generate."""
-    message = query.message if isinstance(query.message, Message) else None
     data = await state.get_data()
     confirmed = data.get(CONFIRMED_KEY)
     if callback_data.verb is Verb.GO and confirmed and confirmed["card"] == callback_data.card:
-        await _generate(query, i18n, generations, Form.from_data(confirmed), state=None)
+        # A late tap of a card that already made its job: the request finds the Duplicate.
+        await _generate(query, i18n, member, generations, callback_answer,
+                        Form.from_data(confirmed), state=None)
         return
     loaded = await _load(state, generations, data)
-    if loaded is None or message is None:
-        await query.answer(i18n.get("gen-no-form"), show_alert=True)
+    if loaded is None:
+        callback_answer.text = say(i18n.get, "no-form")
+        callback_answer.show_alert = True
         return
     model, form = loaded
     if callback_data.card != form.card:
-        await query.answer(i18n.get("rule-stale"))
-        await _send(message, await _screen(i18n, generations, accounts, query.from_user.id,
-                                           model, form), form.card)
+        callback_answer.text = say(i18n.get, "rule-stale")
+        await show(query, *_render(i18n, member, generations, model, form))
         return
-    verb, card = callback_data.verb, _card_id(event_update)
-    if verb is Verb.CANCEL:
+    if callback_data.verb is Verb.CANCEL:
         await _drop(state)
-        await query.answer()
-        await _edit(message, Screen(i18n.get("gen-cancelled")), form.card)
+        await show(query, say(i18n.get, "cancelled"), _menu_only(i18n))
         return
-    if verb is Verb.GO:
-        await _generate(query, i18n, generations, form, state=state)
+    if callback_data.verb is Verb.GO:
+        await _generate(query, i18n, member, generations, callback_answer, form, state=state)
         return
-    step = _press(model, form, Action(verb, callback_data.a, callback_data.b), card)
+    step = _press(model, form, callback_data, _card_id(event_update))
     if isinstance(step, Refusal):
-        await query.answer(screens.refusal_text(i18n.get, model, step)[:200], show_alert=True)
+        callback_answer.text = screens.refusal_text(i18n.get, model, step)
+        callback_answer.show_alert = True
         return
     await _store(state, step)
-    await query.answer()
-    await _edit(message, await _screen(i18n, generations, accounts, query.from_user.id, model,
-                                       step), step.card)
+    await show(query, *_render(i18n, member, generations, model, step))
 
 
-def _press(model: Model, form: Form, action: Action, card: str) -> Form | Refusal:
+def _press(model: Model, form: Form, press: FormPress, card: str) -> Form | Refusal:
     """Return the engine step a button stands for."""
-    match action.verb:
+    match press.verb:
         case Verb.PICK:
-            return engine.pick(model, form, action.a, action.b, card=card)
+            return engine.pick(model, form, press.a, press.b, card=card)
         case Verb.YES | Verb.NO:
-            return engine.choose_bool(model, form, action.a, action.verb is Verb.YES, card=card)
+            return engine.choose_bool(model, form, press.a, press.verb is Verb.YES, card=card)
         case Verb.TOGGLE:
-            return engine.toggle(model, form, action.a, card=card)
+            return engine.toggle(model, form, press.a, card=card)
         case Verb.OPEN:
-            return engine.open_field(model, form, action.a)
+            return engine.open_field(model, form, press.a)
         case Verb.RESET:
             return engine.reset(model, form, card=card)
         case Verb.DONE:
@@ -221,75 +213,86 @@ def _press(model: Model, form: Form, action: Action, card: str) -> Form | Refusa
     return Refusal("rule-stale")
 
 
-async def _generate(query: CallbackQuery, i18n: I18nContext, generations: Generations,
-                    form: Form, *, state: FSMContext | None) -> None:
-    """Request the job of the card (state None: the card was already confirmed)."""
-    message = query.message if isinstance(query.message, Message) else None
+async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
+                    generations: Generations, answer: CallbackAnswer, form: Form, *,
+                    state: FSMContext | None) -> None:
+    """Request the card's job (state None: the card already made it)."""
     model = generations.catalog.get(form.model_id)
+    message = query.message
     if model is None or message is None or engine.missing(model, form):
-        await query.answer(i18n.get("rule-stale"))
+        answer.text = say(i18n.get, "rule-stale")
         return
+    chat_id = message.chat.id
     outcome = await generations.request(
-        user_id=query.from_user.id, chat_id=message.chat.id, model_id=model.id,
-        params=engine.params(form), idempotency_key=f"gen:{message.chat.id}:{form.card}")
+        user_id=member.user_id, chat_id=chat_id, model_id=model.id,
+        params=engine.params(form), idempotency_key=f"gen:{chat_id}:{form.card}")
     title = model.title.get(i18n.locale)
     match outcome:
         case Created(job):
             if state is not None:
                 await state.set_state(None)
-                await state.set_data({CONFIRMED_KEY: form.to_data()})
-            await query.answer()
-            logger.info("generation_confirmed", extra={"job_id": job.id,
-                                                       "model_id": model.id})
-            await _edit(message, Screen(i18n.get("gen-queued", model=title)), form.card)
+                await state.update_data({FORM_KEY: None, CONFIRMED_KEY: form.to_data()})
+            logger.info("generation_confirmed", extra={"job_id": job.id, "model_id": model.id})
+            await show(query, say(i18n.get, "queued", model=title))
         case Duplicate():
-            await query.answer(i18n.get("gen-duplicate"))
+            answer.text = say(i18n.get, "duplicate")
         case InsufficientFunds(shortfall_kop=shortfall):
-            await query.answer()
-            await message.answer(
-                i18n.get("gen-funds", shortfall=texts.rubles(shortfall)),
-                reply_markup=_topup_keyboard(i18n))
+            kb = InlineKeyboardBuilder()
+            kb.row(button(say(i18n.get, "button-topup"), TopUpCb()))
+            await message.answer(say(i18n.get, "funds", shortfall=rubles(shortfall)),
+                                 reply_markup=add_menu_button(kb, i18n).as_markup())
         case ActiveJobsLimit(limit=limit):
-            await query.answer(i18n.get("gen-active-limit", limit=limit), show_alert=True)
+            answer.text = say(i18n.get, "active-limit", limit=limit)
+            answer.show_alert = True
         case FreeQuotaExhausted(limit=limit):
-            await query.answer(i18n.get("gen-free-quota", limit=limit), show_alert=True)
+            answer.text = say(i18n.get, "free-quota", limit=limit)
+            answer.show_alert = True
         case RateLimited(retry_after_s=wait_s):
-            await query.answer(i18n.get("gen-rate-limited", seconds=math.ceil(wait_s)),
-                               show_alert=True)
+            answer.text = say(i18n.get, "rate-limited", seconds=math.ceil(wait_s))
+            answer.show_alert = True
         case InvalidParams(field=name, rule=rule):
-            await query.answer()
             await message.answer(screens.refusal_text(
                 i18n.get, model, Refusal("rule-invalid", {"field": name, "reason": rule})))
 
 
 async def _after_message(message: Message, state: FSMContext, i18n: I18nContext,
-                         generations: Generations, accounts: Accounts, model: Model,
-                         form: Form, step: Form | Refusal) -> None:
+                         member: Member, generations: Generations, model: Model, form: Form,
+                         step: Form | Refusal) -> None:
     """Store a step made from a message and show what comes next, or re-ask the same."""
-    assert message.from_user is not None
     if isinstance(step, Refusal):
-        screen = await _screen(i18n, generations, accounts, message.from_user.id, model, form)
-        await _send(message, Screen(screens.refusal_text(i18n.get, model, step) + "\n\n"
-                                    + screen.text, screen.rows), form.card)
+        text, markup = _render(i18n, member, generations, model, form)
+        await message.answer(screens.refusal_text(i18n.get, model, step) + "\n\n" + text,
+                             reply_markup=markup)
         return
     await _store(state, step)
-    await _send(message, await _screen(i18n, generations, accounts, message.from_user.id,
-                                       model, step), step.card)
+    text, markup = _render(i18n, member, generations, model, step)
+    await message.answer(text, reply_markup=markup)
 
 
-async def _screen(i18n: I18nContext, generations: Generations, accounts: Accounts,
-                  user_id: int, model: Model, form: Form) -> Screen:
-    """Return the question being asked, or the card priced for the user."""
+def _render(i18n: I18nContext, member: Member, generations: Generations, model: Model,
+            form: Form) -> tuple[str, InlineKeyboardMarkup]:
+    """Return the question being asked, or the card priced for the member, as a message."""
     if form.asking is not None:
-        return screens.ask(i18n.get, i18n.locale, model, form)
-    price = generations.price(model.id, engine.params(form))
-    wallet = await accounts.wallet(user_id)
-    balance = wallet.balance_kop if wallet is not None else 0
-    if isinstance(price, InvalidParams):
-        quote = Quote(price_kop=0, free=False, balance_kop=balance)
+        screen = screens.ask(i18n.get, i18n.locale, model, form)
     else:
-        quote = Quote(price_kop=price.price_kop, free=price.free, balance_kop=balance)
-    return screens.card(i18n.get, i18n.locale, model, form, quote, texts.rubles)
+        price = generations.price(model.id, engine.params(form))
+        balance = member.wallet.balance_kop
+        quote = (Quote(0, free=False, balance_kop=balance) if isinstance(price, InvalidParams)
+                 else Quote(price.price_kop, free=price.free, balance_kop=balance))
+        screen = screens.card(i18n.get, i18n.locale, model, form, quote, rubles)
+    return screen.text, _keyboard(i18n, screen, form.card)
+
+
+def _keyboard(i18n: I18nContext, screen: Screen, card: str) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for row in screen.rows:
+        kb.row(*(button(b.label, FormPress(verb=b.action.verb, card=card, a=b.action.a,
+                                           b=b.action.b)) for b in row))
+    return add_menu_button(kb, i18n).as_markup()
+
+
+def _menu_only(i18n: I18nContext) -> InlineKeyboardMarkup:
+    return add_menu_button(InlineKeyboardBuilder(), i18n).as_markup()
 
 
 async def _load(state: FSMContext, generations: Generations,
@@ -304,11 +307,12 @@ async def _load(state: FSMContext, generations: Generations,
 
 async def _store(state: FSMContext, form: Form) -> None:
     await state.set_state(GenerateForm.filling)
-    await state.set_data({FORM_KEY: form.to_data()})
+    await state.update_data({FORM_KEY: form.to_data()})
 
 
 async def _drop(state: FSMContext) -> None:
-    await state.clear()
+    await state.set_state(None)
+    await state.update_data({FORM_KEY: None})
 
 
 def _card_id(update: Update) -> str:
@@ -325,28 +329,3 @@ def _upload_of(message: Message) -> Upload:
         if media is not None:
             return Upload(kind, media.file_id, media.file_size, media.mime_type)
     raise ValueError("the message carries no file")
-
-
-def _keyboard(screen: Screen, card: str) -> InlineKeyboardMarkup | None:
-    if not screen.rows:
-        return None
-    return InlineKeyboardMarkup(inline_keyboard=[
-        [InlineKeyboardButton(text=button.label, callback_data=FormPress(
-            verb=button.action.verb, card=card, a=button.action.a,
-            b=button.action.b).pack()) for button in row]
-        for row in screen.rows])
-
-
-def _topup_keyboard(i18n: I18nContext) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
-        text=i18n.get("button-topup"), callback_data="topup")]])
-
-
-async def _send(message: Message, screen: Screen, card: str) -> None:
-    await message.answer(screen.text, reply_markup=_keyboard(screen, card))
-
-
-async def _edit(message: Message, screen: Screen, card: str) -> None:
-    # Telegram refuses an edit that changes nothing (a re-run, or a repeated tap).
-    with contextlib.suppress(TelegramBadRequest):
-        await message.edit_text(screen.text, reply_markup=_keyboard(screen, card))
