@@ -24,7 +24,7 @@ from services.telegram.forms import engine
 from services.telegram.forms.screens import Verb
 from services.telegram.forms.values import TELEGRAM_GETFILE_MAX_BYTES
 from services.telegram.handlers.generate import FormPress
-from services.telegram.ui import GenerateCb, ModelCb
+from services.telegram.ui import GenerateCb, ModelCb, TopUpCb
 from tests.e2e.chat_user import ChatUser, kopecks
 from tests.e2e.pipeline import Deployment
 from tests.pg import Server
@@ -315,3 +315,45 @@ async def test_a_bad_value_of_each_input_type_is_refused_naming_the_rule(
     await refused(a, url, lambda: a.upload("document", content="not audio",
                                           file_name="notes.txt"),
                   "needs an audio file or a voice message")
+
+
+async def test_plain_text_at_the_menu_generates_with_the_free_default_in_one_tap(
+        deployment: Deployment, client: SandboxClient) -> None:
+    url = deployment.database_url
+    user = ChatUser(client, CHAT_BASE + 2000)
+    await user.start()
+    offer = await user.say("a red fox in the snow")
+    assert "Z-Image" in str(offer["text"]) and "free" in str(offer["text"])
+    message_id, _, buttons = await user.screen()
+    go = press_data(buttons, Verb.GO)
+    await user.press(go, message_id=message_id)
+    # A double tap of the same card (and a re-run of its update) finds the job it made.
+    again = await user.press(go, message_id=message_id)
+    assert again["text"] == "Already queued."
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        rows = await (await conn.execute(JOB_SQL, (user.chat_id,))).fetchall()
+    assert [(r[1], r[2]) for r in rows] == [
+        ("z-image", {"prompt": "a red fox in the snow", "aspect_ratio": "1:1"})]
+    # The next text uses the last model again.
+    await user.say("a blue fox")
+    _, text, _ = await user.screen()
+    assert "Z-Image" in text
+
+
+async def test_generate_without_enough_money_names_the_shortfall_and_offers_a_top_up(
+        deployment: Deployment, client: SandboxClient) -> None:
+    user = ChatUser(client, CHAT_BASE + 2001)
+    model = CATALOG["seedream/4.5-text-to-image"]
+    await user.start()
+    index = CATALOG.models.index(model)
+    await user.press(ModelCb(model=index).pack())
+    await user.press_button(GenerateCb(model=index).pack())
+    await user.say(PROMPT)
+    message_id, text, buttons = await user.screen()
+    assert "Your balance is short by 10.22 ₽." in text
+    await user.press(press_data(buttons, Verb.GO), message_id=message_id)
+    _, said, buttons = await user.screen()
+    assert said == "Not enough money: 10.22 ₽ more is needed."
+    assert any(data == TopUpCb().pack() for _, data in buttons)
+    async with await psycopg.AsyncConnection.connect(deployment.database_url) as conn:
+        assert await (await conn.execute(JOB_SQL, (user.chat_id,))).fetchall() == []

@@ -11,20 +11,26 @@ SKU; balance after; "charged only on success") -> Generate -> `Generations.reque
 
 Idempotency: the job's key is `gen:<chat>:<card>`, the card id being the update that last
 changed the form (see engine). A re-run of the Generate update and a double tap of one card
-carry the same card, so the second finds the Duplicate; after Created the card is kept as
-`confirmed`, so its late taps still find it.
+carry the same card, so the second finds the Duplicate; after Created only the state goes
+back to the menu and the form stays in the data, so late taps of its card still find it.
+Why not the callback query id: two taps are two queries with two ids, which would make two
+jobs.
 
-Crash analysis (at-least-once): every step writes only the FSM (one fenced write) and then
-replies; a re-run after a crash repeats the same step on the same data and says the same
-again. Generate writes the job in one fenced unit (Generations.request) before touching the
-FSM: a crash between the two leaves the form open, and the re-run finds the Duplicate.
+Crash analysis (at-least-once): every step writes only the FSM (its data, and the state
+when it changes; each a fenced write) and then replies; a re-run after a crash repeats the
+same step on the same data (the card id is the update's, so the same too) and says the same
+again. Generate writes the job and its hold in one fenced unit (Generations.request) before
+touching the FSM: a crash before its commit leaves nothing; after it, the re-run finds the
+Duplicate and the state is moved to the menu then.
+
+Cost per step (the pool is small, so transactions are what latency queues on): a question
+or a card change is one FSM write; Generate is the job's transaction plus the state write.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
 from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
@@ -61,9 +67,9 @@ router = Router(name=__name__)
 
 # The free model the quick path uses for users who never generated.
 QUICK_DEFAULT_MODEL_ID = "z-image"
-# FSM data keys (other features keep their own keys beside them: update_data, never set_data).
+# The FSM data key of the form (other features keep their own keys beside it: update_data,
+# never set_data).
 FORM_KEY = "form"
-CONFIRMED_KEY = "confirmed"
 
 
 class GenerateForm(StatesGroup):
@@ -160,14 +166,7 @@ async def pressed(query: CallbackQuery, callback_data: FormPress, state: FSMCont
                   i18n: I18nContext, member: Member, generations: Generations,
                   callback_answer: CallbackAnswer, event_update: Update) -> None:
     """Apply a form button: pick, toggle, open, reset, done, back, cancel or generate."""
-    data = await state.get_data()
-    confirmed = data.get(CONFIRMED_KEY)
-    if callback_data.verb is Verb.GO and confirmed and confirmed["card"] == callback_data.card:
-        # A late tap of a card that already made its job: the request finds the Duplicate.
-        await _generate(query, i18n, member, generations, callback_answer,
-                        Form.from_data(confirmed), state=None)
-        return
-    loaded = await _load(state, generations, data)
+    loaded = await _load(state, generations)
     if loaded is None:
         callback_answer.text = say(i18n.get, "no-form")
         callback_answer.show_alert = True
@@ -182,7 +181,7 @@ async def pressed(query: CallbackQuery, callback_data: FormPress, state: FSMCont
         await show(query, say(i18n.get, "cancelled"), _menu_only(i18n))
         return
     if callback_data.verb is Verb.GO:
-        await _generate(query, i18n, member, generations, callback_answer, form, state=state)
+        await _generate(query, i18n, member, generations, callback_answer, form, state)
         return
     step = _press(model, form, callback_data, _card_id(event_update))
     if isinstance(step, Refusal):
@@ -214,9 +213,9 @@ def _press(model: Model, form: Form, press: FormPress, card: str) -> Form | Refu
 
 
 async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
-                    generations: Generations, answer: CallbackAnswer, form: Form, *,
-                    state: FSMContext | None) -> None:
-    """Request the card's job (state None: the card already made it)."""
+                    generations: Generations, answer: CallbackAnswer, form: Form,
+                    state: FSMContext) -> None:
+    """Request the card's job; a card that already made its job finds it (Duplicate)."""
     model = generations.catalog.get(form.model_id)
     message = query.message
     if model is None or message is None or engine.missing(model, form):
@@ -229,13 +228,17 @@ async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
     title = model.title.get(i18n.locale)
     match outcome:
         case Created(job):
-            if state is not None:
-                await state.set_state(None)
-                await state.update_data({FORM_KEY: None, CONFIRMED_KEY: form.to_data()})
+            # Back at the menu (plain text is the quick path again); the form stays in the
+            # data, so a late tap of this card finds its job.
+            await state.set_state(None)
             logger.info("generation_confirmed", extra={"job_id": job.id, "model_id": model.id})
             await show(query, say(i18n.get, "queued", model=title))
         case Duplicate():
+            # A double tap, or the re-run of a press whose reply a crash cut off.
             answer.text = say(i18n.get, "duplicate")
+            if await state.get_state() is not None:
+                await state.set_state(None)
+                await show(query, say(i18n.get, "queued", model=title))
         case InsufficientFunds(shortfall_kop=shortfall):
             kb = InlineKeyboardBuilder()
             kb.row(button(say(i18n.get, "button-topup"), TopUpCb()))
@@ -295,9 +298,8 @@ def _menu_only(i18n: I18nContext) -> InlineKeyboardMarkup:
     return add_menu_button(InlineKeyboardBuilder(), i18n).as_markup()
 
 
-async def _load(state: FSMContext, generations: Generations,
-                data: dict[str, Any] | None = None) -> tuple[Model, Form] | None:
-    stored = (data if data is not None else await state.get_data()).get(FORM_KEY)
+async def _load(state: FSMContext, generations: Generations) -> tuple[Model, Form] | None:
+    stored = (await state.get_data()).get(FORM_KEY)
     if not stored:
         return None
     form = Form.from_data(stored)
@@ -306,7 +308,9 @@ async def _load(state: FSMContext, generations: Generations,
 
 
 async def _store(state: FSMContext, form: Form) -> None:
-    await state.set_state(GenerateForm.filling)
+    # The state is cached (no read); writing it only when it changes saves a transaction.
+    if await state.get_state() != GenerateForm.filling.state:
+        await state.set_state(GenerateForm.filling)
     await state.update_data({FORM_KEY: form.to_data()})
 
 
