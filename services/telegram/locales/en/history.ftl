@@ -10,7 +10,7 @@ history-item = { $status ->
         [succeeded] ✅
         [failed] ❌
        *[expired] ⌛
-    } #{ $id } { $model } · { $price }
+    } #{ $id } { $model } · { $price } · { $date }
 job-card = Generation #{ $id }: { $model }
     Status: { $status ->
         [pending] queued

@@ -12,7 +12,7 @@ history-item = { $status ->
         [succeeded] ✅
         [failed] ❌
        *[expired] ⌛
-    } №{ $id } { $model } · { $price }
+    } №{ $id } { $model } · { $price } · { $date }
 job-card = Генерация №{ $id }: { $model }
     Статус: { $status ->
         [pending] в очереди
