@@ -79,7 +79,7 @@ class User:
     chat_id: int
     language: str
     step: int = 0
-    card: str = ""
+    card: int = 0
     click: Click | None = None
 
 
@@ -155,7 +155,7 @@ async def send_clicks(client: SandboxClient, users: list[User], run: Run, *,
         ids = await client.inject(items)
         for user, update_id in zip(batch, ids, strict=True):
             if user.step == PROMPT_STEP and update_id is not None:
-                user.card = str(update_id)  # the card id the prompt's update gives the form
+                user.card = update_id  # the card id the prompt's update gives the form
         run.sent += len(batch)
     done.set()
 

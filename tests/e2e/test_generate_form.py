@@ -23,7 +23,7 @@ from services.catalog import URL_TYPES, InputField, Model, get_catalog
 from services.telegram.forms import engine
 from services.telegram.forms.screens import Verb
 from services.telegram.forms.values import TELEGRAM_GETFILE_MAX_BYTES
-from services.telegram.handlers.generate import FormPress
+from services.telegram.handlers.generate import ARG_BASE, FormPress
 from services.telegram.ui import GenerateCb, ModelCb, TopUpCb
 from tests.e2e.chat_user import ChatUser, kopecks
 from tests.e2e.pipeline import Deployment
@@ -268,7 +268,7 @@ async def test_a_bad_value_of_each_input_type_is_refused_naming_the_rule(
     # A bool is a toggle on the card: the only bad "value" is a Yes press for another input.
     message_id, _, buttons = await k.screen()
     card = FormPress.unpack(press_data(buttons, Verb.GO)).card
-    forged = FormPress(verb=Verb.YES, card=card, a=duration).pack()
+    forged = FormPress(verb=Verb.YES, card=card, arg=duration * ARG_BASE).pack()
     await refused(k, url, lambda: k.press(forged, message_id=message_id), "out of date")
     await press(k, Verb.OPEN, duration)
     await refused(k, url, lambda: k.say("7"), "Duration must be 5 or 10 seconds")

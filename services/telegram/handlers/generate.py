@@ -78,13 +78,27 @@ class GenerateForm(StatesGroup):
     filling = State()
 
 
+# A button's two small numbers (an input's index, an enum value's index) travel as one.
+ARG_BASE = 1000
+
+
 class FormPress(CallbackData, prefix="gf"):
-    """A button of a form screen: a verb on the card it was shown with, two small numbers."""
+    """A button of a form screen: a verb on the card it was shown with (an update id), and
+    its numbers as `a * ARG_BASE + b`."""
 
     verb: Verb
-    card: str
-    a: int = 0
-    b: int = 0
+    card: int
+    arg: int = 0
+
+    @property
+    def a(self) -> int:
+        """Return the button's first number (an input's index)."""
+        return self.arg // ARG_BASE
+
+    @property
+    def b(self) -> int:
+        """Return the button's second number (an enum value's index)."""
+        return self.arg % ARG_BASE
 
 
 @router.callback_query(GenerateCb.filter())
@@ -172,7 +186,7 @@ async def pressed(query: CallbackQuery, callback_data: FormPress, state: FSMCont
         callback_answer.show_alert = True
         return
     model, form = loaded
-    if callback_data.card != form.card:
+    if str(callback_data.card) != form.card:
         callback_answer.text = say(i18n.get, "rule-stale")
         await show(query, *_render(i18n, member, generations, model, form))
         return
@@ -289,8 +303,9 @@ def _render(i18n: I18nContext, member: Member, generations: Generations, model: 
 def _keyboard(i18n: I18nContext, screen: Screen, card: str) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     for row in screen.rows:
-        kb.row(*(button(b.label, FormPress(verb=b.action.verb, card=card, a=b.action.a,
-                                           b=b.action.b)) for b in row))
+        kb.row(*(button(b.label, FormPress(verb=b.action.verb, card=int(card),
+                                           arg=b.action.a * ARG_BASE + b.action.b))
+                 for b in row))
     return add_menu_button(kb, i18n).as_markup()
 
 
