@@ -261,11 +261,14 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
         profiler = (common.PySpy(stack, lambda: instance_pids(cluster), Path(args.profile))
                     if args.profile else None)
         quiet_busy = common.wait_quiet()
+        transactions_before = common.database_transactions(db.url)
         run, cpu, wall_s = asyncio.run(drive(
             sandbox.base_url, make_users(users, WARMUP_USERS), rate_per_s=args.rate,
             window=common.Window(common.CpuMeter(groups), profiler)))
         if profiler is not None:
             profiler.finish()
+        time.sleep(common.STATS_FLUSH_S)
+        transactions = common.database_transactions(db.url) - transactions_before
         jobs = db.count("SELECT count(*) FROM generation_jobs WHERE user_id >= %s",
                         (CHAT_ID_BASE + WARMUP_USERS,))
     clicks = users * flow_length()
@@ -284,6 +287,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
             FLOW[step]: {"p50": common.latency_ms(found)["p50_ms"],
                          "p99": common.latency_ms(found)["p99_ms"]}
             for step, found in sorted(run.by_step.items())},
+        "db_transactions_per_update": round(transactions / max(answered, 1), 2),
         "unanswered": clicks - run.finished,
         "clicks": clicks, "users": users, "jobs_created": jobs,
         "behind_ticks": run.behind_ticks, "unexpected_actions": run.unexpected,

@@ -266,3 +266,14 @@ def test_every_catalog_model_can_be_filled_and_validates() -> None:
 def _upload_for(kind: str | None) -> Upload:
     return {"image_url": Upload("photo", "P"), "video_url": Upload("video", "V"),
             "audio_url": Upload("voice", "A")}[str(kind)]
+
+
+def test_the_quick_path_fills_the_prompt_and_still_asks_for_the_media() -> None:
+    form = engine.start_with_prompt(EDIT, "a cat", card="c1")
+    assert isinstance(form, Form)
+    assert form.values == {"prompt": "a cat"} and form.asking == "image_urls"
+    assert engine.start_with_prompt(EDIT, "x" * 11, card="c1") == Refusal(
+        "rule-max-length", {"field": "prompt", "max": 10, "length": 11})
+    no_prompt = model_of(IMAGES)
+    assert engine.start_with_prompt(no_prompt, "a cat", card="c1") == Refusal(
+        "rule-use-buttons")

@@ -79,6 +79,17 @@ def start(model: Model, *, card: str) -> Form:
     return _advance(model, Form(model_id=model.id, card=card))
 
 
+def start_with_prompt(model: Model, text: str, *, card: str) -> Form | Refusal:
+    """Return a new form with text as its prompt, asking what else it needs (the quick path)."""
+    target = prompt_field(model)
+    if target is None:
+        return Refusal("rule-use-buttons")
+    value = parse_text(target, text)
+    if isinstance(value, Refusal):
+        return value
+    return _advance(model, Form(model_id=model.id, card=card, values={target.name: value}))
+
+
 def current_field(model: Model, form: Form) -> InputField | None:
     """Return the input being asked now, or None when the card is showing."""
     return model.field(form.asking) if form.asking else None

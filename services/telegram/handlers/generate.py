@@ -126,8 +126,7 @@ async def quick_path(message: Message, state: FSMContext, i18n: I18nContext, mem
     model = generations.catalog.get(last or QUICK_DEFAULT_MODEL_ID)
     if model is None or engine.prompt_field(model) is None:
         model = generations.catalog[QUICK_DEFAULT_MODEL_ID]
-    form = engine.start(model, card=_card_id(event_update))
-    step = engine.type_text(model, form, message.text, card=form.card)
+    step = engine.start_with_prompt(model, message.text, card=_card_id(event_update))
     if isinstance(step, Refusal):
         await message.answer(screens.refusal_text(i18n.get, model, step))
         return
