@@ -29,9 +29,10 @@ from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
 from services.telegram.handlers.support import Support
+from services.telegram.notices import dead_letter_notice
 from services.telegram.poller import TelegramPoller
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import BOT_TOKEN, eventually, lead
+from tests.helpers import BOT_TOKEN, eventually, inbox_store, lead
 
 MARKUP = Decimal("2.0")
 STATUS_SQL = b"SELECT status FROM telegram_updates WHERE update_id = %s"
@@ -90,28 +91,33 @@ class ChatBot:
         generations = Generations(self.pool, leadership=lambda: self.term.leadership,
                                   catalog=get_catalog(), markup=MARKUP,
                                   limits=JobLimits(max_active_jobs=2, free_daily_quota=5))
-        dp = build_dispatcher(PostgresStorage(self.pool, fence=self.term.fence),
+        dp = build_dispatcher(PostgresStorage(self.pool, fenced=self.term.fenced),
                               accounts=accounts, storefront=self.storefront,
                               support=self.support, generations=generations)
         self.leadership = await lead(self.pool)
+        self.allowed_updates = dp.resolve_used_update_types()
         poller = TelegramPoller(self.pool, self.state, api_base=self.sandbox.base_url,
-                                token=BOT_TOKEN, allowed_updates=dp.resolve_used_update_types(),
-                                instance_id="test")
+                                token=BOT_TOKEN, allowed_updates=self.allowed_updates,
+                                inbox=inbox_store())
 
         async def listen_connect() -> psycopg.AsyncConnection:
             return await psycopg.AsyncConnection.connect(self.pool.conninfo, autocommit=True)
 
-        dispatcher = InboxDispatcher(self.pool, self.bot, dp, self.state, term=self.term,
-                                     listen_connect=listen_connect, instance_id="test",
-                                     concurrency=8)
+        dispatcher = InboxDispatcher(self.pool, self.bot, dp, self.state, inbox=inbox_store(),
+                                     term=self.term, listen_connect=listen_connect,
+                                     concurrency=8,
+                                     on_dead_letter=dead_letter_notice(self.bot, accounts))
         self._task = asyncio.gather(poller.run(self.leadership),
                                     dispatcher.run(self.leadership))
 
     async def stop(self) -> None:
-        """Drain and stop."""
+        """Drain and stop; leave fresh routers behind for the next Dispatcher."""
         self.leadership.draining.set()
-        if self._task is not None:
-            await asyncio.wait_for(self._task, 15)
+        try:
+            if self._task is not None:
+                await asyncio.wait_for(self._task, 15)
+        finally:
+            fresh_routers()
 
     async def trouble(self) -> list[tuple[Any, ...]]:
         """Return updates that failed, were retried or are not done."""

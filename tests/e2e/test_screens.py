@@ -33,6 +33,7 @@ async def test_start_shows_the_menu_with_every_category_and_its_model_count(
     assert sum(CATEGORY_COUNTS.values()) == len(get_catalog()) == 73
     again = await ann.send("/start")
     assert again.text.startswith("Welcome back, Ann!")
+    assert sorted(chatbot.allowed_updates) == ["callback_query", "message"]
 
 
 async def test_a_deep_link_payload_is_kept_once(chatbot: ChatBot) -> None:
@@ -124,6 +125,7 @@ async def test_history_lists_jobs_and_resends_a_result_once_on_a_double_tap(
         await conn.execute(JOB_SQL, (108, 108, "succeeded", "k1", "2026-01-01", file_ids))
         await conn.execute(JOB_SQL, (108, 108, "failed", "k2", "2026-01-01", None))
     history = await user.press("hist:0")
+    assert history.text.startswith("You have 2 generations.")
     jobs = [d for d in history.data() if d.startswith("job:")]
     assert len(jobs) == 2
     card = await user.press(jobs[1])  # the older one: succeeded
@@ -216,3 +218,12 @@ async def test_help_and_unknown_text_lead_back_to_the_menu(chatbot: ChatBot) -> 
     hint = await user.send("/what_is_this")
     assert hint.text == "I did not understand “/what_is_this”. Send /help to see the commands."
     assert hint.data() == ["home"]
+
+
+async def test_a_press_on_a_message_the_bot_cannot_edit_gets_its_screen_as_a_new_message(
+        chatbot: ChatBot) -> None:
+    user = chatbot.person(116)
+    await user.send("/start")  # message 1 is the user's own: the bot cannot edit it
+    screen = await user.press("help", message_id=1)
+    assert screen.text.startswith("What I can do") and screen.message_id not in (1, 2)
+    assert await chatbot.trouble() == []

@@ -1,7 +1,7 @@
 # History: the user's generations, one generation's card, re-send and repeat.
-history-title = Your generations: { $count ->
-        [one] { $count } in all
-       *[other] { $count } in all
+history-title = You have { $count ->
+        [one] { $count } generation
+       *[other] { $count } generations
     }. Newest first:
 history-empty = No generations yet. Pick a model in the menu.
 history-item = { $status ->
