@@ -214,8 +214,9 @@ async def test_help_and_unknown_text_lead_back_to_the_menu(chatbot: ChatBot) -> 
     user = chatbot.person(115)
     help_screen = await user.send("/help")
     assert help_screen.text.startswith("What I can do") and help_screen.data() == ["home"]
-    hint = await user.send("what is this")
-    assert hint.text == "I did not understand “what is this”. Send /help to see the commands."
+    # Plain text at the menu is a prompt (the generate form's quick path); a command is not.
+    hint = await user.send("/what_is_this")
+    assert hint.text == "I did not understand “/what_is_this”. Send /help to see the commands."
     assert hint.data() == ["home"]
 
 
