@@ -122,17 +122,26 @@ class CallbackApplier:
     async def run(self, leadership: Leadership | None) -> None:
         """Apply batches of every partition until draining; each wait races the drain."""
         assert leadership is not None, "leader-only service"
-        tasks = [asyncio.create_task(self._drain(leadership, part), name=f"kie-callbacks-{part}")
+        parts = [asyncio.create_task(self._drain(leadership, part), name=f"kie-callbacks-{part}")
                  for part in range(self._parts)]
+        # The listener blocks on notifications and the parts on their wake events: draining
+        # must end both at once, or a graceful handover waits out the whole shutdown grace.
+        helpers = [asyncio.create_task(self._wake_all_on(leadership.draining),
+                                       name="kie-callbacks-drain-wake")]
         if self._listen_connect is not None:
-            tasks.append(asyncio.create_task(self._listen(leadership),
-                                             name="kie-callbacks-listen"))
+            helpers.append(asyncio.create_task(self._listen(leadership),
+                                               name="kie-callbacks-listen"))
+        tasks = parts + helpers
         try:
-            await asyncio.gather(*tasks)
+            await asyncio.gather(*parts)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
+
+    async def _wake_all_on(self, event: asyncio.Event) -> None:
+        await event.wait()
+        self._wake_all()
 
     async def _drain(self, leadership: Leadership, part: int) -> None:
         """Apply one partition's batches while there are any; then wait for a NOTIFY."""

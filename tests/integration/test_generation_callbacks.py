@@ -217,3 +217,26 @@ async def unreachable_pool() -> AsyncIterator[AsyncConnectionPool]:
     async with AsyncConnectionPool("postgresql://nobody@127.0.0.1:9/none", min_size=0,
                                    max_size=1, timeout=0.5, open=False) as p:
         yield p
+
+
+async def test_the_applier_stops_at_once_when_the_leader_drains(
+        pool: AsyncConnectionPool, database_url: str) -> None:
+    """A graceful handover must not wait out the shutdown grace on the LISTEN session."""
+    import asyncio
+
+    import psycopg
+
+    from supervisor.aio import wait_event
+
+    async def listen_connect() -> psycopg.AsyncConnection:
+        return await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+
+    leadership = await lead(pool)
+    applier = CallbackApplier(pool, CATALOG, RuntimeState(
+        instance_id="t", bot_mode="polling", version="test"), listen_connect=listen_connect)
+    running = asyncio.create_task(applier.run(leadership))
+    assert not await wait_event(asyncio.Event(), 0.3)  # let it LISTEN and go idle
+    leadership.draining.set()
+    done, _ = await asyncio.wait({running}, timeout=5.0)
+    assert running in done, "the applier kept running after draining began"
+    running.result()
