@@ -5,7 +5,8 @@ transactions: every write is one fenced unit of work under the current leadershi
 the dispatcher runs under), so a deposed leader's handler changes nothing; reads take a
 pooled connection and no fence.
 
-Crash analysis of `register` / `enter` (one transaction: user row, empty wallet, wallet
+Crash analysis of `register` / `enter` (a read, then, only for a new user or a changed
+profile, one transaction: user row, empty wallet, wallet
 read): a crash before the commit leaves nothing and the re-run update registers the user; a
 crash after it and before the reply makes the re-run find the user already there (`created`
 is False). `set_language` and `remember_start_payload` are single idempotent UPDATEs: a re-run
@@ -24,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.billing.ledger import LedgerLine, LedgerStore, Wallet, read_wallet
 from services.generation.store import Job, JobStore
-from services.users import Language, UserStore
+from services.users import Language, Profile, UserStore
 from supervisor.election import FencedError, Leadership
 
 
@@ -76,11 +77,21 @@ class Accounts:
         return Registration(created=member.created, wallet=member.wallet)
 
     async def enter(self, user: User) -> Member:
-        """Register the user (or refresh a changed profile) and return them with their wallet."""
-        async with self._fenced() as conn:
-            entered = await UserStore(conn).enter_user(
-                user_id=user.id, username=user.username, first_name=user.first_name,
-                language_code=user.language_code)
+        """Register the user (or refresh a changed profile) and return them with their wallet.
+
+        A returning user whose profile did not change costs one read and no write (the
+        common case: most updates come from known users).
+        """
+        async with self._pool.connection() as conn:
+            known = await UserStore(conn).member(user.id)
+        profile = Profile(user.username, user.first_name, user.language_code)
+        if known is not None and known[0] == profile:
+            entered = known[1]
+        else:
+            async with self._fenced() as conn:
+                entered = await UserStore(conn).enter_user(
+                    user_id=user.id, username=user.username, first_name=user.first_name,
+                    language_code=user.language_code)
         return Member(user_id=user.id, first_name=user.first_name, created=entered.created,
                       ui_language=entered.ui_language, language_code=user.language_code,
                       wallet=Wallet(balance_kop=entered.balance_kop,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -31,6 +32,15 @@ class Entered:
     hold_kop: int
 
 
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What Telegram told us about a user (refreshed when it changes)."""
+
+    username: str | None
+    first_name: str | None
+    language_code: str | None
+
+
 class UserStore:
     """The users' queries (sql/users.sql) on one connection, one method per query."""
 
@@ -46,6 +56,16 @@ class UserStore:
         row = await cur.fetchone()
         return bool(row and row[0])
 
+    async def member(self, user_id: int) -> tuple[Profile, Entered] | None:
+        """Return a registered user's stored profile and state, or None."""
+        cur = self._conn.cursor(row_factory=dict_row)
+        await cur.execute(QUERIES["member"], {"user_id": user_id})
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        return (Profile(row["username"], row["first_name"], row["language_code"]),
+                _entered(row, created=False))
+
     async def enter_user(self, *, user_id: int, username: str | None, first_name: str | None,
                          language_code: str | None) -> Entered:
         """Register the user or refresh a changed profile; return them with their wallet."""
@@ -55,9 +75,7 @@ class UserStore:
             "language_code": language_code})
         row = await cur.fetchone()
         assert row is not None  # the upsert or the read returns the user's row
-        chosen = row["ui_language"]
-        return Entered(created=row["created"], ui_language=Language(chosen) if chosen else None,
-                       balance_kop=row["balance_kop"], hold_kop=row["hold_kop"])
+        return _entered(row, created=row["created"])
 
     async def set_ui_language(self, user_id: int, language: Language | None) -> None:
         """Store the user's chosen UI language."""
@@ -69,6 +87,12 @@ class UserStore:
         cur = await self._conn.execute(QUERIES["remember_start_payload"],
                                        {"user_id": user_id, "payload": payload})
         return cur.rowcount == 1
+
+
+def _entered(row: dict[str, Any], *, created: bool) -> Entered:
+    chosen = row["ui_language"]
+    return Entered(created=created, ui_language=Language(chosen) if chosen else None,
+                   balance_kop=row["balance_kop"], hold_kop=row["hold_kop"])
 
 
 async def ensure_user(conn: psycopg.AsyncConnection, *, user_id: int, username: str | None,

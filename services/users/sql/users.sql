@@ -13,6 +13,12 @@ WITH upserted AS (
 )
 SELECT created FROM upserted;
 
+-- name: member
+-- A registered user's profile, chosen language and wallet (no row: not registered yet).
+SELECT u.username, u.first_name, u.language_code, u.ui_language, w.balance_kop, w.hold_kop
+  FROM users u JOIN wallets w ON w.user_id = u.user_id
+ WHERE u.user_id = %(user_id)s;
+
 -- name: enter_user
 -- Register a user with a wallet, or refresh their profile only when a field changed (a
 -- returning user with the same profile costs no write); return whether they are new, their
