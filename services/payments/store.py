@@ -262,9 +262,11 @@ class PaymentStore:
             "chat_ids": [chat for chat, _ in recipients],
             "languages": [language for _, language in recipients]})
 
-    async def insert_decision_edits(self, payment_id: int) -> None:
-        """Queue the edit of every sent operator receipt of a decided payment."""
-        await self._conn.execute(QUERIES["insert_decision_edits"], {"payment_id": payment_id})
+    async def insert_decision_edits(self, payment_id: int) -> int:
+        """Queue the edit of every sent operator receipt of a decided payment; return how many."""
+        cur = await self._conn.execute(QUERIES["insert_decision_edits"],
+                                       {"payment_id": payment_id})
+        return cur.rowcount
 
     async def lock_payment_shared(self, payment_id: int) -> None:
         """Hold the payment against a concurrent decision until the transaction ends."""
