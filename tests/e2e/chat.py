@@ -30,7 +30,7 @@ from services.telegram.handlers import build_dispatcher
 from services.telegram.handlers.support import Support
 from services.telegram.poller import TelegramPoller
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import BOT_TOKEN, eventually, lead
+from tests.helpers import BOT_TOKEN, eventually, inbox_store, lead
 
 MARKUP = Decimal("2.0")
 OPERATORS = (1001, 1002)
@@ -92,19 +92,19 @@ class ChatBot:
         """Start polling and dispatching as the leader."""
         fresh_routers()
         accounts = Accounts(self.pool, leadership=lambda: self.term.leadership)
-        dp = build_dispatcher(PostgresStorage(self.pool, fence=self.term.fence),
+        dp = build_dispatcher(PostgresStorage(self.pool, fenced=self.term.fenced),
                               accounts=accounts, storefront=self.storefront,
                               support=self.support, payments=self.payments)
         self.leadership = await lead(self.pool)
         poller = TelegramPoller(self.pool, self.state, api_base=self.sandbox.base_url,
                                 token=BOT_TOKEN, allowed_updates=dp.resolve_used_update_types(),
-                                instance_id="test")
+                                inbox=inbox_store())
 
         async def listen_connect() -> psycopg.AsyncConnection:
             return await psycopg.AsyncConnection.connect(self.pool.conninfo, autocommit=True)
 
-        dispatcher = InboxDispatcher(self.pool, self.bot, dp, self.state, term=self.term,
-                                     listen_connect=listen_connect, instance_id="test",
+        dispatcher = InboxDispatcher(self.pool, self.bot, dp, self.state, inbox=inbox_store(),
+                                     term=self.term, listen_connect=listen_connect,
                                      concurrency=8)
         self._task = asyncio.gather(poller.run(self.leadership),
                                     dispatcher.run(self.leadership))

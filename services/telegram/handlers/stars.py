@@ -27,7 +27,7 @@ from services.storefront import Storefront
 from services.telegram.handlers.menu import outdated
 from services.telegram.handlers.support import Support
 from services.telegram.texts import rubles
-from services.telegram.ui import TopUpCb, add_menu_button, button, show
+from services.telegram.ui import TopUpCb, add_menu_button, button, menu_only, show
 
 router = Router(name=__name__)
 
@@ -107,16 +107,15 @@ async def paid(message: Message, i18n: I18nContext, member: Member,
     package = parse_payload(charge.invoice_payload)
     if package is None or charge.currency != CURRENCY:
         # Checked at pre-checkout; a charge we cannot read is the operators' case.
-        await message.answer(i18n.get("paysupport-no-contact"))
+        await message.answer(i18n.get("paysupport-no-contact"), reply_markup=menu_only(i18n))
         return
     result = await payments.credit_stars(
         user_id=member.user_id, stars=charge.total_amount, amount_kop=package.credit_kop,
         charge_id=charge.telegram_payment_charge_id, invoice_payload=charge.invoice_payload)
     amount = rubles(result.payment.credited_kop or 0)
     key = "stars-credited" if result.applied else "stars-credited-again"
-    kb = InlineKeyboardBuilder()
     await message.answer(i18n.get(key, stars=str(charge.total_amount), amount=amount),
-                         reply_markup=add_menu_button(kb, i18n).as_markup())
+                         reply_markup=menu_only(i18n))
 
 
 @router.message(Command("paysupport"))
@@ -127,9 +126,10 @@ async def paysupport(message: Message, command: CommandObject, i18n: I18nContext
         for operator in payments.terms.operators:
             await message.bot.send_message(operator, i18n.get(
                 "paysupport-to-operator", user=str(member.user_id), text=command.args))
-        await message.answer(i18n.get("paysupport-forwarded"))
+        await message.answer(i18n.get("paysupport-forwarded"), reply_markup=menu_only(i18n))
         return
     if support.username:
-        await message.answer(i18n.get("paysupport", contact="@" + support.username))
+        text = i18n.get("paysupport", contact="@" + support.username)
     else:
-        await message.answer(i18n.get("paysupport-no-contact"))
+        text = i18n.get("paysupport-no-contact")
+    await message.answer(text, reply_markup=menu_only(i18n))

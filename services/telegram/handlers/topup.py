@@ -33,7 +33,14 @@ from services.storefront import Storefront
 from services.telegram.handlers.menu import outdated
 from services.telegram.handlers.stars import StarsCb
 from services.telegram.texts import rubles
-from services.telegram.ui import TopUpCb, add_menu_button, button, leave_prompt, show
+from services.telegram.ui import (
+    TopUpCb,
+    add_menu_button,
+    button,
+    leave_prompt,
+    menu_only,
+    show,
+)
 
 router = Router(name=__name__)
 
@@ -181,7 +188,8 @@ async def typed_amount(message: Message, i18n: I18nContext, member: Member,
     if rub is None or not terms.min_rub <= rub <= terms.max_rub:
         await message.answer(i18n.get("topup-bad-amount", text=quote(message.text or ""),
                                       min=rubles(terms.min_rub * 100),
-                                      max=rubles(terms.max_rub * 100)))
+                                      max=rubles(terms.max_rub * 100)),
+                             reply_markup=menu_only(i18n))
         return
     await show_instructions(message, i18n, payments, state, amount_kop=rub * 100,
                             reference=reference_for(member.user_id, str(message.message_id)))
@@ -206,7 +214,7 @@ async def receipt(message: Message, i18n: I18nContext, member: Member, payments:
     found = receipt_of(message)
     data = await state.get_data()
     if found is None or AMOUNT_KEY not in data:
-        await message.answer(i18n.get("topup-receipt-expected"))
+        await message.answer(i18n.get("topup-receipt-expected"), reply_markup=menu_only(i18n))
         return
     result = await payments.submit_receipt(
         user_id=member.user_id, amount_kop=int(data[AMOUNT_KEY]),
@@ -299,7 +307,8 @@ async def _ask(query: CallbackQuery, payment_id: int, prompt: State, key: str,
     await state.update_data({PAYMENT_KEY: payment_id})
     if query.message is not None and query.bot is not None:
         await query.bot.send_message(query.message.chat.id, i18n.get(
-            key, id=str(payment_id), amount=rubles(payment.amount_kop)))
+            key, id=str(payment_id), amount=rubles(payment.amount_kop)),
+            reply_markup=menu_only(i18n))
 
 
 @router.message(Review.amount, F.text)
@@ -308,7 +317,8 @@ async def amended_amount(message: Message, i18n: I18nContext, member: Member,
     """Credit the typed amount instead of the one asked."""
     rub = parse_rub(message.text or "")
     if rub is None or not 1 <= rub <= MAX_AMEND_RUB:
-        await message.answer(i18n.get("review-bad-amount", max=rubles(MAX_AMEND_RUB * 100)))
+        await message.answer(i18n.get("review-bad-amount", max=rubles(MAX_AMEND_RUB * 100)),
+                             reply_markup=menu_only(i18n))
         return
     await _decide_typed(message, i18n, member, payments, state, Decision.AMEND,
                         amount_kop=rub * 100)
@@ -333,4 +343,5 @@ async def _decide_typed(message: Message, i18n: I18nContext, member: Member,
                                    operator_name=member.first_name, decision=decision,
                                    amount_kop=amount_kop, reason=reason)
     applied = result is not None and result.applied
-    await message.answer(i18n.get("review-done" if applied else "review-already"))
+    await message.answer(i18n.get("review-done" if applied else "review-already"),
+                         reply_markup=menu_only(i18n))

@@ -1,6 +1,6 @@
--- Money in (reserved number 013; the lead renumbers at merge): bank transfers approved by an
--- operator, Telegram Stars, the operators' audit, and two outboxes (messages to operators and
--- users about a payment; Stars refunds) that the leader retries until Telegram confirms.
+-- Money in: bank transfers approved by an operator, Telegram Stars, the operators' audit, and
+-- two outboxes (messages to operators and users about a payment; Stars refunds) that the
+-- leader retries until Telegram confirms.
 
 ALTER TABLE payments DROP CONSTRAINT payments_method_check;
 ALTER TABLE payments ADD CONSTRAINT payments_method_check CHECK (method IN (
