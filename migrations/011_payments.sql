@@ -99,3 +99,16 @@ CREATE TABLE star_refunds (
     done_at                     TIMESTAMPTZ
 );
 CREATE INDEX star_refunds_pending_idx ON star_refunds (created_at) WHERE status = 'pending';
+
+-- The inbox's priority lane (asked of the inbox's owner, built here: see from-payments.md):
+-- Telegram fails a Stars payment whose pre_checkout_query is not answered within 10 s, so
+-- pre-checkouts (and button presses, which spin until answered) are claimed ahead of any
+-- backlog. The priority is set at insert from the update's kind and copied to its chat head.
+ALTER TABLE telegram_updates ADD COLUMN priority SMALLINT NOT NULL DEFAULT 0;
+ALTER TABLE telegram_chat_heads ADD COLUMN priority SMALLINT NOT NULL DEFAULT 0;
+DROP INDEX telegram_chat_heads_ready_idx;
+CREATE INDEX telegram_chat_heads_ready_idx ON telegram_chat_heads (bot_id, priority DESC, head_id)
+    WHERE NOT busy;
+DROP INDEX telegram_updates_chatless_idx;
+CREATE INDEX telegram_updates_chatless_idx ON telegram_updates (bot_id, priority DESC, update_id)
+    WHERE status = 'pending' AND chat_id IS NULL;
