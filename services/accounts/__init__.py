@@ -107,6 +107,12 @@ class Accounts:
         async with self._fenced() as conn:
             return await UserStore(conn).remember_start_payload(user_id, payload)
 
+    async def chosen_language(self, user_id: int) -> Language | None:
+        """Return the UI language the user chose, or None (never chose, or unknown)."""
+        async with self._pool.connection() as conn:
+            known = await UserStore(conn).member(user_id)
+        return known[1].ui_language if known else None
+
     async def wallet(self, user_id: int) -> Wallet | None:
         """Return the user's wallet, or None if they never registered."""
         async with self._pool.connection() as conn:

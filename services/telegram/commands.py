@@ -51,9 +51,15 @@ class CommandsPublisher:
         scopes.append((str(DEFAULT_LANGUAGE), None))  # every other language
         for language, code in scopes:
             wanted = commands_in(self._core, language)
-            if await self._bot.get_my_commands(language_code=code) == wanted:
+            current = await self._bot.get_my_commands(language_code=code)
+            if _pairs(current) == _pairs(wanted):
                 continue
             await self._bot.set_my_commands(wanted, language_code=code)
             changed.append(code or "default")
         logger.info("bot_commands_checked", extra={"changed": changed})
         return changed
+
+
+def _pairs(commands: list[BotCommand]) -> list[tuple[str, str]]:
+    # Compared as pairs: objects parsed from an answer carry extra state that == sees.
+    return [(c.command, c.description) for c in commands]

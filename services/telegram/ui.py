@@ -12,6 +12,7 @@ Conventions (every feature follows them):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -21,6 +22,8 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
+
+logger = logging.getLogger(__name__)
 
 # Telegram's answer when an edit would change nothing (a double tap on the same button).
 NOT_MODIFIED = "message is not modified"
@@ -127,20 +130,23 @@ def pages_of(total: int, per_page: int) -> int:
 async def show(target: Message | CallbackQuery, text: str,
                markup: InlineKeyboardMarkup | None = None) -> None:
     """Put a screen in the chat: edit the pressed message, or answer a sent one."""
-    if isinstance(target, CallbackQuery):
-        message = target.message
-        if isinstance(message, Message) and message.text is not None:
-            try:
-                await message.edit_text(text, reply_markup=markup)
-            except TelegramBadRequest as exc:
-                if NOT_MODIFIED not in str(exc):
-                    raise
-            return
-        if message is not None and target.bot is not None:
-            # A media message (a delivered result), or one too old to edit: send a new one.
-            await target.bot.send_message(message.chat.id, text, reply_markup=markup)
+    if isinstance(target, Message):
+        await target.answer(text, reply_markup=markup)
         return
-    await target.answer(text, reply_markup=markup)
+    message = target.message
+    if message is None or target.bot is None:
+        return
+    if isinstance(message, Message) and message.text is not None:
+        try:
+            await message.edit_text(text, reply_markup=markup)
+            return
+        except TelegramBadRequest as exc:
+            if NOT_MODIFIED in str(exc):
+                return
+            # Gone or no longer editable (deleted, too old): the screen comes as a new message.
+            logger.info("screen_not_editable", extra={"error": str(exc)})
+    # A media message (a delivered result), or one we could not edit: send a new one.
+    await target.bot.send_message(message.chat.id, text, reply_markup=markup)
 
 
 def button(text: str, data: CallbackData) -> InlineKeyboardButton:

@@ -28,6 +28,7 @@ from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
 from services.telegram.handlers.support import Support
+from services.telegram.notices import dead_letter_notice
 from services.telegram.poller import TelegramPoller
 from supervisor.runtime_state import RuntimeState
 from tests.helpers import BOT_TOKEN, eventually, inbox_store, lead
@@ -96,8 +97,9 @@ class ChatBot:
                               accounts=accounts, storefront=self.storefront,
                               support=self.support, payments=self.payments)
         self.leadership = await lead(self.pool)
+        self.allowed_updates = dp.resolve_used_update_types()
         poller = TelegramPoller(self.pool, self.state, api_base=self.sandbox.base_url,
-                                token=BOT_TOKEN, allowed_updates=dp.resolve_used_update_types(),
+                                token=BOT_TOKEN, allowed_updates=self.allowed_updates,
                                 inbox=inbox_store())
 
         async def listen_connect() -> psycopg.AsyncConnection:
@@ -105,15 +107,19 @@ class ChatBot:
 
         dispatcher = InboxDispatcher(self.pool, self.bot, dp, self.state, inbox=inbox_store(),
                                      term=self.term, listen_connect=listen_connect,
-                                     concurrency=8)
+                                     concurrency=8,
+                                     on_dead_letter=dead_letter_notice(self.bot, accounts))
         self._task = asyncio.gather(poller.run(self.leadership),
                                     dispatcher.run(self.leadership))
 
     async def stop(self) -> None:
-        """Drain and stop."""
+        """Drain and stop; leave fresh routers behind for the next Dispatcher."""
         self.leadership.draining.set()
-        if self._task is not None:
-            await asyncio.wait_for(self._task, 15)
+        try:
+            if self._task is not None:
+                await asyncio.wait_for(self._task, 15)
+        finally:
+            fresh_routers()
 
     async def trouble(self) -> list[tuple[Any, ...]]:
         """Return updates that failed, were retried or are not done."""

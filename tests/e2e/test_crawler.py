@@ -7,6 +7,7 @@ prompt (the chat in an FSM state) gets a typed value. Bounded to MAX_PRESSES per
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
 import pytest
@@ -33,7 +34,7 @@ async def in_prompt(chatbot: ChatBot, person: Person) -> bool:
 
 @pytest.mark.parametrize("language", ["ru", "en"])
 async def test_every_reachable_button_answers_fails_nothing_and_leads_back_to_the_menu(
-        chatbot: ChatBot, language: str) -> None:
+        chatbot: ChatBot, language: str, caplog: pytest.LogCaptureFixture) -> None:
     person = chatbot.person(900, language=language)
     start = await person.send("/start")
     seen: set[str] = set(start.data())
@@ -64,3 +65,4 @@ async def test_every_reachable_button_answers_fails_nothing_and_leads_back_to_th
     assert dead_ends == []
     assert await chatbot.trouble() == []
     assert chatbot.state.counters.get("updates_failed", 0) == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

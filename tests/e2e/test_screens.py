@@ -33,14 +33,17 @@ async def test_start_shows_the_menu_with_every_category_and_its_model_count(
     assert sum(CATEGORY_COUNTS.values()) == len(get_catalog()) == 73
     again = await ann.send("/start")
     assert again.text.startswith("Welcome back, Ann!")
+    assert sorted(chatbot.allowed_updates) == ["callback_query", "message", "pre_checkout_query"]
 
 
 async def test_a_deep_link_payload_is_kept_once(chatbot: ChatBot) -> None:
+    await chatbot.person(102).send("/start " + "x" * 65)  # typed by hand: no link makes it
     await chatbot.person(102).send("/start ref_42")
     await chatbot.person(102).send("/start ref_99")
     async with chatbot.pool.connection() as conn:
         cur = await conn.execute(b"SELECT start_payload FROM users WHERE user_id = 102")
         assert await cur.fetchone() == ("ref_42",)
+    assert await chatbot.trouble() == []
 
 
 @pytest.mark.parametrize("language", ["ru", "en"])
@@ -122,6 +125,7 @@ async def test_history_lists_jobs_and_resends_a_result_once_on_a_double_tap(
         await conn.execute(JOB_SQL, (108, 108, "succeeded", "k1", "2026-01-01", file_ids))
         await conn.execute(JOB_SQL, (108, 108, "failed", "k2", "2026-01-01", None))
     history = await user.press("hist:0")
+    assert history.text.startswith("You have 2 generations.")
     jobs = [d for d in history.data() if d.startswith("job:")]
     assert len(jobs) == 2
     card = await user.press(jobs[1])  # the older one: succeeded
@@ -163,4 +167,63 @@ async def test_an_unknown_button_is_answered_as_outdated_and_shows_the_menu(
         assert screen.text.startswith("This button is outdated"), data
     answers = [e for e in await user.log() if e["method"] == "answerCallbackQuery"]
     assert len(answers) == user.presses
+    assert await chatbot.trouble() == []
+
+
+async def test_video_pages_list_every_model_once_cheapest_first(chatbot: ChatBot) -> None:
+    user = chatbot.person(112)
+    await user.send("/start")
+    expected = [lg.index for lg in (await chatbot.storefront.shelf()).in_category("video")]
+    shown: list[int] = []
+    screen = await user.press("cat:video:0")
+    while True:
+        shown += [int(d.split(":")[1]) for d in screen.data() if d.startswith("mdl:")]
+        pager = [d for label, d in screen.buttons if label == "›"]
+        if not pager:
+            break
+        screen = await user.press(pager[0])
+    assert shown == expected and len(shown) == CATEGORY_COUNTS["video"]
+    prices = [lg.min_kop for lg in (await chatbot.storefront.shelf()).in_category("video")]
+    assert prices == sorted(prices)
+
+
+async def test_free_models_are_marked_and_a_card_speaks_the_users_language(
+        chatbot: ChatBot) -> None:
+    user = chatbot.person(113, language="ru")
+    await user.send("/start")
+    free = await user.press("cat:free:0")
+    items = [(label, d) for label, d in free.buttons if d.startswith("mdl:")]
+    assert items and all("🆓 бесплатно" in label for label, _ in items)
+    z_image = next(d for label, d in items if label.startswith("Z-Image"))
+    card = await user.press(z_image)
+    assert "Быстрая генерация изображения по тексту." in card.text
+    assert "Цена: 🆓 бесплатно" in card.text and "около минуты" in card.text
+
+
+async def test_the_menu_offers_the_last_model_used_again(chatbot: ChatBot) -> None:
+    user = chatbot.person(114)
+    await user.send("/start")
+    async with chatbot.pool.connection() as conn:
+        await conn.execute(JOB_SQL, (114, 114, "failed", "k3", "2026-01-01", None))
+    menu = await user.send("/menu")
+    card = await user.press(menu.find("Again: Z-Image"))
+    assert card.text.startswith("Z-Image")
+    assert card.find("Generate").startswith("gen:")
+
+
+async def test_help_and_unknown_text_lead_back_to_the_menu(chatbot: ChatBot) -> None:
+    user = chatbot.person(115)
+    help_screen = await user.send("/help")
+    assert help_screen.text.startswith("What I can do") and help_screen.data() == ["home"]
+    hint = await user.send("what is this")
+    assert hint.text == "I did not understand “what is this”. Send /help to see the commands."
+    assert hint.data() == ["home"]
+
+
+async def test_a_press_on_a_message_the_bot_cannot_edit_gets_its_screen_as_a_new_message(
+        chatbot: ChatBot) -> None:
+    user = chatbot.person(116)
+    await user.send("/start")  # message 1 is the user's own: the bot cannot edit it
+    screen = await user.press("help", message_id=1)
+    assert screen.text.startswith("What I can do") and screen.message_id not in (1, 2)
     assert await chatbot.trouble() == []

@@ -39,6 +39,7 @@ router = Router(name=__name__)
 
 JOBS_PER_PAGE = 8
 DATE_FORMAT = "%d.%m.%Y %H:%M UTC"
+SHORT_DATE_FORMAT = "%d.%m"
 # How a delivered file is sent again, tried in order per category (a document always works).
 SEND_ORDER = {"image": ("photo", "document"), "video": ("video", "document"),
               "audio": ("audio", "document"), "upscale": ("photo", "video", "document")}
@@ -93,7 +94,8 @@ async def history_page(query: CallbackQuery, callback_data: HistoryCb, i18n: I18
     for job in jobs.jobs:
         kb.row(button(i18n.get("history-item", status=str(job.status), id=str(job.id),
                                model=title_of(storefront, job, i18n.locale),
-                               price=price_of(i18n, job)),
+                               price=price_of(i18n, job),
+                               date=job.created_at.strftime(SHORT_DATE_FORMAT)),
                       JobCb(job=job.id, page=page)))
     add_pager(kb, i18n, page=page, pages=pages, to=lambda p: HistoryCb(page=p))
     await show(query, i18n.get("history-title", count=jobs.total),

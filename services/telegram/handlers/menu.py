@@ -6,6 +6,8 @@ payload they came with (`/start <payload>`, for referrals later).
 
 from __future__ import annotations
 
+import re
+
 from aiogram import Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
@@ -36,6 +38,8 @@ from services.telegram.ui import (
 router = Router(name=__name__)
 
 FREE = "free"
+# What a t.me/<bot>?start=<payload> link can carry; anything else was typed by hand: ignored.
+DEEP_LINK_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 async def show_menu(target: Message | CallbackQuery, i18n: I18nContext, member: Member,
@@ -82,7 +86,7 @@ async def outdated(query: CallbackQuery, i18n: I18nContext, member: Member,
 async def start(message: Message, command: CommandObject, i18n: I18nContext, member: Member,
                 storefront: Storefront, accounts: Accounts, state: FSMContext) -> None:
     """Greet the user with the menu; keep the deep-link payload of their first start."""
-    if command.args:
+    if command.args and DEEP_LINK_RE.fullmatch(command.args):
         await accounts.remember_start_payload(member.user_id, command.args)
     key = "start-welcome" if member.created else "start-welcome-back"
     text = i18n.get(key, name=member.first_name, balance=rubles(member.wallet.balance_kop))

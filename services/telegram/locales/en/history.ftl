@@ -1,7 +1,7 @@
 # History: the user's generations, one generation's card, re-send and repeat.
-history-title = Your generations: { $count ->
-        [one] { $count } in all
-       *[other] { $count } in all
+history-title = You have { $count ->
+        [one] { $count } generation
+       *[other] { $count } generations
     }. Newest first:
 history-empty = No generations yet. Pick a model in the menu.
 history-item = { $status ->
@@ -10,7 +10,7 @@ history-item = { $status ->
         [succeeded] ✅
         [failed] ❌
        *[expired] ⌛
-    } #{ $id } { $model } · { $price }
+    } #{ $id } { $model } · { $price } · { $date }
 job-card = Generation #{ $id }: { $model }
     Status: { $status ->
         [pending] queued

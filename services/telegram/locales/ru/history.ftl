@@ -1,9 +1,9 @@
 # History: the user's generations, one generation's card, re-send and repeat.
-history-title = Ваши генерации: { $count ->
-        [one] { $count } всего
-        [few] { $count } всего
-        [many] { $count } всего
-       *[other] { $count } всего
+history-title = У вас { $count ->
+        [one] { $count } генерация
+        [few] { $count } генерации
+        [many] { $count } генераций
+       *[other] { $count } генерации
     }. Сначала новые:
 history-empty = Генераций пока нет. Выберите модель в меню.
 history-item = { $status ->
@@ -12,7 +12,7 @@ history-item = { $status ->
         [succeeded] ✅
         [failed] ❌
        *[expired] ⌛
-    } №{ $id } { $model } · { $price }
+    } №{ $id } { $model } · { $price } · { $date }
 job-card = Генерация №{ $id }: { $model }
     Статус: { $status ->
         [pending] в очереди
