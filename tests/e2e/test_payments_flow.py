@@ -9,7 +9,7 @@ from typing import Any
 from services.billing.ledger import read_wallet
 from services.payments import decisions
 from services.payments.decisions import Decision
-from services.payments.store import NoticeStatus, PaymentStore
+from services.payments.store import NoticeStatus, PaymentStore, RefundStatus
 from tests.e2e.chat import OPERATORS, STATUS_SQL, ChatBot, Person, Screen
 from tests.helpers import eventually
 
@@ -254,3 +254,56 @@ async def test_paysupport_answers_and_passes_the_words_to_the_operators(
     for operator in OPERATORS:
         log = await chatbot.control.chat_messages(operator)
         assert any("paid 500 but nothing came" in (e["text"] or "") for e in log)
+
+
+async def pay_stars(chatbot: ChatBot, user: Person) -> str:
+    """Buy the 100-star package as the user; return the charge id once credited."""
+    await user.send("/start")
+    await user.press("topup")
+    await user.press("xtr")
+    await user.press("xtrp:100")
+    paid = await chatbot.control.pay(user.chat_id)
+    await handled(chatbot, paid["update_id"])
+    [checkout] = [c for c in (await chatbot.control.payments())["checkouts"]
+                  if c["id"] == paid["checkout_id"]]
+
+    async def credited() -> bool:
+        return await topups(chatbot, user.chat_id) == 1
+
+    await eventually(credited, what="the stars credited")
+    return str(checkout["charge_id"])
+
+
+async def test_a_stars_refund_is_sent_until_telegram_confirms_it(chatbot: ChatBot) -> None:
+    user = chatbot.person(313)
+    charge = await pay_stars(chatbot, user)
+    async with chatbot.pool.connection() as conn:
+        cur = await conn.execute(b"SELECT id FROM payments WHERE telegram_payment_charge_id = %s",
+                                 (charge,))
+        (payment_id,) = await cur.fetchone() or (None,)
+    assert await chatbot.payments.request_refund(payment_id, operator_id=313) is None  # no operator
+    refunded = await chatbot.payments.request_refund(payment_id, operator_id=OPERATORS[0])
+    assert refunded is not None and await balance(chatbot, 313) == 0
+    await chatbot.control.fault("refundStarPayment", fail_next=1, status=400,
+                                description="Bad Request: STARS_REFUND_UNAVAILABLE")
+    assert await chatbot.payments.send_refunds(chatbot.leadership) == 0  # refused: retried
+    assert await chatbot.payments.send_refunds(chatbot.leadership) == 1
+    assert [c["refunded"] for c in (await chatbot.control.payments())["charges"]] == [True]
+    async with chatbot.pool.connection() as conn:
+        assert await PaymentStore(conn).refund_of(payment_id) == (RefundStatus.DONE, 2)
+    assert await chatbot.payments.send_refunds(chatbot.leadership) == 0  # nothing left
+
+
+async def test_a_refund_telegram_already_made_counts_as_done(chatbot: ChatBot) -> None:
+    user = chatbot.person(314)
+    charge = await pay_stars(chatbot, user)
+    async with chatbot.pool.connection() as conn:
+        cur = await conn.execute(b"SELECT id FROM payments WHERE telegram_payment_charge_id = %s",
+                                 (charge,))
+        (payment_id,) = await cur.fetchone() or (None,)
+    await chatbot.payments.request_refund(payment_id, operator_id=OPERATORS[0])
+    await chatbot.bot.refund_star_payment(314, charge)  # e.g. a crash after Telegram's answer
+    assert await chatbot.payments.send_refunds(chatbot.leadership) == 1
+    async with chatbot.pool.connection() as conn:
+        status = await PaymentStore(conn).refund_of(payment_id)
+    assert status is not None and status[0] is RefundStatus.DONE
