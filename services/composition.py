@@ -16,7 +16,9 @@ from config import Settings
 from services.accounts import Accounts
 from services.catalog import load_catalog
 from services.checks import checks
+from services.generation import JobLimits
 from services.generation.engine import build_engine
+from services.generation.service import Generations
 from services.maintenance import Maintenance
 from services.payments.service import Payments, PaymentTerms
 from services.storefront import Storefront
@@ -83,11 +85,14 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     storefront = Storefront(pool, catalog, markup=settings.price_markup,
                             leadership=lambda: term.leadership)
     payments = Payments(pool, bot, payment_terms(settings), leadership=lambda: term.leadership)
+    generations = Generations(pool, leadership=lambda: term.leadership, catalog=catalog,
+                              markup=settings.price_markup,
+                              limits=JobLimits.from_settings(settings))
     i18n_core = await asyncio.to_thread(texts.core)
     aiogram_dp = build_dispatcher(
         storage=storage, i18n_core=i18n_core, accounts=accounts, storefront=storefront,
-        support=Support(username=settings.support_telegram, text=settings.support_text),
-        payments=payments)
+        generations=generations, payments=payments,
+        support=Support(username=settings.support_telegram, text=settings.support_text))
     pressure = IngressPressure()
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, inbox=inbox, term=term,
                                  listen_connect=listen_connect,

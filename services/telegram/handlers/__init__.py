@@ -17,6 +17,7 @@ from services.telegram.handlers import (
     balance,
     catalog,
     fallback,
+    generate,
     help,
     history,
     language,
@@ -30,8 +31,9 @@ from services.telegram.middlewares import AnswerEveryCallback, MemberMiddleware
 
 # Feature routers in the order they get an update; fallback takes what none of them took.
 # topup and stars come last but fallback: a prompt awaiting a receipt takes any message, so
-# every command is routed before it.
-FEATURES = (menu, catalog, history, balance, help, language, support, stars, topup, fallback)
+# every command and every other feature's prompt is routed before it.
+FEATURES = (menu, catalog, history, balance, help, language, support, generate, stars, topup,
+            fallback)
 
 
 def build_dispatcher(storage: BaseStorage, *, i18n_core: FluentRuntimeCore | None = None,
