@@ -7,7 +7,9 @@ Ordering (in `InboxStore.claim`)
     Only a chat's *head* (its oldest open update) is ever claimed, and only while it is
     neither running nor backing off; so one chat is strictly serial and chats run in
     parallel. Heads live in `telegram_chat_heads`, so a claim reads ready chats only and its
-    cost does not depend on any chat's backlog.
+    cost does not depend on any chat's backlog. Priority lane: heads whose update is a
+    pre_checkout_query or a callback_query (`inbox.PRIORITY_KINDS`) are claimed first, so a
+    payment's 10 s deadline holds behind any backlog.
 
 States of an update (`InboxStatus`)
     pending -> processing -> done | pending (retry after backoff) | failed (dead letter)

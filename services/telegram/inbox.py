@@ -52,6 +52,12 @@ _CHAT_FIELDS = ("message", "edited_message", "channel_post", "edited_channel_pos
                 "business_message", "edited_business_message", "my_chat_member",
                 "chat_member", "chat_join_request", "message_reaction", "chat_boost")
 # Update fields without a chat: their sender's private chat is the order key.
+# Update kinds claimed ahead of the backlog (the priority lane): Telegram fails a payment
+# whose pre_checkout_query is not answered within 10 s, and a pressed button spins until
+# answered; both are one short handler each.
+PRIORITY_KINDS = frozenset({"pre_checkout_query", "callback_query"})
+PRIORITY_LANE = 1
+PRIORITY_NORMAL = 0
 _USER_FIELDS = ("inline_query", "chosen_inline_result", "shipping_query", "pre_checkout_query",
                 "poll_answer")
 
@@ -137,6 +143,11 @@ def chat_key(update: Mapping[str, Any]) -> int | None:
     return None
 
 
+def priority_of(update: Mapping[str, Any]) -> int:
+    """Return the update's claim priority: PRIORITY_LANE for PRIORITY_KINDS, else normal."""
+    return PRIORITY_LANE if PRIORITY_KINDS.intersection(update) else PRIORITY_NORMAL
+
+
 def _user_id(user: object) -> int | None:
     return _int_or_none(user.get("id")) if isinstance(user, dict) else None
 
@@ -162,6 +173,7 @@ class InboxStore:
         cur = await conn.execute(_QUERIES["insert_updates"], self._bot | {
             "update_ids": [i.update["update_id"] for i in incoming],
             "chat_ids": [chat_key(i.update) for i in incoming],
+            "priorities": [priority_of(i.update) for i in incoming],
             "payloads": (b"[" + b",".join(i.body for i in incoming) + b"]").decode(),
             "instance_id": self._instance_id})
         row = await cur.fetchone()

@@ -33,7 +33,7 @@ async def test_start_shows_the_menu_with_every_category_and_its_model_count(
     assert sum(CATEGORY_COUNTS.values()) == len(get_catalog()) == 73
     again = await ann.send("/start")
     assert again.text.startswith("Welcome back, Ann!")
-    assert sorted(chatbot.allowed_updates) == ["callback_query", "message"]
+    assert sorted(chatbot.allowed_updates) == ["callback_query", "message", "pre_checkout_query"]
 
 
 async def test_a_deep_link_payload_is_kept_once(chatbot: ChatBot) -> None:
@@ -148,13 +148,14 @@ async def test_balance_shows_the_wallet_and_the_latest_operations_in_words(
     assert "Top-up  +500.00 ₽" in screen.text
 
 
-async def test_support_shows_the_contact_and_top_up_says_it_is_coming(chatbot: ChatBot) -> None:
+async def test_support_shows_the_contact_and_top_up_opens_the_payment_screen(
+        chatbot: ChatBot) -> None:
     user = chatbot.person(110)
     await user.send("/start")
     support = await user.press("sup")
     assert "@kiebot_help" in support.text and "https://t.me/kiebot_help" in support.buttons[0][1]
     top_up = await user.press("topup")
-    assert top_up.text.startswith("Top-ups are coming soon")
+    assert top_up.text.startswith("➕ Top up your balance") and "tamt:500" in top_up.data()
 
 
 async def test_an_unknown_button_is_answered_as_outdated_and_shows_the_menu(

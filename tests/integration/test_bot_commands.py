@@ -15,7 +15,7 @@ async def test_command_lists_are_set_once_per_language_and_left_alone_when_equal
     assert await publisher.publish() == ["ru", "en", "default"]
     assert await publisher.publish() == []
     russian = await bot.get_my_commands(language_code="ru")
-    assert [c.command for c in russian] == ["start", "menu", "balance", "help"]
+    assert [c.command for c in russian] == ["start", "menu", "balance", "help", "paysupport"]
     assert russian[1].description == "Главное меню"
     assert (await bot.get_my_commands())[1].description == "The main menu"
     calls = (await control.stats())["calls"]

@@ -31,6 +31,7 @@ from services.telegram.notices import dead_letter_notice
 from services.telegram.poller import TelegramPoller
 from supervisor.election import FencedError, Leadership
 from supervisor.runtime_state import RuntimeState
+from tests.e2e.chat import fresh_routers
 from tests.helpers import (
     BOT_TOKEN,
     eventually,
@@ -97,6 +98,7 @@ def router_with(handler: Callable[[Message], Awaitable[None]]) -> Dispatcher:
 @functools.cache
 def product_dispatcher() -> Dispatcher:
     """The product's handlers (module-level routers can join only one Dispatcher)."""
+    fresh_routers()  # the chat screens' tests may have attached them to theirs
     return build_dispatcher(storage=MemoryStorage())
 
 

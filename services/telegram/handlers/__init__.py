@@ -22,13 +22,18 @@ from services.telegram.handlers import (
     history,
     language,
     menu,
+    stars,
     support,
+    topup,
 )
 from services.telegram.i18n import setup_i18n
 from services.telegram.middlewares import AnswerEveryCallback, MemberMiddleware
 
 # Feature routers in the order they get an update; fallback takes what none of them took.
-FEATURES = (menu, catalog, history, balance, help, language, support, generate, fallback)
+# topup and stars come last but fallback: a prompt awaiting a receipt takes any message, so
+# every command and every other feature's prompt is routed before it.
+FEATURES = (menu, catalog, history, balance, help, language, support, generate, stars, topup,
+            fallback)
 
 
 def build_dispatcher(storage: BaseStorage, *, i18n_core: FluentRuntimeCore | None = None,

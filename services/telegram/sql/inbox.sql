@@ -5,22 +5,27 @@
 -- per-element escaping on the client, no re-serialization of what Telegram sent.
 -- A head is lowered only while it is not running (a busy chat picks the new update up when
 -- its head settles); heads are upserted in chat order so concurrent batches cannot deadlock.
+-- Each update's priority (set by kind: the priority lane) is stored with it and its head.
 WITH batch AS (
-    SELECT b.update_id, b.chat_id, p.payload
-      FROM unnest(%(update_ids)s::bigint[], %(chat_ids)s::bigint[]) WITH ORDINALITY
-               AS b(update_id, chat_id, n)
+    SELECT b.update_id, b.chat_id, b.priority, p.payload
+      FROM unnest(%(update_ids)s::bigint[], %(chat_ids)s::bigint[],
+                  %(priorities)s::smallint[]) WITH ORDINALITY
+               AS b(update_id, chat_id, priority, n)
       JOIN jsonb_array_elements(%(payloads)s::jsonb) WITH ORDINALITY AS p(payload, n)
            USING (n)
 ), inserted AS (
-    INSERT INTO telegram_updates (bot_id, update_id, chat_id, payload, received_by)
-    SELECT %(bot_id)s, update_id, chat_id, payload, %(instance_id)s FROM batch
+    INSERT INTO telegram_updates (bot_id, update_id, chat_id, payload, received_by, priority)
+    SELECT %(bot_id)s, update_id, chat_id, payload, %(instance_id)s, priority FROM batch
     ON CONFLICT (bot_id, update_id) DO NOTHING
-    RETURNING update_id, chat_id
+    RETURNING update_id, chat_id, priority
 ), heads AS (
-    INSERT INTO telegram_chat_heads AS h (bot_id, chat_id, head_id)
-    SELECT %(bot_id)s, chat_id, min(update_id) FROM inserted
+    INSERT INTO telegram_chat_heads AS h (bot_id, chat_id, head_id, priority)
+    SELECT %(bot_id)s, chat_id, min(update_id),
+           (array_agg(priority ORDER BY update_id))[1]
+      FROM inserted
      WHERE chat_id IS NOT NULL GROUP BY chat_id ORDER BY chat_id
-    ON CONFLICT (bot_id, chat_id) DO UPDATE SET head_id = EXCLUDED.head_id, ready_at = NULL
+    ON CONFLICT (bot_id, chat_id) DO UPDATE
+       SET head_id = EXCLUDED.head_id, priority = EXCLUDED.priority, ready_at = NULL
      WHERE NOT h.busy AND EXCLUDED.head_id < h.head_id
 )
 SELECT n AS inserted, CASE WHEN n > 0 THEN pg_notify('telegram_inbox', '') END AS notified
@@ -40,28 +45,31 @@ ON CONFLICT (bot_id, update_id) DO NOTHING;
 LISTEN telegram_inbox;
 
 -- name: claim
--- Claim up to limit ready updates oldest first: the heads of chats that are neither running
--- nor backing off, and chatless updates. Only a chat's head is ever claimed, so each chat is
--- handled strictly in order; the walk reads ready chats only, never a chat's backlog.
+-- Claim up to limit ready updates, priority lane first (pre-checkouts and button presses,
+-- which Telegram or a waiting person times), then oldest first: the heads of chats that are
+-- neither running nor backing off, and chatless updates. Only a chat's head is ever claimed,
+-- so each chat is handled strictly in order; the walk reads ready chats only, never a chat's
+-- backlog, and a priority head is found first however many heads wait before it.
 -- The attempt is counted here, so an update that kills its leader still uses one up.
 WITH heads AS (
-    SELECT h.chat_id, h.head_id AS update_id
+    SELECT h.chat_id, h.head_id AS update_id, h.priority
       FROM telegram_chat_heads h
      WHERE h.bot_id = %(bot_id)s AND NOT h.busy AND (h.ready_at IS NULL OR h.ready_at <= now())
-     ORDER BY h.head_id
+     ORDER BY h.priority DESC, h.head_id
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 ), chatless AS (
-    SELECT t.update_id
+    SELECT t.update_id, t.priority
       FROM telegram_updates t
      WHERE t.bot_id = %(bot_id)s AND t.chat_id IS NULL AND t.status = 'pending'
        AND (t.retry_at IS NULL OR t.retry_at <= now())
-     ORDER BY t.update_id
+     ORDER BY t.priority DESC, t.update_id
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 ), picked AS (
-    SELECT update_id FROM heads UNION ALL SELECT update_id FROM chatless
-     ORDER BY update_id
+    SELECT update_id, priority FROM heads
+    UNION ALL SELECT update_id, priority FROM chatless
+     ORDER BY priority DESC, update_id
      LIMIT %(limit)s
 ), claimed AS (
     UPDATE telegram_updates u
@@ -69,13 +77,13 @@ WITH heads AS (
            claimed_at = now(), attempts = u.attempts + 1
       FROM picked
      WHERE u.bot_id = %(bot_id)s AND u.update_id = picked.update_id AND u.status = 'pending'
-    RETURNING u.update_id, u.chat_id, u.payload::text AS payload, u.attempts
+    RETURNING u.update_id, u.chat_id, u.payload::text AS payload, u.attempts, u.priority
 ), running AS (
     UPDATE telegram_chat_heads h SET busy = true
       FROM claimed
      WHERE h.bot_id = %(bot_id)s AND h.chat_id = claimed.chat_id
 )
-SELECT update_id, chat_id, payload, attempts FROM claimed ORDER BY update_id;
+SELECT update_id, chat_id, payload, attempts FROM claimed ORDER BY priority DESC, update_id;
 
 -- name: settle
 -- Record the outcomes of our term's claims in one statement: done, pending again after a
@@ -122,12 +130,12 @@ SELECT chat_id FROM telegram_chat_heads
 
 -- name: refresh_heads
 -- Move each chat's head to its oldest open update (running if that one is processing, ready
--- at its retry time), or delete the head when the chat has none left.
+-- at its retry time, with its priority), or delete the head when the chat has none left.
 WITH next AS (
-    SELECT c.chat_id, o.update_id, o.status, o.retry_at
+    SELECT c.chat_id, o.update_id, o.status, o.retry_at, o.priority
       FROM unnest(%(chat_ids)s::bigint[]) AS c(chat_id)
       LEFT JOIN LATERAL (
-          SELECT t.update_id, t.status, t.retry_at
+          SELECT t.update_id, t.status, t.retry_at, t.priority
             FROM telegram_updates t
            WHERE t.bot_id = %(bot_id)s AND t.chat_id = c.chat_id
              AND t.status IN ('pending', 'processing')
@@ -138,11 +146,12 @@ WITH next AS (
      USING next
      WHERE h.bot_id = %(bot_id)s AND h.chat_id = next.chat_id AND next.update_id IS NULL
 )
-INSERT INTO telegram_chat_heads AS h (bot_id, chat_id, head_id, busy, ready_at)
-SELECT %(bot_id)s, chat_id, update_id, status = 'processing', retry_at
+INSERT INTO telegram_chat_heads AS h (bot_id, chat_id, head_id, busy, ready_at, priority)
+SELECT %(bot_id)s, chat_id, update_id, status = 'processing', retry_at, priority
   FROM next WHERE update_id IS NOT NULL ORDER BY chat_id
 ON CONFLICT (bot_id, chat_id) DO UPDATE
-   SET head_id = EXCLUDED.head_id, busy = EXCLUDED.busy, ready_at = EXCLUDED.ready_at;
+   SET head_id = EXCLUDED.head_id, busy = EXCLUDED.busy, ready_at = EXCLUDED.ready_at,
+       priority = EXCLUDED.priority;
 
 -- name: prune_processed
 -- Delete this bot's handled updates older than the retention period (leader, fenced).
