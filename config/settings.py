@@ -214,6 +214,16 @@ def _markup(raw: str) -> Decimal:
     return value
 
 
+def _rub_per_star(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ValueError(f"must be a decimal number of roubles, got {raw!r}") from None
+    if not value.is_finite() or not Decimal("0.01") <= value <= Decimal("1000"):
+        raise ValueError(f"must be between 0.01 and 1000 roubles, got {raw!r}")
+    return value
+
+
 def _instance_id(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,63}", raw.strip()):
         raise ValueError("must be 1-63 characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'")
@@ -348,6 +358,20 @@ ENV_KEYS: tuple[EnvKey, ...] = (
     EnvKey("SUPPORT_TEXT", "support_text",
            f"Words the Support button shows above the contact (up to "
            f"{SUPPORT_TEXT_MAX_CHARS} characters).", _support_text, default=""),
+    # --- money in (services/payments) ---
+    EnvKey("PAYMENT_CARD", "payment_card",
+           "Card number shown to users for top-up transfers (unset: only the SBP phone).",
+           _text, default=""),
+    EnvKey("TOPUP_MIN_RUB", "topup_min_rub", "Smallest top-up by bank transfer, in roubles.",
+           _int_in(1, 1_000_000), default="100"),
+    EnvKey("TOPUP_MAX_RUB", "topup_max_rub", "Largest top-up by bank transfer, in roubles.",
+           _int_in(1, 1_000_000), default="100000"),
+    EnvKey("PAYMENT_PENDING_HOURS", "payment_pending_hours",
+           "Hours a transfer waits for an operator's decision before it expires.",
+           _float_in(0.01, 720), default="48"),
+    EnvKey("STARS_RUB_RATE", "stars_rub_rate",
+           "Roubles credited per Telegram Star, e.g. 1.2 (unset: Stars are off).",
+           _rub_per_star, default=""),
 )
 
 REQUIRED_ENV_KEYS: tuple[str, ...] = tuple(k.name for k in ENV_KEYS if k.required)
@@ -395,6 +419,11 @@ class Settings:
     job_expiry_upscale_s: float
     support_telegram: str | None
     support_text: str | None
+    payment_card: str | None
+    topup_min_rub: int
+    topup_max_rub: int
+    payment_pending_hours: float
+    stars_rub_rate: Decimal | None
 
     def secret_values(self) -> tuple[str, ...]:
         """Return every secret value, for log and output scrubbing."""
@@ -435,6 +464,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 
 
 def _check_cross_field(values: Mapping[str, Any], problems: list[str]) -> None:
+    low, high = values.get("topup_min_rub"), values.get("topup_max_rub")
+    if low is not None and high is not None and low > high:
+        problems.append(f"TOPUP_MAX_RUB: must be at least TOPUP_MIN_RUB ({low}), got {high}")
     renew, ttl = values.get("leader_renew_interval_s"), values.get("leader_lease_ttl_s")
     if renew is not None and ttl is not None and ttl < 3 * renew:
         problems.append(

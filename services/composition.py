@@ -18,6 +18,7 @@ from services.catalog import load_catalog
 from services.checks import checks
 from services.generation.engine import build_engine
 from services.maintenance import Maintenance
+from services.payments.service import Payments, PaymentTerms
 from services.storefront import Storefront
 from services.telegram import texts
 from services.telegram.bot import create_bot
@@ -46,6 +47,16 @@ from supervisor.services import Composition, Service
 FSM_STATE_CACHE_SIZE = 50_000
 
 
+def payment_terms(settings: Settings) -> PaymentTerms:
+    """Return what the payment screens show and accept."""
+    return PaymentTerms(operators=settings.admin_ids, bank=settings.payment_bank,
+                        card_holder=settings.payment_card_holder, phone=settings.payment_phone,
+                        card=settings.payment_card, min_rub=settings.topup_min_rub,
+                        max_rub=settings.topup_max_rub,
+                        pending_s=settings.payment_pending_hours * 3600,
+                        stars_rub_rate=settings.stars_rub_rate)
+
+
 async def compose(settings: Settings, pool: AsyncConnectionPool,
                   state: RuntimeState) -> Composition:
     """Build the product's services for one instance."""
@@ -71,10 +82,12 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     accounts = Accounts(pool, leadership=lambda: term.leadership)
     storefront = Storefront(pool, catalog, markup=settings.price_markup,
                             leadership=lambda: term.leadership)
+    payments = Payments(pool, bot, payment_terms(settings), leadership=lambda: term.leadership)
     i18n_core = await asyncio.to_thread(texts.core)
     aiogram_dp = build_dispatcher(
         storage=storage, i18n_core=i18n_core, accounts=accounts, storefront=storefront,
-        support=Support(username=settings.support_telegram, text=settings.support_text))
+        support=Support(username=settings.support_telegram, text=settings.support_text),
+        payments=payments)
     pressure = IngressPressure()
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, inbox=inbox, term=term,
                                  listen_connect=listen_connect,
@@ -87,7 +100,7 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
         # Each area registers its periodic jobs here; Maintenance only schedules them.
         Maintenance([*inbox_jobs(pool, inbox, retention_hours=settings.inbox_retention_hours),
-                     *engine.scheduled]),
+                     *engine.scheduled, *payments.jobs()]),
         *engine.leader_only,
         CommandsPublisher(bot, i18n_core),
     ]

@@ -78,6 +78,28 @@ class SandboxClient(ControlClient):
         }
         return (await self.inject([compact(item)]))[0]
 
+    # ------------------------------------------------------------ payments
+
+    async def pay(self, chat_id: int, *, message_id: int | None = None,
+                  user_id: int | None = None, deadline_s: float | None = None,
+                  **fields: Any) -> dict[str, Any]:
+        """The user pays an invoice (default: the chat's latest): a pre_checkout_query."""
+        item = {"chat_id": chat_id, "message_id": message_id, "user_id": user_id,
+                "deadline_s": deadline_s, **fields}
+        result: dict[str, Any] = await self._request("POST", "/pay", payload=compact(item))
+        return result
+
+    async def payments(self) -> dict[str, Any]:
+        """Return every checkout (status, answered_after_ms) and charge."""
+        result: dict[str, Any] = await self._request("GET", "/payments")
+        return result
+
+    async def redeliver_payment(self, charge_id: str) -> int | None:
+        """Deliver a charge's successful_payment message again (a new update id)."""
+        answer = await self._request("POST", "/payments/redeliver",
+                                     payload={"charge_id": charge_id})
+        return answer["update_id"]
+
     # ------------------------------------------------------------ inspect
 
     async def chat(self, chat_id: int, *, after_seq: int = 0) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from sandbox.telegram.methods import (
     run_method,
 )
 from sandbox.telegram.params import parse_request
+from sandbox.telegram.payments import PaymentControl
 from sandbox.telegram.state import POLL_WAKE_STOP, BotState
 
 DEFAULT_USERNAME: Final[str] = "sandbox_bot"
@@ -140,6 +141,7 @@ class TelegramSandbox(SandboxServer):
         """Create the aiohttp application with Bot API, file and control routes."""
         app = web.Application(client_max_size=CLIENT_MAX_BYTES)
         app.add_routes(ControlApi(self).routes())
+        app.add_routes(PaymentControl(self).routes())
         app.router.add_route("GET", "/bot{token}/{method}", self._handle_api)
         app.router.add_route("POST", "/bot{token}/{method}", self._handle_api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)

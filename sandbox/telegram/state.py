@@ -14,6 +14,7 @@ from sandbox.common.waiters import Waiters
 from sandbox.telegram.config import SandboxConfig
 from sandbox.telegram.errors import bad_request
 from sandbox.telegram.faults import FaultTable
+from sandbox.telegram.invoices import PaymentBook
 from sandbox.telegram.ratelimit import RateLimiter
 
 ALL_UPDATE_TYPES: Final[tuple[str, ...]] = (
@@ -442,6 +443,7 @@ class BotState:
         self.webhook_last_error_date: int | None = None
         self.webhook_last_error_message: str | None = None
         self.commands: dict[str, list[dict[str, Any]]] = {}
+        self.payments = PaymentBook()
 
     def allocate_update_id(self) -> int:
         """Return the next update id (monotonic for the life of the process)."""
@@ -564,4 +566,5 @@ class BotState:
         self.webhook_last_error_date = None
         self.webhook_last_error_message = None
         self.commands.clear()
+        self.payments.clear()
         self.notify()

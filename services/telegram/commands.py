@@ -20,7 +20,7 @@ from supervisor.election import Leadership
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("start", "menu", "balance", "help")
+COMMANDS = ("start", "menu", "balance", "help", "paysupport")
 
 
 def commands_in(core: FluentRuntimeCore, language: str) -> list[BotCommand]:

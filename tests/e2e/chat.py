@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.accounts import Accounts
 from services.catalog import get_catalog
+from services.payments.service import Payments, PaymentTerms
 from services.storefront import Storefront
 from services.telegram import handlers
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
@@ -29,9 +30,13 @@ from services.telegram.handlers import build_dispatcher
 from services.telegram.handlers.support import Support
 from services.telegram.poller import TelegramPoller
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import BOT_TOKEN, eventually, lead
+from tests.helpers import BOT_TOKEN, eventually, inbox_store, lead
 
 MARKUP = Decimal("2.0")
+OPERATORS = (1001, 1002)
+PAYMENT_TERMS = PaymentTerms(operators=OPERATORS, bank="Test Bank", card_holder="Ivan Petrov",
+                             phone="+79990001122", card="2200 0000 0000 0001", min_rub=100,
+                             max_rub=100_000, pending_s=86_400, stars_rub_rate=Decimal("1.2"))
 STATUS_SQL = b"SELECT status FROM telegram_updates WHERE update_id = %s"
 TROUBLE_SQL = b"""
 SELECT update_id, status, attempts, last_error FROM telegram_updates
@@ -79,26 +84,28 @@ class ChatBot:
         self.term = CurrentTerm()
         self.storefront = Storefront(pool, get_catalog(), markup=MARKUP,
                                      leadership=lambda: self.term.leadership)
+        self.payments = Payments(pool, bot, PAYMENT_TERMS,
+                                 leadership=lambda: self.term.leadership)
         self._task: asyncio.Task[Any] | None = None
 
     async def start(self) -> None:
         """Start polling and dispatching as the leader."""
         fresh_routers()
         accounts = Accounts(self.pool, leadership=lambda: self.term.leadership)
-        dp = build_dispatcher(PostgresStorage(self.pool, fence=self.term.fence),
+        dp = build_dispatcher(PostgresStorage(self.pool, fenced=self.term.fenced),
                               accounts=accounts, storefront=self.storefront,
-                              support=self.support)
+                              support=self.support, payments=self.payments)
         self.leadership = await lead(self.pool)
         self.allowed_updates = dp.resolve_used_update_types()
         poller = TelegramPoller(self.pool, self.state, api_base=self.sandbox.base_url,
                                 token=BOT_TOKEN, allowed_updates=self.allowed_updates,
-                                instance_id="test")
+                                inbox=inbox_store())
 
         async def listen_connect() -> psycopg.AsyncConnection:
             return await psycopg.AsyncConnection.connect(self.pool.conninfo, autocommit=True)
 
-        dispatcher = InboxDispatcher(self.pool, self.bot, dp, self.state, term=self.term,
-                                     listen_connect=listen_connect, instance_id="test",
+        dispatcher = InboxDispatcher(self.pool, self.bot, dp, self.state, inbox=inbox_store(),
+                                     term=self.term, listen_connect=listen_connect,
                                      concurrency=8)
         self._task = asyncio.gather(poller.run(self.leadership),
                                     dispatcher.run(self.leadership))
@@ -141,6 +148,12 @@ class Person:
         """Type a message; return the screen once it is handled."""
         (update_id,) = await self.chatbot.control.inject(
             [{"kind": "message", "text": text, **self._who()}])
+        return await self._handled(update_id)
+
+    async def send_item(self, kind: str, **fields: Any) -> Screen:
+        """Send any inject item (a photo, a document, a raw update); return the screen after."""
+        (update_id,) = await self.chatbot.control.inject([{"kind": kind, **self._who(),
+                                                           **fields}])
         return await self._handled(update_id)
 
     async def press(self, data: str, *, message_id: int | None = None) -> Screen:

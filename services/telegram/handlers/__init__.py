@@ -21,13 +21,17 @@ from services.telegram.handlers import (
     history,
     language,
     menu,
+    stars,
     support,
+    topup,
 )
 from services.telegram.i18n import setup_i18n
 from services.telegram.middlewares import AnswerEveryCallback, MemberMiddleware
 
 # Feature routers in the order they get an update; fallback takes what none of them took.
-FEATURES = (menu, catalog, history, balance, help, language, support, fallback)
+# topup and stars come last but fallback: a prompt awaiting a receipt takes any message, so
+# every command is routed before it.
+FEATURES = (menu, catalog, history, balance, help, language, support, stars, topup, fallback)
 
 
 def build_dispatcher(storage: BaseStorage, *, i18n_core: FluentRuntimeCore | None = None,

@@ -105,12 +105,3 @@ async def menu_button(query: CallbackQuery, i18n: I18nContext, member: Member,
                       storefront: Storefront, accounts: Accounts, state: FSMContext) -> None:
     """Show the menu in place of the pressed screen."""
     await show_menu(query, i18n, member, storefront, accounts, state=state)
-
-
-@router.callback_query(TopUpCb.filter())
-async def top_up_soon(query: CallbackQuery, i18n: I18nContext, member: Member,
-                      storefront: Storefront, accounts: Accounts,
-                      callback_answer: CallbackAnswer) -> None:
-    """Say top-ups are coming (payments replaces this handler) and stay on the menu."""
-    callback_answer.text = i18n.get("topup-coming")
-    await show_menu(query, i18n, member, storefront, accounts, text=i18n.get("topup-coming"))

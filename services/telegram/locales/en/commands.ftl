@@ -3,3 +3,4 @@ command-start = Start and open the menu
 command-menu = The main menu
 command-balance = Balance and latest operations
 command-help = What the bot can do
+command-paysupport = Help with a payment

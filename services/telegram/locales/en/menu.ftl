@@ -20,4 +20,3 @@ menu-topup = ➕ Top up
 menu-help = ❓ Help
 menu-language = 🌐 Язык / Language
 menu-support = 💬 Support
-topup-coming = Top-ups are coming soon. Here is the menu meanwhile.

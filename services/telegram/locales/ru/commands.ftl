@@ -3,3 +3,4 @@ command-start = Начать и открыть меню
 command-menu = Главное меню
 command-balance = Баланс и последние операции
 command-help = Что умеет бот
+command-paysupport = Помощь с оплатой

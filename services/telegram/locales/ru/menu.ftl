@@ -20,4 +20,3 @@ menu-topup = ➕ Пополнить
 menu-help = ❓ Помощь
 menu-language = 🌐 Язык / Language
 menu-support = 💬 Поддержка
-topup-coming = Пополнение скоро появится. А пока — меню.
