@@ -14,10 +14,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from config import Settings
 from services.accounts import Accounts
+from services.admin.alerts import AuditAlerts
+from services.admin.service import Admin
+from services.broadcast.sender import BroadcastSender
 from services.catalog import load_catalog
 from services.checks import checks
 from services.generation.engine import build_engine
-from services.maintenance import Maintenance
+from services.maintenance import Maintenance, ScheduledJob
 from services.payments.service import Payments, PaymentTerms
 from services.storefront import Storefront
 from services.telegram import texts
@@ -39,6 +42,7 @@ from services.telegram.webhook import (
     webhook_url,
 )
 from supervisor import db
+from supervisor.election import lease_name
 from supervisor.http import RouteInstaller
 from supervisor.runtime_state import RuntimeState
 from supervisor.services import Composition, Service
@@ -83,11 +87,15 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     storefront = Storefront(pool, catalog, markup=settings.price_markup,
                             leadership=lambda: term.leadership)
     payments = Payments(pool, bot, payment_terms(settings), leadership=lambda: term.leadership)
+    admin = Admin(pool, storefront, operators=settings.admin_ids, markup=settings.price_markup,
+                  lease_name=lease_name(settings.telegram_bot_token.get()),
+                  leadership=lambda: term.leadership)
+    alerts = AuditAlerts(pool, bot, operators=settings.admin_ids)
     i18n_core = await asyncio.to_thread(texts.core)
     aiogram_dp = build_dispatcher(
         storage=storage, i18n_core=i18n_core, accounts=accounts, storefront=storefront,
         support=Support(username=settings.support_telegram, text=settings.support_text),
-        payments=payments)
+        payments=payments, admin=admin)
     pressure = IngressPressure()
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, inbox=inbox, term=term,
                                  listen_connect=listen_connect,
@@ -100,8 +108,11 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
         # Each area registers its periodic jobs here; Maintenance only schedules them.
         Maintenance([*inbox_jobs(pool, inbox, retention_hours=settings.inbox_retention_hours),
-                     *engine.scheduled, *payments.jobs()]),
+                     *engine.scheduled, *payments.jobs(),
+                     ScheduledJob(alerts.name, alerts.every_s, alerts.run)]),
         *engine.leader_only,
+        BroadcastSender(pool, bot, rate_per_s=settings.broadcast_rate,
+                        listen_connect=listen_connect),
         CommandsPublisher(bot, i18n_core),
     ]
     routes: list[RouteInstaller] = [*engine.routes]  # Kie's callbacks, on every instance

@@ -14,6 +14,7 @@ from aiogram_i18n.cores import FluentRuntimeCore
 
 from services.telegram import texts
 from services.telegram.handlers import (
+    admin,
     balance,
     catalog,
     fallback,
@@ -30,8 +31,9 @@ from services.telegram.middlewares import AnswerEveryCallback, MemberMiddleware
 
 # Feature routers in the order they get an update; fallback takes what none of them took.
 # topup and stars come last but fallback: a prompt awaiting a receipt takes any message, so
-# every command is routed before it.
-FEATURES = (menu, catalog, history, balance, help, language, support, stars, topup, fallback)
+# every command is routed before it. admin passes operators' updates only (the rest fall
+# through to the others, so /admin from anyone else gets the ordinary fallback).
+FEATURES = (menu, admin, catalog, history, balance, help, language, support, stars, topup, fallback)
 
 
 def build_dispatcher(storage: BaseStorage, *, i18n_core: FluentRuntimeCore | None = None,
