@@ -26,12 +26,12 @@ from services.storefront import Storefront
 from services.telegram import texts
 from services.telegram.bot import create_bot
 from services.telegram.commands import CommandsPublisher
-from services.telegram.dead_letters import apology
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
 from services.telegram.handlers.support import Support
 from services.telegram.inbox import InboxStore, bot_id_of
+from services.telegram.notices import dead_letter_notice
 from services.telegram.poller import TelegramPoller
 from services.telegram.pressure import IngressPressure
 from services.telegram.retention import inbox_jobs
@@ -100,7 +100,8 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, inbox=inbox, term=term,
                                  listen_connect=listen_connect,
                                  concurrency=settings.dispatch_concurrency,
-                                 on_dead_letter=apology(bot), flooded=pressure.high)
+                                 on_dead_letter=dead_letter_notice(bot, accounts),
+                                 flooded=pressure.high)
     allowed_updates = aiogram_dp.resolve_used_update_types()
     engine = build_engine(settings, pool, state, bot=bot, catalog=catalog,
                           listen_connect=listen_connect)

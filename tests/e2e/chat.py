@@ -28,6 +28,7 @@ from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
 from services.telegram.handlers.support import Support
+from services.telegram.notices import dead_letter_notice
 from services.telegram.poller import TelegramPoller
 from supervisor.runtime_state import RuntimeState
 from tests.helpers import BOT_TOKEN, eventually, inbox_store, lead
@@ -106,7 +107,8 @@ class ChatBot:
 
         dispatcher = InboxDispatcher(self.pool, self.bot, dp, self.state, inbox=inbox_store(),
                                      term=self.term, listen_connect=listen_connect,
-                                     concurrency=8)
+                                     concurrency=8,
+                                     on_dead_letter=dead_letter_notice(self.bot, accounts))
         self._task = asyncio.gather(poller.run(self.leadership),
                                     dispatcher.run(self.leadership))
 

@@ -22,12 +22,12 @@ from services.catalog import get_catalog
 from services.storefront import Storefront
 from services.telegram import dispatcher as dispatcher_module
 from services.telegram import texts
-from services.telegram.dead_letters import apology
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
 from services.telegram.handlers.support import Support
 from services.telegram.inbox import parse_update
+from services.telegram.notices import dead_letter_notice
 from services.telegram.poller import TelegramPoller
 from supervisor.election import FencedError, Leadership
 from supervisor.runtime_state import RuntimeState
@@ -71,7 +71,8 @@ def make_dispatcher(pool: AsyncConnectionPool, bot: Bot, dp: Dispatcher,
     return InboxDispatcher(pool, bot, dp, RuntimeState("test", "polling", "test"),
                            inbox=inbox_store(), term=term or CurrentTerm(),
                            listen_connect=listen_connect, concurrency=8,
-                           on_dead_letter=apology(bot))
+                           on_dead_letter=dead_letter_notice(
+                               bot, Accounts(pool, leadership=lambda: None)))
 
 
 async def run_until(service_run: Awaitable[None], leadership: Leadership,

@@ -1,4 +1,4 @@
--- The operators' console (reserved number 012; the lead renumbers at merge): more audited
+-- The operators' console (migration 013): more audited
 -- actions, broadcasts with one durable row per recipient, and the audit alerts already sent.
 
 ALTER TABLE operator_audit DROP CONSTRAINT operator_audit_action_check;
