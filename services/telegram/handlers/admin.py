@@ -164,14 +164,6 @@ async def open_screen(query: CallbackQuery, callback_data: AdminCb, i18n: I18nCo
         await show(query, i18n.get("admin-home"), _home(i18n).as_markup())
 
 
-@router.callback_query(AdminCb.filter())
-@router.callback_query(AdjustOkCb.filter())
-@router.callback_query(RefundOkCb.filter())
-@router.callback_query(BroadcastOkCb.filter())
-async def ignore_stranger(query: CallbackQuery) -> None:
-    """Do nothing for a console button pressed by a non-operator (nothing is revealed)."""
-
-
 async def _queue(query: CallbackQuery, i18n: I18nContext, admin: Admin) -> None:
     pending = await admin.pending_payments()
     lines = [i18n.get("admin-queue-line", id=str(p.id), user=str(p.user_id),
@@ -425,6 +417,15 @@ async def _cluster(query: CallbackQuery, i18n: I18nContext, admin: Admin) -> Non
     lines += [f"{e['at']:%m-%d %H:%M:%S} term={e['term']} {e['event']} {e['instance_id']}"
               for e in c.events] or ["-"]
     await show(query, "\n".join(lines), _back(i18n).as_markup())
+
+
+# Registered last: the operators' handlers above take their presses first.
+@router.callback_query(AdminCb.filter())
+@router.callback_query(AdjustOkCb.filter())
+@router.callback_query(RefundOkCb.filter())
+@router.callback_query(BroadcastOkCb.filter())
+async def ignore_stranger(query: CallbackQuery) -> None:
+    """Do nothing for a console button pressed by a non-operator (nothing is revealed)."""
 
 
 def _kopecks(text: str) -> int | None:
