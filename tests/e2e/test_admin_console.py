@@ -3,9 +3,13 @@ once per confirm press, and every change leaves its audit row."""
 
 from __future__ import annotations
 
+import asyncio
+
 from services.billing.ledger import read_wallet
+from services.broadcast.sender import BroadcastSender
 from services.telegram.handlers.admin import AdminCb, Screen
 from tests.e2e.chat import OPERATORS, ChatBot
+from tests.helpers import eventually
 
 ADJUSTMENTS_SQL = b"SELECT count(*) FROM ledger WHERE kind = 'adjustment' AND user_id = %s"
 AUDIT_SQL = b"SELECT action, before, after FROM operator_audit WHERE subject = %s ORDER BY id"
@@ -101,3 +105,43 @@ async def test_the_operator_screens_answer_and_a_model_toggle_is_audited(
             b"SELECT action FROM operator_audit ORDER BY id")).fetchall()]
     assert actions == ["model_toggle"]
     assert await chatbot.trouble() == []
+
+
+async def test_a_broadcast_is_previewed_confirmed_once_sent_and_its_progress_edited(
+        chatbot: ChatBot) -> None:
+    for user_id in (511, 512, 513):
+        await chatbot.person(user_id).send("/start")
+    operator = chatbot.person(OPERATORS[0], name="Olga")
+    await operator.send("/admin")
+    await operator.press(AdminCb(screen=Screen.BROADCAST).pack())
+    preview = await operator.send("New models are in the catalog!")
+    assert preview.text == "New models are in the catalog!"
+    send = preview.find("Send to everyone")
+    await operator.press(send, message_id=preview.message_id)
+    await operator.press(send, message_id=preview.message_id)  # a double press
+    async with chatbot.pool.connection() as conn:
+        rows = await (await conn.execute(
+            b"SELECT id, recipients, progress_message_id FROM broadcasts")).fetchall()
+        actions = [r[0] for r in await (await conn.execute(
+            b"SELECT action FROM operator_audit")).fetchall()]
+    [(broadcast_id, recipients, progress_id)] = rows
+    assert recipients == 4 and progress_id is not None  # the operator is a user too
+    assert actions == ["broadcast_start"]
+
+    sender = BroadcastSender(chatbot.pool, chatbot.bot, rate_per_s=25, progress_every_s=0.05)
+    task = asyncio.create_task(sender.run(chatbot.leadership))
+    try:
+        async def finished() -> bool:
+            message = await chatbot.control.message(OPERATORS[0], progress_id)
+            return "finished" in message.get("text", "")
+        await eventually(finished, what="the final progress")
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+    message = await chatbot.control.message(OPERATORS[0], progress_id)
+    assert message["text"] == (f"📣 Broadcast #{broadcast_id} finished: sent 4 of 4, "
+                               "blocked 0, failed 0.")
+    for user_id in (511, 512, 513):
+        texts = [e["text"] for e in await chatbot.person(user_id).log()
+                 if e["method"] == "sendMessage"]
+        assert texts.count("New models are in the catalog!") == 1

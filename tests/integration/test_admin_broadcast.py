@@ -6,18 +6,32 @@ from __future__ import annotations
 import re
 
 import psycopg
+import pytest
 from aiogram import Bot
 from psycopg_pool import AsyncConnectionPool
 
 from bench.broadcast import measure
 from sandbox.telegram import SandboxClient
 from services.admin.alerts import AuditAlerts
+from services.admin.service import Admin, NotRefundable
 from services.admin.store import AdminAction
+from services.billing.ledger import Wallet
 from services.broadcast import start_broadcast
 from services.broadcast.sender import CONCURRENCY
 from services.broadcast.store import RecipientStatus
+from services.generation import Created, Failed, Succeeded, apply_outcome
 from services.payments.store import AuditAction
+from services.storefront import Storefront
 from tests.helpers import lead
+from tests.integration.generation_support import (
+    CATALOG,
+    MARKUP,
+    PRICE_KOP,
+    assert_invariants,
+    new_user,
+    request,
+    wallet,
+)
 
 OPERATORS = (9001, 9002)
 CONSTRAINT_SQL = b"""
@@ -90,3 +104,34 @@ async def test_a_payment_violation_is_alerted_to_every_operator_once(
         [alert] = [m for m in await control.chat_messages(operator)
                    if m["method"] == "sendMessage"]
         assert "approved_has_one_topup" in alert["text"] and "payment=" in alert["text"]
+
+
+async def admin_service(pool: AsyncConnectionPool) -> Admin:
+    leadership = await lead(pool)
+    storefront = Storefront(pool, CATALOG, markup=MARKUP, leadership=lambda: leadership)
+    return Admin(pool, storefront, operators=OPERATORS, markup=MARKUP, lease_name="test-lease",
+                 leadership=lambda: leadership)
+
+
+async def test_a_charged_job_is_refunded_once_and_an_uncharged_one_is_refused(
+        pool: AsyncConnectionPool) -> None:
+    admin = await admin_service(pool)
+    async with pool.connection() as conn, conn.transaction():
+        await new_user(conn)
+        charged = await request(conn, "press-1")
+        failed = await request(conn, "press-2")
+        assert isinstance(charged, Created) and isinstance(failed, Created)
+        await apply_outcome(conn, charged.job.id, Succeeded(["https://x/1.png"]))
+        await apply_outcome(conn, failed.job.id, Failed("500", "Kie failed"))
+    assert (await wallet(pool)) == Wallet(balance_kop=5000 - PRICE_KOP, hold_kop=0)
+    first = await admin.refund_job(charged.job.id, operator_id=OPERATORS[0])
+    second = await admin.refund_job(charged.job.id, operator_id=OPERATORS[1])
+    assert (first.applied, second.applied) == (True, False)
+    assert (await wallet(pool)) == Wallet(balance_kop=5000, hold_kop=0)
+    with pytest.raises(NotRefundable):
+        await admin.refund_job(failed.job.id, operator_id=OPERATORS[0])
+    await assert_invariants(pool)
+    async with pool.connection() as conn:
+        audit = await (await conn.execute(
+            b"SELECT operator_id, action FROM operator_audit ORDER BY id")).fetchall()
+    assert audit == [(OPERATORS[0], "job_refund")]
