@@ -372,6 +372,10 @@ ENV_KEYS: tuple[EnvKey, ...] = (
     EnvKey("STARS_RUB_RATE", "stars_rub_rate",
            "Roubles credited per Telegram Star, e.g. 1.2 (unset: Stars are off).",
            _rub_per_star, default=""),
+    # --- operators' broadcasts (services/broadcast) ---
+    EnvKey("BROADCAST_RATE", "broadcast_rate", "Broadcast messages the leader sends per second "
+           "(under Telegram's ~30/s per bot, leaving room for replies).",
+           _float_in(0.1, 30), default="25"),
 )
 
 REQUIRED_ENV_KEYS: tuple[str, ...] = tuple(k.name for k in ENV_KEYS if k.required)
@@ -424,6 +428,7 @@ class Settings:
     topup_max_rub: int
     payment_pending_hours: float
     stars_rub_rate: Decimal | None
+    broadcast_rate: float
 
     def secret_values(self) -> tuple[str, ...]:
         """Return every secret value, for log and output scrubbing."""

@@ -14,12 +14,15 @@ from psycopg_pool import AsyncConnectionPool
 
 from config import Settings
 from services.accounts import Accounts
+from services.admin.alerts import AuditAlerts
+from services.admin.service import Admin
+from services.broadcast.sender import BroadcastSender
 from services.catalog import load_catalog
 from services.checks import checks
 from services.generation import JobLimits
 from services.generation.engine import build_engine
 from services.generation.service import Generations
-from services.maintenance import Maintenance
+from services.maintenance import Maintenance, ScheduledJob
 from services.payments.service import Payments, PaymentTerms
 from services.storefront import Storefront
 from services.telegram import texts
@@ -41,6 +44,7 @@ from services.telegram.webhook import (
     webhook_url,
 )
 from supervisor import db
+from supervisor.election import lease_name
 from supervisor.http import RouteInstaller
 from supervisor.runtime_state import RuntimeState
 from supervisor.services import Composition, Service
@@ -88,10 +92,14 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     generations = Generations(pool, leadership=lambda: term.leadership, catalog=catalog,
                               markup=settings.price_markup,
                               limits=JobLimits.from_settings(settings))
+    admin = Admin(pool, storefront, operators=settings.admin_ids, markup=settings.price_markup,
+                  lease_name=lease_name(settings.telegram_bot_token.get()),
+                  leadership=lambda: term.leadership)
+    alerts = AuditAlerts(pool, bot, operators=settings.admin_ids)
     i18n_core = await asyncio.to_thread(texts.core)
     aiogram_dp = build_dispatcher(
         storage=storage, i18n_core=i18n_core, accounts=accounts, storefront=storefront,
-        generations=generations, payments=payments,
+        generations=generations, payments=payments, admin=admin,
         support=Support(username=settings.support_telegram, text=settings.support_text))
     pressure = IngressPressure()
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, inbox=inbox, term=term,
@@ -106,8 +114,11 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
         # Each area registers its periodic jobs here; Maintenance only schedules them.
         Maintenance([*inbox_jobs(pool, inbox, retention_hours=settings.inbox_retention_hours),
-                     *engine.scheduled, *payments.jobs()]),
+                     *engine.scheduled, *payments.jobs(),
+                     ScheduledJob(alerts.name, alerts.every_s, alerts.run)]),
         *engine.leader_only,
+        BroadcastSender(pool, bot, rate_per_s=settings.broadcast_rate,
+                        listen_connect=listen_connect),
         CommandsPublisher(bot, i18n_core),
     ]
     routes: list[RouteInstaller] = [*engine.routes]  # Kie's callbacks, on every instance

@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.accounts import Accounts
+from services.admin.service import Admin
 from services.catalog import get_catalog
 from services.generation import JobLimits
 from services.generation.service import Generations
@@ -89,6 +90,8 @@ class ChatBot:
                                      leadership=lambda: self.term.leadership)
         self.payments = Payments(pool, bot, PAYMENT_TERMS,
                                  leadership=lambda: self.term.leadership)
+        self.admin = Admin(pool, self.storefront, operators=OPERATORS, markup=MARKUP,
+                           lease_name="test-lease", leadership=lambda: self.term.leadership)
         self._task: asyncio.Task[Any] | None = None
 
     async def start(self) -> None:
@@ -101,7 +104,7 @@ class ChatBot:
         dp = build_dispatcher(PostgresStorage(self.pool, fenced=self.term.fenced),
                               accounts=accounts, storefront=self.storefront,
                               support=self.support, generations=generations,
-                              payments=self.payments)
+                              payments=self.payments, admin=self.admin)
         self.leadership = await lead(self.pool)
         self.allowed_updates = dp.resolve_used_update_types()
         poller = TelegramPoller(self.pool, self.state, api_base=self.sandbox.base_url,

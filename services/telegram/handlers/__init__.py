@@ -14,6 +14,7 @@ from aiogram_i18n.cores import FluentRuntimeCore
 
 from services.telegram import texts
 from services.telegram.handlers import (
+    admin,
     balance,
     catalog,
     fallback,
@@ -31,8 +32,9 @@ from services.telegram.middlewares import AnswerEveryCallback, MemberMiddleware
 
 # Feature routers in the order they get an update; fallback takes what none of them took.
 # topup and stars come last but fallback: a prompt awaiting a receipt takes any message, so
-# every command and every other feature's prompt is routed before it.
-FEATURES = (menu, catalog, history, balance, help, language, support, generate, stars, topup,
+# every command and every other feature's prompt is routed before it. admin passes operators'
+# updates only (the rest fall through, so /admin from anyone else gets the ordinary fallback).
+FEATURES = (menu, admin, catalog, history, balance, help, language, support, generate, stars, topup,
             fallback)
 
 
