@@ -62,14 +62,15 @@ async def test_recipient_statuses_and_audit_actions_are_exactly_what_their_check
         *(str(a) for a in AdminAction), *(str(a) for a in AuditAction)}
 
 
-async def test_a_broadcast_to_ten_thousand_users_across_three_leader_faults_reaches_each_once(
+async def test_a_broadcast_across_three_leader_faults_reaches_each_user_once(
         database_url: str) -> None:
-    # Just under the sandbox's real per-bot limit (30/s, 429 past it) to keep the run short.
-    figures = await measure(database_url, recipients=10_000, rate_per_s=29.0, faults=3,
+    # Just under the sandbox's real per-bot limit (30/s, 429 past it). 1,500 recipients keep
+    # the suite inside CI's budget; `python bench/broadcast.py` runs the 10,000 of the issue.
+    figures = await measure(database_url, recipients=1_500, rate_per_s=29.0, faults=3,
                             blocked=10)
     assert figures["lost"] == 0
     assert figures["http_429"] == 0
-    assert figures["statuses"] == {"sent": 9_990, "blocked": 10}
+    assert figures["statuses"] == {"sent": 1_490, "blocked": 10}
     # Only the sends in flight at a fault (or sent and not yet settled) can go out twice.
     assert figures["duplicates"] <= 3 * 2 * CONCURRENCY
 
