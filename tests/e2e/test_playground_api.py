@@ -4,66 +4,19 @@ through the Bot API (no browser, no bot process)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Final
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from sandbox.common.media import make_png
 from sandbox.harness.env import BOT_TOKEN
-from sandbox.harness.playground.app import Person, make_app
-from sandbox.telegram import TelegramSandbox
-
-CHAT_ID: Final = 4242
-PERSON: Final = Person(CHAT_ID, "You", "en")
-
-
-@dataclass
-class Stand:
-    """The page's API, the sandbox behind it, and the Bot API as the bot."""
-
-    page: TestClient[Any, Any]
-    sandbox: TelegramSandbox
-    http: aiohttp.ClientSession
-
-    async def bot(self, method: str, **params: Any) -> Any:
-        """Call the Bot API as the bot; return its result."""
-        url = f"{self.sandbox.base_url}/bot{BOT_TOKEN}/{method}"
-        async with self.http.post(url, json=params) as response:
-            body = await response.json()
-        assert body["ok"], body
-        return body["result"]
-
-    async def bot_upload(self, method: str, field: str, data: bytes, name: str,
-                         **params: Any) -> Any:
-        """Call a send* method with an uploaded file, as aiogram does (multipart)."""
-        form = aiohttp.FormData({"chat_id": str(CHAT_ID), **params})
-        form.add_field(field, data, filename=name)
-        async with self.http.post(f"{self.sandbox.base_url}/bot{BOT_TOKEN}/{method}",
-                                  data=form) as response:
-            body = await response.json()
-        assert body["ok"], body
-        return body["result"]
-
-    async def updates(self) -> list[dict[str, Any]]:
-        """Return the updates the bot has not confirmed yet (and confirm them)."""
-        found: list[dict[str, Any]] = await self.bot("getUpdates", timeout=0)
-        if found:
-            await self.bot("getUpdates", offset=found[-1]["update_id"] + 1, timeout=0)
-        return found
+from tests.e2e.playground_stand import CHAT_ID, Stand, open_stand
 
 
 @pytest.fixture
 async def stand() -> AsyncIterator[Stand]:
-    async with TelegramSandbox([BOT_TOKEN]) as sandbox, aiohttp.ClientSession() as http:
-        client = TestClient(TestServer(make_app(sandbox.base_url, BOT_TOKEN, PERSON)))
-        await client.start_server()
-        try:
-            yield Stand(client, sandbox, http)
-        finally:
-            await client.close()
+    async with open_stand() as opened:
+        yield opened
 
 
 async def test_sent_text_reaches_the_bot_as_a_message_from_the_person(stand: Stand) -> None:

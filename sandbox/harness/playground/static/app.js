@@ -207,11 +207,15 @@ function playerNode(tag, kind, media) {
   return box;
 }
 
+function documentIcon() {
+  return el("span", "doc-icon");  // drawn by the style sheet: no emoji font needed
+}
+
 function documentNode(documentInfo) {
   const link = el("a", "document");
   link.href = fileUrl(documentInfo.file_id);
   link.download = documentInfo.file_name || "file";
-  link.append(el("span", "doc-icon", "📄"));
+  link.append(documentIcon());
   const about = el("span", "doc-about");
   about.append(el("span", "doc-name", documentInfo.file_name || "file"),
                el("span", "doc-size", humanSize(documentInfo.file_size)));
@@ -401,7 +405,7 @@ async function sendFile(kind, file) {
     body.append(preview);
   } else {
     const about = el("div", "document");
-    about.append(el("span", "doc-icon", "📄"), el("span", "doc-name", `${file.name} · ${humanSize(file.size)}`));
+    about.append(documentIcon(), el("span", "doc-name", `${file.name} · ${humanSize(file.size)}`));
     body.append(about);
   }
   if (caption) body.append(el("div", "text caption", caption));
