@@ -42,7 +42,8 @@ import psycopg
 
 from config import ConfigError, load_settings
 from sandbox.harness.cluster import InstanceCluster, ServerProcess
-from sandbox.harness.demo_users import Replies, Users
+from sandbox.harness.demo_store import DemoStore, GenerationTotals, seed_balances
+from sandbox.harness.demo_users import STARTING_BALANCE_KOP, Replies, Users
 from sandbox.harness.demo_view import (
     CLEAR,
     Failover,
@@ -54,13 +55,12 @@ from sandbox.harness.demo_view import (
     status_line,
 )
 from sandbox.harness.env import BOT_TOKEN, make_env
+from sandbox.harness.local_stack import apply_kie_profile, kie_process
 from sandbox.harness.postgres import ThrowawayCluster, free_port, server_version
 from sandbox.telegram import SandboxClient, SandboxError
+from services.generation import audit
 from supervisor import migrations
 from supervisor.aio import wait_event
-from supervisor.sqlstore import QueryStore
-
-QUERIES: Final = QueryStore(Path(__file__).with_name("sql") / "demo.sql")
 
 INSTANCES: Final = 3
 REFRESH_S: Final = 1.0  # table redraw interval
@@ -72,6 +72,8 @@ FAILOVER_TIMEOUT_S: Final = 30.0  # a new leader must show up within this
 EXIT_WAIT_S: Final = 30.0  # a faulted member must exit within this (SHUTDOWN_GRACE is 20 s)
 FAULTS_STOP_S: Final = 90.0  # a failover still being measured at the end gets this long
 DRAIN_TIMEOUT_S: Final = 15.0  # at the end, wait this long for every sent update to be handled
+# ... and this long for every generation to be delivered (a video task alone takes 8 s).
+GENERATIONS_DRAIN_TIMEOUT_S: Final = 45.0
 DRAIN_POLL_S: Final = 0.2
 THREADS: Final = 16  # worker threads for the blocking helpers
 FAULT_SIGNALS: Final = (signal.SIGKILL, signal.SIGTERM)
@@ -101,10 +103,11 @@ class Options:
     mode: str  # polling or webhook
 
 
-def instance_env(*, database_url: str, api_base: str, webhook_base: str,
+def instance_env(*, database_url: str, api_base: str, kie_base: str, webhook_base: str,
                  mode: str) -> dict[str, str]:
     """Return the full environment every demo instance shares (id and port are per member)."""
     return make_env(database_url, BOT_MODE=mode, DB_MAXCONN="10", TELEGRAM_API_BASE=api_base,
+                    KIE_BASE_URL=kie_base, KIE_UPLOAD_BASE_URL=kie_base,
                     WEBHOOK_BASE_URL=webhook_base, LOG_LEVEL="INFO")
 
 
@@ -197,13 +200,16 @@ class Demo:
         if not status.ok:
             raise RuntimeError(f"migrations refused: {status.problems or status.pending}")
         sandbox_url = await self._start_sandbox()
-        cluster = await self._start_instances(sandbox_url)
+        kie_url = await self._start_kie()
+        cluster = await self._start_instances(sandbox_url, kie_url)
         if self._stop.is_set():
             return EXIT_INTERRUPTED
         async with SandboxClient(sandbox_url) as control, \
                 await psycopg.AsyncConnection.connect(self._database_url,
                                                       autocommit=True) as conn:
             users, replies = Users(control), Replies(control)
+            store = DemoStore(conn)
+            await seed_balances(conn, users.profiles(), STARTING_BALANCE_KOP)
             self._began = time.monotonic()
             self._phase = "running"
             users_task = asyncio.create_task(users.run(), name="demo-users")
@@ -222,12 +228,15 @@ class Demo:
             self._phase = "finishing the failover in progress"
             await self._bounded(faults_task, FAULTS_STOP_S)
             self._phase = "waiting until every sent update is handled"
-            unhandled = await self._wait_handled(conn, list(users.sent))
+            unhandled = await self._wait_handled(store, list(users.sent))
+            self._phase = "waiting until every generation is delivered"
+            generations = await self._wait_generations(store)
             self._view_stop.set()
             await view_task
-            totals = await self._totals(conn, control, users, replies, unhandled, duration_s)
+            totals = await self._totals(store, conn, control, users, replies, unhandled,
+                                        generations, duration_s)
         print(render_totals(totals), flush=True)
-        return 0 if totals.lost == 0 else EXIT_LOST
+        return 0 if totals.nothing_lost else EXIT_LOST
 
     def _interrupt(self) -> None:
         """Stop on the first stop signal; a second one skips the report (cleanup still runs)."""
@@ -254,11 +263,24 @@ class Demo:
         self._cleanup.callback(server.stop)
         return await asyncio.to_thread(server.start)
 
-    async def _start_instances(self, sandbox_url: str) -> InstanceCluster:
-        """Start the instances (behind a balancer in webhook mode); wait for a leader."""
-        balancer_port = free_port()  # webhook mode: the balancer's; polling: never called
+    async def _start_kie(self) -> str:
+        """Start the Kie sandbox process (realistic task times, some failures); return its URL."""
+        print("starting the Kie sandbox ...", flush=True)
+        server = kie_process(self._logs_dir)
+        self._cleanup.callback(server.stop)
+        url = await asyncio.to_thread(server.start)
+        await apply_kie_profile(url)
+        return url
+
+    async def _start_instances(self, sandbox_url: str, kie_url: str) -> InstanceCluster:
+        """Start the instances behind a balancer; wait for a leader.
+
+        The balancer is the public base URL, as Render's is: Kie's callbacks reach whichever
+        member answers, and in webhook mode so do Telegram's deliveries.
+        """
+        balancer_port = free_port()
         env = instance_env(database_url=self._database_url, api_base=sandbox_url,
-                           webhook_base=f"http://127.0.0.1:{balancer_port}",
+                           kie_base=kie_url, webhook_base=f"http://127.0.0.1:{balancer_port}",
                            mode=self._options.mode)
         try:
             load_settings(env)
@@ -268,13 +290,12 @@ class Demo:
             InstanceCluster, INSTANCES, command=["-m", "supervisor", "run"], env=env,
             logs_dir=self._logs_dir)
         self._cleanup.callback(cluster.stop)
-        if self._options.mode == "webhook":
-            backends = [arg for url in cluster.urls for arg in ("--backend", url)]
-            balancer = ServerProcess("sandbox.harness.balancer",
-                                     ["--port", str(balancer_port), *backends],
-                                     self._logs_dir / "balancer.log")
-            self._cleanup.callback(balancer.stop)
-            await asyncio.to_thread(balancer.start)
+        backends = [arg for url in cluster.urls for arg in ("--backend", url)]
+        balancer = ServerProcess("sandbox.harness.balancer",
+                                 ["--port", str(balancer_port), *backends],
+                                 self._logs_dir / "balancer.log")
+        self._cleanup.callback(balancer.stop)
+        await asyncio.to_thread(balancer.start)
         print(f"starting {INSTANCES} instances ...", flush=True)
         await asyncio.to_thread(cluster.start)
         await asyncio.to_thread(cluster.wait_all_answering, STARTUP_TIMEOUT_S)
@@ -400,7 +421,9 @@ class Demo:
         except (SandboxError, OSError, TimeoutError) as exc:
             problems.append(f"sandbox: {exc}")
         try:
-            snap.statuses = await _counts_by_status(conn)
+            store = DemoStore(conn)
+            snap.statuses = await store.counts_by_status()
+            snap.generations = await store.generation_totals()
         except psycopg.Error as exc:
             problems.append(f"database: {exc}")
         snap.problem = "; ".join(problems)
@@ -408,23 +431,34 @@ class Demo:
 
     # ------------------------------------------------------------ end
 
-    async def _wait_handled(self, conn: Connection,
+    async def _wait_handled(self, store: DemoStore,
                             update_ids: list[int]) -> list[tuple[int, str]]:
         """Wait (at most DRAIN_TIMEOUT_S) until every id is handled; return those still not."""
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while True:
-            cur = await conn.execute(QUERIES["unhandled"], {"update_ids": update_ids})
-            unhandled = [(int(row[0]), str(row[1])) for row in await cur.fetchall()]
+            unhandled = await store.unhandled(update_ids)
             if not unhandled or time.monotonic() > deadline:
                 return unhandled
             await asyncio.sleep(DRAIN_POLL_S)
 
-    async def _totals(self, conn: Connection, control: SandboxClient, users: Users,
-                      replies: Replies, unhandled: list[tuple[int, str]],
-                      duration_s: float) -> Totals:
-        """Read the final counts and match replies to messages."""
+    async def _wait_generations(self, store: DemoStore) -> GenerationTotals:
+        """Wait (at most GENERATIONS_DRAIN_TIMEOUT_S) until every job is delivered or its
+        failure told; return the totals then."""
+        deadline = time.monotonic() + GENERATIONS_DRAIN_TIMEOUT_S
+        while True:
+            totals = await store.generation_totals()
+            if not totals.unfinished or time.monotonic() > deadline:
+                return totals
+            await asyncio.sleep(DRAIN_POLL_S)
+
+    async def _totals(self, store: DemoStore, conn: Connection, control: SandboxClient,
+                      users: Users, replies: Replies, unhandled: list[tuple[int, str]],
+                      generations: GenerationTotals, duration_s: float) -> Totals:
+        """Read the final counts, match replies to messages, audit the money."""
         await replies.fetch()
-        statuses = await _counts_by_status(conn)
+        statuses = await store.counts_by_status()
+        violations = [f"{v.rule}: user {v.user_id} job {v.job_id}: {v.detail}"
+                      for v in await audit(conn)]
         confirmed: int | None = None
         with contextlib.suppress(SandboxError, OSError, TimeoutError):
             confirmed = int((await control.stats())["confirmed"])
@@ -436,13 +470,8 @@ class Demo:
             unanswered=replies.unanswered(users.expected),
             duplicated=replies.duplicated(users.expected),
             duplicated_texts=replies.duplicated_texts(), failovers=list(self._failovers),
-            logs_dir=str(self._logs_dir))
-
-
-async def _counts_by_status(conn: Connection) -> dict[str, int]:
-    """Return stored updates per status."""
-    cur = await conn.execute(QUERIES["counts_by_status"])
-    return {str(row[0]): int(row[1]) for row in await cur.fetchall()}
+            logs_dir=str(self._logs_dir), generations=generations,
+            double_charges=await store.double_charges(), violations=violations)
 
 
 def _term(doc: dict[str, object]) -> int:

@@ -124,12 +124,17 @@ def start_telegram(cleanup: contextlib.ExitStack, logs_dir: Path, say: Say) -> s
 def start_kie(cleanup: contextlib.ExitStack, logs_dir: Path, say: Say) -> str:
     """Start the Kie sandbox process with realistic task times and failures; return its URL."""
     say("starting the Kie sandbox ...")
-    server = ServerProcess("sandbox.kie", KIE_ARGS, logs_dir / "kie.log")
+    server = kie_process(logs_dir)
     cleanup.callback(server.stop)
     url = server.start()
     # Sync start-up code, before the caller's event loop exists.
     asyncio.run(apply_kie_profile(url))
     return url
+
+
+def kie_process(logs_dir: Path) -> ServerProcess:
+    """Return the Kie sandbox process (not started), logging to logs_dir/kie.log."""
+    return ServerProcess("sandbox.kie", KIE_ARGS, logs_dir / "kie.log")
 
 
 def kie_profile() -> list[dict[str, Any]]:
