@@ -18,12 +18,15 @@ from services.catalog import load_catalog
 from services.checks import checks
 from services.maintenance import Maintenance
 from services.telegram.bot import create_bot
+from services.telegram.dead_letters import apology
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
+from services.telegram.inbox import InboxStore, bot_id_of
 from services.telegram.poller import TelegramPoller
 from services.telegram.pressure import IngressPressure
 from services.telegram.retention import inbox_jobs
+from services.telegram.service_state import ServiceStateStore
 from services.telegram.webhook import (
     WebhookIngress,
     WebhookRegistrar,
@@ -56,33 +59,35 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     async def listen_connect() -> psycopg.AsyncConnection:
         return await db.connect(settings, purpose="listen")
 
-    storage = PostgresStorage(pool, fence=term.fence, state_cache_size=FSM_STATE_CACHE_SIZE,
+    bot_id = bot_id_of(settings.telegram_bot_token.get())
+    inbox = InboxStore(bot_id, instance_id=settings.instance_id)
+    storage = PostgresStorage(pool, fenced=term.fenced, state_cache_size=FSM_STATE_CACHE_SIZE,
                               cache_scope=lambda: term.leadership)
     accounts = Accounts(pool, leadership=lambda: term.leadership)
     aiogram_dp = build_dispatcher(storage=storage, accounts=accounts)
     pressure = IngressPressure()
-    dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, term=term,
+    dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, inbox=inbox, term=term,
                                  listen_connect=listen_connect,
-                                 instance_id=settings.instance_id,
                                  concurrency=settings.dispatch_concurrency,
-                                 flooded=pressure.high)
+                                 on_dead_letter=apology(bot), flooded=pressure.high)
     allowed_updates = aiogram_dp.resolve_used_update_types()
     leader_only: list[Service] = [
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
         # Each area registers its periodic jobs here; Maintenance only schedules them.
-        Maintenance(inbox_jobs(pool, retention_hours=settings.inbox_retention_hours)),
+        Maintenance(inbox_jobs(pool, inbox, retention_hours=settings.inbox_retention_hours)),
     ]
     routes: list[RouteInstaller] = []
     if settings.bot_mode == "polling":
         leader_only.append(TelegramPoller(
             pool, state, api_base=settings.telegram_api_base,
             token=settings.telegram_bot_token.get(), allowed_updates=allowed_updates,
-            instance_id=settings.instance_id))
+            inbox=inbox))
     else:
         leader_only.append(WebhookRegistrar(pool, bot, url=webhook_url(settings), secret=secret,
-                                            allowed_updates=allowed_updates))
+                                            allowed_updates=allowed_updates,
+                                            service_state=ServiceStateStore(bot_id)))
         # The webhook route exists only in webhook mode: in polling mode nothing may inject.
-        routes.append(WebhookIngress(pool, state, secret=secret,
-                                     instance_id=settings.instance_id, pressure=pressure).install)
+        routes.append(WebhookIngress(pool, state, secret=secret, inbox=inbox,
+                                     pressure=pressure).install)
     return Composition(leader_only=leader_only, routes=routes,
                        checks=checks(settings, pool, catalog), on_close=[bot.session.close])

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from sandbox.harness.env import BOT_TOKEN, KIE_KEY, make_env
+from services.telegram.inbox import InboxStore, parse_update
 from supervisor.election import Leadership
 
 # The environment maker lives in the harness (benchmarks share it); the tests import it here.
@@ -95,3 +97,27 @@ async def faulty_first_request(upstream: str, *, drop_connection: bool) -> Async
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+BOT_ID = 123456789  # the numeric prefix of BOT_TOKEN
+
+
+def inbox_store(bot_id: int = BOT_ID) -> InboxStore:
+    """Return the inbox store of a test bot."""
+    return InboxStore(bot_id, instance_id="test")
+
+
+async def store_updates(pool: AsyncConnectionPool, *updates: dict[str, Any],
+                        bot_id: int = BOT_ID) -> int:
+    """Store updates in a bot's inbox as the webhook would; return how many were new."""
+    incoming = [parse_update(orjson.dumps(u)) for u in updates]
+    async with pool.connection() as conn, conn.transaction():
+        return await inbox_store(bot_id).insert_updates(conn, incoming)
+
+
+async def lead_lease(pool: AsyncConnectionPool, lease_name: str, term: int = 1) -> Leadership:
+    """Return a leadership of `term` of lease_name (another bot's election), made current."""
+    async with pool.connection() as conn:
+        await conn.execute(SET_TERM_SQL, (lease_name, term))
+    return Leadership(term=term, instance_id="test", lease_name=lease_name,
+                      trusted=lambda: True)

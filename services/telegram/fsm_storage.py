@@ -6,9 +6,10 @@ part of the primary key; `thread_id=None` is stored as 0 and `business_connectio
 '' (Telegram never uses 0 or '' for a real thread or business connection).
 
 Writes
-    Each write is one transaction on a pool connection. When a `fence` is given (the leader's
-    `Leadership.fence`), it is awaited first inside that transaction, so a write from a
-    superseded term raises and changes nothing. Reads take no fence.
+    Each write is one transaction on a pool connection. When a `fenced` unit of work is given
+    (the leader's `leadership.fenced`, through `CurrentTerm.fenced`), the write runs inside
+    it, so a write from a superseded term raises and changes nothing. Reads take no fence.
+    `FsmStore` is the only user of `sql/fsm.sql`.
     `update_data` merges in SQL (`data || patch`) in a single upsert: concurrent patches are
     serialised by the row lock, none is lost (no read-modify-write).
 
@@ -30,10 +31,12 @@ The pool is owned elsewhere: `close()` does not close it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from supervisor.sqlstore import QueryStore
 
-QUERIES = QueryStore(Path(__file__).with_name("sql") / "fsm.sql")
+_QUERIES = QueryStore(Path(__file__).with_name("sql") / "fsm.sql")
 # Stored in place of a None thread_id / business_connection_id (the columns are NOT NULL).
 NO_THREAD_ID = 0
 NO_BUSINESS_CONNECTION_ID = ""
@@ -54,7 +57,8 @@ NO_BUSINESS_CONNECTION_ID = ""
 # preceded by an even number of backslashes (an odd number would make it a literal backslash).
 _JSON_NUL_RE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
-Fence = Callable[[psycopg.AsyncConnection], Awaitable[None]]
+# A unit of work: a pooled connection inside a transaction (e.g. `Leadership.fenced`).
+Fenced = Callable[[AsyncConnectionPool], AbstractAsyncContextManager[psycopg.AsyncConnection]]
 
 
 def key_params(key: StorageKey) -> dict[str, Any]:
@@ -94,14 +98,61 @@ def encode_data(data: Mapping[str, Any]) -> Jsonb:
     return Jsonb(data, dumps=lambda _obj: text)
 
 
+@contextlib.asynccontextmanager
+async def unfenced(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
+    """Yield a pooled connection in a plain transaction (tools and tests, never the leader)."""
+    async with pool.connection() as conn, conn.transaction():
+        yield conn
+
+
+class FsmStore:
+    """The queries of fsm_states (the only reader of sql/fsm.sql)."""
+
+    async def get_state(self, conn: psycopg.AsyncConnection,
+                        where: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Return (state,) of a key's row, or None."""
+        return await self._one(conn, "get_state", where)
+
+    async def get_data(self, conn: psycopg.AsyncConnection,
+                       where: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Return (data,) of a key's row, or None."""
+        return await self._one(conn, "get_data", where)
+
+    async def set_state(self, conn: psycopg.AsyncConnection, where: Mapping[str, Any],
+                        state: str | None) -> tuple[Any, ...] | None:
+        """Upsert a key's state; return (empty,)."""
+        return await self._one(conn, "set_state", {**where, "state": state})
+
+    async def set_data(self, conn: psycopg.AsyncConnection, where: Mapping[str, Any],
+                       data: Jsonb) -> tuple[Any, ...] | None:
+        """Upsert a key's data; return (empty,)."""
+        return await self._one(conn, "set_data", {**where, "data": data})
+
+    async def update_data(self, conn: psycopg.AsyncConnection, where: Mapping[str, Any],
+                          data: Jsonb) -> tuple[Any, ...] | None:
+        """Merge a patch into a key's data; return (data, empty)."""
+        return await self._one(conn, "update_data", {**where, "data": data})
+
+    async def prune(self, conn: psycopg.AsyncConnection, where: Mapping[str, Any]) -> None:
+        """Delete a key's row if it holds nothing."""
+        await conn.execute(_QUERIES["prune"], where)
+
+    @staticmethod
+    async def _one(conn: psycopg.AsyncConnection, query: str,
+                   params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        cur = await conn.execute(_QUERIES[query], params)
+        return await cur.fetchone()
+
+
 class PostgresStorage(BaseStorage):
     """Keep aiogram FSM state and data in the fsm_states table."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, fence: Fence | None = None,
+    def __init__(self, pool: AsyncConnectionPool, *, fenced: Fenced = unfenced,
                  state_cache_size: int = 0, cache_scope: Callable[[], object] | None = None,
                  ) -> None:
         self._pool = pool
-        self._fence = fence
+        self._fenced = fenced
+        self._store = FsmStore()
         # Optional write-through cache of states (aiogram reads the state of every update).
         # Only sound while this storage is the only writer: the leader's dispatcher, with
         # cache_scope returning the current term, so a new term starts with an empty cache.
@@ -113,7 +164,7 @@ class PostgresStorage(BaseStorage):
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         """Set the state of key; None clears it (the data is kept)."""
         value = state.state if isinstance(state, State) else state
-        await self._write(key, "set_state", {"state": value})
+        await self._write(key, lambda conn, where: self._store.set_state(conn, where, value))
         self._remember(key, value)
 
     async def get_state(self, key: StorageKey) -> str | None:
@@ -122,7 +173,7 @@ class PostgresStorage(BaseStorage):
         if cache_key in self._states:
             self._states.move_to_end(cache_key)
             return self._states[cache_key]
-        row = await self._read(key, "get_state")
+        row = await self._read(key, self._store.get_state)
         state: str | None = row[0] if row else None
         self._remember(key, state)
         return state
@@ -146,38 +197,38 @@ class PostgresStorage(BaseStorage):
         if not isinstance(data, dict):
             msg = f"Data must be a dict or dict-like object, got {type(data).__name__}"
             raise DataNotDictLikeError(msg)
-        await self._write(key, "set_data", {"data": encode_data(data)})
+        encoded = encode_data(data)
+        await self._write(key, lambda conn, where: self._store.set_data(conn, where, encoded))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
         """Return a fresh copy of the data of key (empty if none)."""
-        row = await self._read(key, "get_data")
+        row = await self._read(key, self._store.get_data)
         return dict(row[0]) if row else {}
 
     async def update_data(self, key: StorageKey, data: Mapping[str, Any]) -> dict[str, Any]:
         """Merge data into the data of key atomically (like dict.update); return the result."""
-        row = await self._write(key, "update_data", {"data": encode_data(dict(data))})
+        encoded = encode_data(dict(data))
+        row = await self._write(
+            key, lambda conn, where: self._store.update_data(conn, where, encoded))
         return dict(row[0])
 
     async def close(self) -> None:
         """Release nothing: the pool belongs to the caller."""
 
-    async def _read(self, key: StorageKey, query: str) -> tuple[Any, ...] | None:
-        """Run a one-row read query for key, without a fence."""
+    async def _read(self, key: StorageKey, query: Callable[..., Any]) -> tuple[Any, ...] | None:
+        """Run a one-row read for key, without a fence."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute(QUERIES[query], key_params(key))
-            return await cur.fetchone()
+            row: tuple[Any, ...] | None = await query(conn, key_params(key))
+            return row
 
-    async def _write(self, key: StorageKey, query: str,
-                     params: dict[str, Any]) -> tuple[Any, ...]:
-        """Run an upsert for key in a fenced transaction; prune the row if it ended up empty."""
+    async def _write(self, key: StorageKey, upsert: Callable[..., Any]) -> tuple[Any, ...]:
+        """Run an upsert for key in the (fenced) unit of work; prune the row if it ended up
+        empty."""
         where = key_params(key)
-        async with self._pool.connection() as conn, conn.transaction():
-            if self._fence is not None:
-                await self._fence(conn)
-            cur = await conn.execute(QUERIES[query], where | params)
-            row = await cur.fetchone()
+        async with self._fenced(self._pool) as conn:
+            row = await upsert(conn, where)
             if row is None:  # an upsert always returns its row
-                raise RuntimeError(f"fsm_states {query} returned no row")
+                raise RuntimeError("fsm_states upsert returned no row")
             if row[-1]:  # `empty`: no state and no data left
-                await conn.execute(QUERIES["prune"], where)
+                await self._store.prune(conn, where)
             return tuple(row)

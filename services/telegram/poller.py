@@ -7,6 +7,13 @@ Overview
     confirmed before they are durable: a crash anywhere means Telegram sends them again and
     the inbox deduplicates them by update_id.
 
+Bad updates never block the offset
+    Each update goes through the webhook's own check (`inbox.parse_update`: U+0000 cleaned,
+    ids that fit BIGINT). One it refuses is stored as a dead letter (`failed`, with the
+    reason); a batch the database refuses as bad data is stored update by update, and an
+    update that still fails is dead-lettered the same way. Only an update_id that cannot be
+    stored at all is skipped (logged). So one poisoned update never stops polling for all.
+
 Raw HTTP on purpose
     The inbox keeps each update exactly as Telegram sent it, so this loop reads getUpdates'
     JSON itself instead of through aiogram's parsed objects (the URL carries the token, as
@@ -23,14 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
 import orjson
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from services.telegram.inbox import store_updates
+from services.telegram.inbox import BadUpdate, InboxStore, Incoming, parse_update, update_id_of
 from supervisor.aio import Backoff, wait_event
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
@@ -43,6 +51,8 @@ REQUEST_TIMEOUT_S = POLL_TIMEOUT_S + 10
 BATCH_LIMIT = 100
 BACKOFF_INITIAL_S = 1.0
 BACKOFF_MAX_S = 30.0
+# Reasons kept with a dead letter are cut to this many characters.
+MAX_ERROR_CHARS = 1000
 
 
 class TelegramError(Exception):
@@ -60,12 +70,12 @@ class TelegramPoller:
     name = "telegram-poller"
 
     def __init__(self, pool: AsyncConnectionPool, state: RuntimeState, *, api_base: str,
-                 token: str, allowed_updates: Sequence[str], instance_id: str) -> None:
+                 token: str, allowed_updates: Sequence[str], inbox: InboxStore) -> None:
         self._pool = pool
         self._state = state
         self._url = f"{api_base}/bot{token}/"
         self._allowed_updates = list(allowed_updates)
-        self._instance_id = instance_id
+        self._inbox = inbox
 
     async def run(self, leadership: Leadership | None) -> None:
         """Poll until draining or cancelled."""
@@ -98,9 +108,11 @@ class TelegramPoller:
                 backoff.reset()
                 if updates is None:
                     break  # draining interrupted the long poll
-                if updates:
+                ids = [i for i in (u.get("update_id") for u in updates)
+                       if isinstance(i, int) and not isinstance(i, bool)]
+                if ids:
                     await self._store(leadership, updates)
-                    offset = max(u["update_id"] for u in updates) + 1
+                    offset = max(ids) + 1
 
     async def _poll(self, http: aiohttp.ClientSession, leadership: Leadership,
                     offset: int | None) -> list[dict[str, Any]] | None:
@@ -125,11 +137,51 @@ class TelegramPoller:
         raise poll.exception()  # type: ignore[misc]
 
     async def _store(self, leadership: Leadership, updates: list[dict[str, Any]]) -> None:
-        async with self._pool.connection() as conn, conn.transaction():
-            await leadership.fence(conn)
-            inserted = await store_updates(conn, updates, instance_id=self._instance_id)
+        """Store a batch durably: good updates together, the rest as dead letters."""
+        good: list[Incoming] = []
+        bad: list[tuple[Mapping[str, Any], str]] = []  # (update, why it was refused)
+        for update in updates:
+            try:
+                good.append(parse_update(orjson.dumps(update)))
+            except BadUpdate as exc:
+                bad.append((update, str(exc)))
+        try:
+            inserted = await self._insert(leadership, good)
+        except psycopg.DataError:
+            inserted = 0
+            for one in good:  # one refused update must not keep its neighbours out
+                try:
+                    inserted += await self._insert(leadership, [one])
+                except psycopg.DataError as exc:
+                    bad.append((one.update, f"{type(exc).__name__}: {exc}"))
+        for refused, reason in bad:
+            await self._dead_letter(leadership, refused, reason)
         self._state.mark_db_ok()
         self._state.count("updates_received", inserted)
+
+    async def _insert(self, leadership: Leadership, incoming: list[Incoming]) -> int:
+        async with leadership.fenced(self._pool) as conn:
+            return await self._inbox.insert_updates(conn, incoming)
+
+    async def _dead_letter(self, leadership: Leadership, update: Mapping[str, Any],
+                           reason: str) -> None:
+        update_id = update_id_of(update)
+        logger.warning("update_refused", extra={"update_id": update.get("update_id"),
+                                                "error": reason[:200]})
+        if update_id is None:
+            return  # no row can hold it; the offset moves past it all the same
+        whole = orjson.dumps(update).replace(b"\\u0000", b"\\ufffd").decode()
+        only_id = orjson.dumps({"update_id": update_id}).decode()
+        try:
+            await self._insert_dead_letter(leadership, update_id, whole, reason)
+        except psycopg.DataError:  # keep what is sure to fit: the id (the reason says why)
+            await self._insert_dead_letter(leadership, update_id, only_id, reason)
+
+    async def _insert_dead_letter(self, leadership: Leadership, update_id: int, payload: str,
+                                  reason: str) -> None:
+        async with leadership.fenced(self._pool) as conn:
+            await self._inbox.insert_dead_letter(conn, update_id=update_id, payload=payload,
+                                                 error=reason[:MAX_ERROR_CHARS])
 
     async def _call(self, http: aiohttp.ClientSession, method: str,
                     params: dict[str, Any]) -> Any:

@@ -11,7 +11,7 @@ import logging
 from psycopg_pool import AsyncConnectionPool
 
 from services.maintenance import ScheduledJob
-from services.telegram.inbox import QUERIES as INBOX_QUERIES
+from services.telegram.inbox import InboxStore
 from supervisor.election import Leadership
 
 logger = logging.getLogger(__name__)
@@ -20,16 +20,16 @@ logger = logging.getLogger(__name__)
 PRUNE_INBOX_EVERY_S = 600
 
 
-def inbox_jobs(pool: AsyncConnectionPool, *, retention_hours: int) -> list[ScheduledJob]:
-    """Return the inbox area's scheduled jobs."""
+def inbox_jobs(pool: AsyncConnectionPool, inbox: InboxStore, *,
+               retention_hours: int) -> list[ScheduledJob]:
+    """Return the inbox area's scheduled jobs (for inbox's bot)."""
 
     async def prune_inbox(leadership: Leadership) -> int:
         """Delete handled updates older than retention_hours; return how many."""
         async with leadership.fenced(pool) as conn:
-            cur = await conn.execute(INBOX_QUERIES["prune_processed"],
-                                     {"retention_hours": retention_hours})
-        if cur.rowcount:
-            logger.info("inbox_pruned", extra={"count": cur.rowcount})
-        return cur.rowcount
+            pruned = await inbox.prune_processed(conn, retention_hours=retention_hours)
+        if pruned:
+            logger.info("inbox_pruned", extra={"count": pruned})
+        return pruned
 
     return [ScheduledJob("prune_inbox", PRUNE_INBOX_EVERY_S, prune_inbox)]

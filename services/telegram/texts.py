@@ -18,7 +18,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
         "no_wallet": "У вас ещё нет кошелька. Нажмите /start.",
         "hint": "Я не понял «{text}». Отправьте /help, чтобы увидеть команды.",
         "something_went_wrong": ("Что-то пошло не так, и мы не смогли обработать ваш запрос. "
-                                 "Деньги не списаны. Попробуйте ещё раз чуть позже."),
+                                 "Попробуйте ещё раз чуть позже."),
     }),
     "en": MappingProxyType({
         "welcome": ("Hello, {name}! I make images, video and audio with Kie.ai models.\n"
@@ -31,7 +31,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
         "no_wallet": "You have no wallet yet. Send /start.",
         "hint": "I did not understand \u201c{text}\u201d. Send /help to see the commands.",
         "something_went_wrong": ("Something went wrong and we could not handle your request. "
-                                 "You were not charged. Please try again a little later."),
+                                 "Please try again a little later."),
     }),
 })
 

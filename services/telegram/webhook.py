@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import psycopg
 from aiogram import Bot
@@ -29,13 +28,13 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from config import Settings
-from services.telegram.inbox import BadUpdate, GroupCommitWriter, parse_update
+from services.telegram.inbox import BadUpdate, GroupCommitWriter, InboxStore, parse_update
 from services.telegram.pressure import IngressPressure
+from services.telegram.service_state import ServiceStateStore
 from supervisor.aio import wait_event
 from supervisor.election import Leadership
 from supervisor.http import json_response
 from supervisor.runtime_state import RuntimeState
-from supervisor.sqlstore import QueryStore
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,6 @@ REVERIFY_INTERVAL_S = 600.0
 BODY_READ_TIMEOUT_S = 10.0
 OK_BODY = b'{"ok":true}'
 STATE_KEY = "telegram_webhook_fingerprint"
-QUERIES = QueryStore(Path(__file__).with_name("sql") / "webhook.sql")
 
 
 def webhook_url(settings: Settings) -> str:
@@ -61,8 +59,8 @@ class WebhookIngress:
     """Accept Telegram's webhook POSTs durably on any instance."""
 
     def __init__(self, pool: AsyncConnectionPool, state: RuntimeState, *, secret: str,
-                 instance_id: str, pressure: IngressPressure | None = None) -> None:
-        self._writer = GroupCommitWriter(pool, instance_id=instance_id)
+                 inbox: InboxStore, pressure: IngressPressure | None = None) -> None:
+        self._writer = GroupCommitWriter(pool, inbox)
         self._pressure = pressure or IngressPressure()
         self._state = state
         self._secret = secret.encode()
@@ -111,8 +109,9 @@ class WebhookRegistrar:
     name = "telegram-webhook"
 
     def __init__(self, pool: AsyncConnectionPool, bot: Bot, *, url: str, secret: str,
-                 allowed_updates: Sequence[str]) -> None:
+                 allowed_updates: Sequence[str], service_state: ServiceStateStore) -> None:
         self._pool = pool
+        self._service_state = service_state
         self._bot = bot
         self._url = url
         self._secret = secret
@@ -132,18 +131,15 @@ class WebhookRegistrar:
         """Call setWebhook if Telegram's webhook differs from ours; return whether it did."""
         info = await self._bot.get_webhook_info()
         async with self._pool.connection() as conn:
-            cur = await conn.execute(QUERIES["get_state"], {"key": STATE_KEY})
-            row = await cur.fetchone()
+            fingerprint = await self._service_state.get_state(conn, STATE_KEY)
         same = (info.url == self._url and sorted(info.allowed_updates or []) == self._allowed
-                and row is not None and row[0] == self._fingerprint)
+                and fingerprint == self._fingerprint)
         if same:
             return False
         await self._bot.set_webhook(self._url, secret_token=self._secret,
                                     allowed_updates=self._allowed,
                                     max_connections=MAX_CONNECTIONS, drop_pending_updates=False)
-        async with self._pool.connection() as conn, conn.transaction():
-            await leadership.fence(conn)
-            await conn.execute(QUERIES["put_state"], {"key": STATE_KEY,
-                                                      "value": self._fingerprint})
+        async with leadership.fenced(self._pool) as conn:
+            await self._service_state.put_state(conn, STATE_KEY, self._fingerprint)
         logger.info("webhook_set", extra={"url": self._url, "allowed_updates": self._allowed})
         return True

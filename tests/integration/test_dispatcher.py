@@ -7,6 +7,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from aiogram import Bot, Dispatcher, Router
@@ -17,25 +18,29 @@ from psycopg_pool import AsyncConnectionPool
 from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.accounts import Accounts
 from services.telegram import dispatcher as dispatcher_module
+from services.telegram.dead_letters import apology
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
-from services.telegram.inbox import store_updates
+from services.telegram.inbox import parse_update
 from services.telegram.poller import TelegramPoller
 from supervisor.election import FencedError, Leadership
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import BOT_TOKEN, eventually, lead, message_update, set_term
+from tests.helpers import (
+    BOT_TOKEN,
+    eventually,
+    inbox_store,
+    lead,
+    message_update,
+    set_term,
+    store_updates,
+)
 
 STATUS_SQL = b"SELECT status, attempts, last_error FROM telegram_updates WHERE update_id = %s"
-MARK_PROCESSING_SQL = b"""
-UPDATE telegram_updates SET status = 'processing', claimed_term = %s, attempts = 1
- WHERE update_id = %s
-"""
 
 
 async def store(pool: AsyncConnectionPool, *updates: dict[str, Any]) -> None:
-    async with pool.connection() as conn, conn.transaction():
-        await store_updates(conn, list(updates), instance_id="test")
+    await store_updates(pool, *updates)
 
 
 async def status(pool: AsyncConnectionPool, update_id: int) -> tuple[Any, ...] | None:
@@ -59,8 +64,9 @@ def make_dispatcher(pool: AsyncConnectionPool, bot: Bot, dp: Dispatcher,
         return await psycopg.AsyncConnection.connect(pool.conninfo, autocommit=True)
 
     return InboxDispatcher(pool, bot, dp, RuntimeState("test", "polling", "test"),
-                           term=term or CurrentTerm(), listen_connect=listen_connect,
-                           instance_id="test", concurrency=8)
+                           inbox=inbox_store(), term=term or CurrentTerm(),
+                           listen_connect=listen_connect, concurrency=8,
+                           on_dead_letter=apology(bot))
 
 
 async def run_until(service_run: Awaitable[None], leadership: Leadership,
@@ -100,7 +106,7 @@ async def test_polled_commands_register_the_user_and_answer_in_their_language(
     leadership = await lead(pool)
     term = CurrentTerm()
     dp = product_dispatcher()
-    dp.fsm.storage = PostgresStorage(pool, fence=term.fence)
+    dp.fsm.storage = PostgresStorage(pool, fenced=term.fenced)
     dp.workflow_data.update(accounts=Accounts(pool, leadership=lambda: term.leadership))
     await control.inject([
         {"kind": "message", "chat_id": 11, "user_id": 11, "text": "/start",
@@ -114,7 +120,7 @@ async def test_polled_commands_register_the_user_and_answer_in_their_language(
     ])
     poller = TelegramPoller(pool, RuntimeState("test", "polling", "test"),
                             api_base=sandbox.base_url, token=BOT_TOKEN,
-                            allowed_updates=["message"], instance_id="test")
+                            allowed_updates=["message"], inbox=inbox_store())
     dispatcher = make_dispatcher(pool, bot, dp, term)
 
     async def both() -> None:
@@ -157,7 +163,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_with_an_apology(
     assert "handler bug" in row[2]
     replies = [m["text"] for m in await control.chat_messages(33)]
     assert replies == ["Что-то пошло не так, и мы не смогли обработать ваш запрос. "
-                       "Деньги не списаны. Попробуйте ещё раз чуть позже."]
+                       "Попробуйте ещё раз чуть позже."]
 
 
 async def test_a_handler_that_hangs_is_timed_out_retried_then_dead_lettered(
@@ -212,8 +218,8 @@ async def test_updates_left_processing_by_an_older_term_run_again_after_promotio
         await msg.answer(f"echo {msg.text}")
 
     await store(pool, message_update(1, 66, "in flight"))
-    async with pool.connection() as conn:
-        await conn.execute(MARK_PROCESSING_SQL, (1, 1))
+    async with (await lead(pool, term=1)).fenced(pool) as conn:
+        assert len(await inbox_store().claim(conn, term=1, limit=10)) == 1
     leadership = await lead(pool, term=2)
 
     await run_until(make_dispatcher(pool, bot, router_with(echo)).run(leadership),
@@ -232,3 +238,148 @@ async def test_a_deposed_leader_claims_nothing(pool: AsyncConnectionPool, bot: B
         await asyncio.wait_for(make_dispatcher(pool, bot, router_with(echo)).run(leadership), 10)
     row = await status(pool, 1)
     assert row is not None and row[0] == "pending"
+
+
+async def test_a_restart_within_the_term_runs_again_what_the_crash_left_claimed(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient) -> None:
+    started = asyncio.Event()
+    calls: list[int] = []
+
+    async def hangs_first_time(msg: Message) -> None:
+        calls.append(msg.message_id)
+        if len(calls) == 1:
+            started.set()
+            await asyncio.Event().wait()  # the service crashes while this runs
+        await msg.answer("handled")
+
+    leadership = await lead(pool)
+    await store(pool, message_update(1, 88, "hi"))
+    dispatcher = make_dispatcher(pool, bot, router_with(hangs_first_time))
+    crashed = asyncio.ensure_future(dispatcher.run(leadership))
+    await asyncio.wait_for(started.wait(), 10)
+    crashed.cancel()  # e.g. a claim transaction that raised: the supervisor restarts it
+    await asyncio.wait({crashed})
+
+    await run_until(dispatcher.run(leadership), leadership, status_is(pool, 1, "done"),
+                    "the stranded update handled by the restarted dispatcher")
+    assert [m["text"] for m in await control.chat_messages(88)] == ["handled"]
+
+
+async def test_a_failure_whose_retry_mark_hits_a_database_error_is_not_dropped(
+        database_url: str, bot: Bot, control: SandboxClient, fast_retries: None) -> None:
+    calls: list[int] = []
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=1, timeout=0.2,
+                                   open=False) as tiny:
+        held: list[psycopg.AsyncConnection] = []
+
+        async def fails_holding_the_only_connection(msg: Message) -> None:
+            calls.append(msg.message_id)
+            if len(calls) == 1:
+                held.append(await tiny.getconn())  # the retry mark will find no connection
+                raise RuntimeError("transient")
+            await msg.answer("second attempt")
+
+        leadership = await lead(tiny)
+        await store(tiny, message_update(1, 89, "hi"))
+        task = asyncio.ensure_future(
+            make_dispatcher(tiny, bot, router_with(fails_holding_the_only_connection))
+            .run(leadership))
+        try:
+            await eventually(lambda: tiny.get_stats().get("requests_errors", 0) >= 1,
+                             what="a database error while recording the failure")
+            await tiny.putconn(held.pop())
+            await eventually(status_is(tiny, 1, "done"), timeout_s=15, what="update 1 done")
+        finally:
+            leadership.draining.set()
+            await asyncio.wait({task}, timeout=15)
+            task.cancel()
+    assert [m["text"] for m in await control.chat_messages(89)] == ["second attempt"]
+
+
+async def test_a_poison_update_that_kills_every_leader_is_dead_lettered_not_rerun_forever(
+        pool: AsyncConnectionPool, bot: Bot) -> None:
+    calls: list[int] = []
+    started = asyncio.Event()
+
+    async def kills_the_process(msg: Message) -> None:
+        calls.append(msg.message_id)
+        started.set()
+        await asyncio.Event().wait()
+
+    await store(pool, message_update(1, 90, "poison"))
+    dp = router_with(kills_the_process)
+    for term in range(1, dispatcher_module.MAX_ATTEMPTS + 1):
+        started.clear()
+        leadership = await lead(pool, term=term)
+        crashed = asyncio.ensure_future(make_dispatcher(pool, bot, dp).run(leadership))
+        await asyncio.wait_for(started.wait(), 10)
+        crashed.cancel()  # the leader dies with the update in flight
+        await asyncio.wait({crashed})
+    leadership = await lead(pool, term=dispatcher_module.MAX_ATTEMPTS + 1)
+    await run_until(make_dispatcher(pool, bot, dp).run(leadership), leadership,
+                    status_is(pool, 1, "failed"), "the poison update dead-lettered")
+    assert len(calls) == dispatcher_module.MAX_ATTEMPTS
+
+
+async def test_a_stored_update_aiogram_cannot_parse_is_dead_lettered_without_an_apology(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient, fast_retries: None) -> None:
+    async def echo(msg: Message) -> None:
+        await msg.answer("should not happen")
+
+    await store(pool, {"update_id": 1, "message": {"chat": {"id": 91, "type": "private"}}})
+    leadership = await lead(pool)
+    await run_until(make_dispatcher(pool, bot, router_with(echo)).run(leadership), leadership,
+                    status_is(pool, 1, "failed"), "the unparseable update dead-lettered")
+    row = await status(pool, 1)
+    assert row is not None and row[1] == 1 and "ValidationError" in row[2]
+    assert int((await control.stats())["outbox"]) == 0  # no apology to anyone
+
+
+async def test_a_deposed_leader_whose_dead_letter_mark_is_fenced_sends_no_apology(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient, fast_retries: None) -> None:
+    async def deposed_then_fails(msg: Message) -> None:
+        await set_term(pool, 2)  # a newer leader took over while this ran
+        raise RuntimeError("last attempt fails")
+
+    await store(pool, message_update(1, 92, "hi"))
+    async with pool.connection() as conn:
+        await conn.execute(b"UPDATE telegram_updates SET attempts = %s WHERE update_id = 1",
+                           (dispatcher_module.MAX_ATTEMPTS - 1,))
+    leadership = await lead(pool, term=1)
+    task = asyncio.ensure_future(
+        make_dispatcher(pool, bot, router_with(deposed_then_fails)).run(leadership))
+    await asyncio.wait({task}, timeout=10)
+    task.cancel()
+    await asyncio.wait({task})
+    row = await status(pool, 1)
+    assert row is not None and row[0] == "processing"  # the next leader owns it now
+    assert int((await control.stats())["outbox"]) == 0  # no apology to anyone
+
+
+async def test_a_claim_of_our_term_that_no_handler_holds_is_reaped_and_run(
+        pool: AsyncConnectionPool, bot: Bot, control: SandboxClient,
+        monkeypatch: pytest.MonkeyPatch, fast_retries: None) -> None:
+    monkeypatch.setattr(dispatcher_module, "HANDLER_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(dispatcher_module, "REAP_MARGIN_S", 0.0)
+    monkeypatch.setattr(dispatcher_module, "REAP_EVERY_S", 0.05)
+
+    async def echo(msg: Message) -> None:
+        await msg.answer(f"echo {msg.text}")
+
+    leadership = await lead(pool)
+    dispatcher = make_dispatcher(pool, bot, router_with(echo))
+    task = asyncio.ensure_future(dispatcher.run(leadership))
+    try:
+        await store(pool, message_update(1, 93, "warm-up"))
+        await eventually(status_is(pool, 1, "done"), what="the dispatcher running")
+        # A claim of our own term whose handler is gone (lost between claim and settle);
+        # stored and claimed in one transaction, so the dispatcher never sees it pending.
+        async with leadership.fenced(pool) as conn:
+            lost = parse_update(orjson.dumps(message_update(2, 94, "lost")))
+            assert await inbox_store().insert_updates(conn, [lost]) == 1
+            assert [j.key for j in await inbox_store().claim(conn, term=1, limit=1)] == [2]
+        await eventually(status_is(pool, 2, "done"), what="the lost claim reaped and run")
+    finally:
+        leadership.draining.set()
+        await asyncio.wait_for(task, 15)
+    assert [m["text"] for m in await control.chat_messages(94)] == ["echo lost"]

@@ -12,7 +12,7 @@ from tests.helpers import lead, set_term
 async def test_fenced_commits_when_the_term_is_current(pool: AsyncConnectionPool) -> None:
     leadership = await lead(pool, term=3)
     async with leadership.fenced(pool) as conn:
-        await conn.execute("INSERT INTO service_state (key, value) VALUES ('k', 'v')")
+        await conn.execute("INSERT INTO service_state (bot_id, key, value) VALUES (1, 'k', 'v')")
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT value FROM service_state WHERE key = 'k'")
         assert await cur.fetchone() == ("v",)
@@ -24,7 +24,8 @@ async def test_fenced_refuses_and_writes_nothing_once_the_term_moved(
     await set_term(pool, 4)
     with pytest.raises(FencedError):
         async with leadership.fenced(pool) as conn:
-            await conn.execute("INSERT INTO service_state (key, value) VALUES ('k', 'v')")
+            await conn.execute(
+                "INSERT INTO service_state (bot_id, key, value) VALUES (1, 'k', 'v')")
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM service_state")
         assert await cur.fetchone() == (0,)

@@ -7,9 +7,10 @@ The contract tests run against both storages; the tests after them are PostgreSQ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -22,7 +23,7 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from psycopg import pq
 from psycopg_pool import AsyncConnectionPool
 
-from services.telegram.fsm_storage import PostgresStorage
+from services.telegram.fsm_storage import Fenced, PostgresStorage
 from supervisor.election import FencedError
 from tests.helpers import lead, set_term
 
@@ -38,6 +39,16 @@ class Order(StatesGroup):
 
 class FenceRefused(Exception):
     """Raised by the test fence that refuses every write."""
+
+
+def fenced_by(fence: Callable[[psycopg.AsyncConnection], Awaitable[None]]) -> Fenced:
+    """Return a unit of work that runs fence first in its transaction (like Leadership's)."""
+    @contextlib.asynccontextmanager
+    async def unit(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
+        async with pool.connection() as conn, conn.transaction():
+            await fence(conn)
+            yield conn
+    return unit
 
 
 @pytest.fixture(params=["memory", "postgres", "postgres-cached"])
@@ -394,7 +405,7 @@ async def test_with_a_refusing_fence_writes_raise_and_change_nothing(
     async def refuse(conn: psycopg.AsyncConnection) -> None:
         raise FenceRefused("term superseded")
 
-    fenced = PostgresStorage(pool, fence=refuse)
+    fenced = PostgresStorage(pool, fenced=fenced_by(refuse))
     other = dataclasses.replace(KEY, user_id=8)
     for key in (KEY, other):
         with pytest.raises(FenceRefused):
@@ -421,7 +432,7 @@ async def test_the_fence_runs_once_per_write_inside_its_transaction_and_never_fo
     async def record(conn: psycopg.AsyncConnection) -> None:
         seen.append(conn.info.transaction_status)
 
-    storage = PostgresStorage(pool, fence=record)
+    storage = PostgresStorage(pool, fenced=fenced_by(record))
     await storage.set_state(KEY, Order.confirming)
     await storage.set_data(KEY, {"a": 1})
     await storage.update_data(KEY, {"b": 2})
@@ -438,7 +449,7 @@ async def test_the_fence_runs_once_per_write_inside_its_transaction_and_never_fo
 
 async def test_a_superseded_leader_term_cannot_write(pool: AsyncConnectionPool) -> None:
     term1 = await lead(pool, term=1)
-    storage = PostgresStorage(pool, fence=term1.fence)
+    storage = PostgresStorage(pool, fenced=term1.fenced)
     await storage.set_state(KEY, Order.confirming)
     await storage.update_data(KEY, {"model": "flux"})
 
@@ -451,7 +462,7 @@ async def test_a_superseded_leader_term_cannot_write(pool: AsyncConnectionPool) 
         await storage.set_data(KEY, {})
 
     term2 = await lead(pool, term=2)
-    new_leader = PostgresStorage(pool, fence=term2.fence)
+    new_leader = PostgresStorage(pool, fenced=term2.fenced)
     assert await new_leader.get_state(KEY) == "Order:confirming"
     assert await new_leader.update_data(KEY, {"step": 2}) == {"model": "flux", "step": 2}
 
@@ -483,7 +494,7 @@ async def test_a_value_that_is_not_json_raises_a_type_error_naming_its_key(
     async def record(conn: psycopg.AsyncConnection) -> None:
         fence_calls.append(None)
 
-    storage = PostgresStorage(pool, fence=record)
+    storage = PostgresStorage(pool, fenced=fenced_by(record))
     with pytest.raises(TypeError, match="'bad_key'"):
         await storage.set_data(KEY, {"ok": 1, "bad_key": value})
     with pytest.raises(TypeError, match="'bad_key'"):
@@ -552,7 +563,7 @@ async def test_a_refused_write_leaves_the_cached_state_unchanged(
 
     allowed = PostgresStorage(pool, state_cache_size=10)
     await allowed.set_state(KEY, "kept")
-    refusing = PostgresStorage(pool, fence=refuse, state_cache_size=10)
+    refusing = PostgresStorage(pool, fenced=fenced_by(refuse), state_cache_size=10)
     assert await refusing.get_state(KEY) == "kept"
     with pytest.raises(FenceRefused):
         await refusing.set_state(KEY, "never stored")

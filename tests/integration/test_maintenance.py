@@ -9,10 +9,9 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from services.maintenance import Maintenance, ScheduledJob
-from services.telegram.inbox import store_updates
 from services.telegram.retention import inbox_jobs
 from supervisor.election import FencedError, Leadership
-from tests.helpers import eventually, lead, message_update, set_term
+from tests.helpers import eventually, inbox_store, lead, message_update, set_term, store_updates
 
 RETENTION_HOURS = 72
 # update_id -> (status, hours since it was processed); None: never processed.
@@ -28,9 +27,8 @@ IDS_SQL = b"SELECT update_id FROM telegram_updates ORDER BY update_id"
 
 
 async def seed(pool: AsyncConnectionPool) -> None:
+    await store_updates(pool, *(message_update(n, 40 + n) for n in ROWS))
     async with pool.connection() as conn, conn.transaction():
-        await store_updates(conn, [message_update(n, 40 + n) for n in ROWS],
-                            instance_id="test")
         for update_id, (status, hours) in ROWS.items():
             await conn.execute(AGE_SQL, (status, hours, update_id))
 
@@ -42,7 +40,7 @@ async def remaining(pool: AsyncConnectionPool) -> list[int]:
 
 
 def prune_job(pool: AsyncConnectionPool) -> ScheduledJob:
-    (job,) = inbox_jobs(pool, retention_hours=RETENTION_HOURS)
+    (job,) = inbox_jobs(pool, inbox_store(), retention_hours=RETENTION_HOURS)
     return job
 
 

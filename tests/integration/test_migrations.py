@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from sandbox.harness.databases import with_database
 from supervisor import migrations as migrations_module
 from supervisor.migrations import (
     MIGRATIONS_DIR,
@@ -291,3 +292,11 @@ async def test_a_migration_retries_after_a_lock_timeout_and_applies_once_the_loc
         await blocker.rollback()
         status = await applying
     assert status.ok and status.applied[-1] == name
+
+
+def test_migrate_on_a_missing_database_names_the_cause_and_the_key(database_url: str) -> None:
+    missing = with_database(database_url, "kiebot_no_such_database")
+    result = subprocess.run(cli("migrate"), cwd=ROOT, env=cli_env(missing),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "database: the database does not exist; fix DATABASE_URL"

@@ -16,7 +16,14 @@ from services.telegram import poller as poller_module
 from services.telegram.poller import TelegramPoller
 from supervisor.election import FencedError
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import BOT_TOKEN, eventually, faulty_first_request, lead, set_term
+from tests.helpers import (
+    BOT_TOKEN,
+    eventually,
+    faulty_first_request,
+    inbox_store,
+    lead,
+    set_term,
+)
 
 CHAT = 4242
 # Nothing listens there; the poller must remove the webhook before any delivery is tried.
@@ -30,7 +37,7 @@ def make_poller(pool: AsyncConnectionPool, sandbox: TelegramSandbox, *,
                 api_base: str | None = None) -> TelegramPoller:
     return TelegramPoller(pool, RuntimeState("test", "polling", "test"),
                           api_base=api_base or sandbox.base_url, token=BOT_TOKEN,
-                          allowed_updates=["message", "callback_query"], instance_id="test")
+                          allowed_updates=["message", "callback_query"], inbox=inbox_store())
 
 
 async def stored(pool: AsyncConnectionPool) -> int:
@@ -142,3 +149,30 @@ async def test_draining_cancels_the_pending_long_poll_at_once(
     await eventually(lambda: long_poll_pending(sandbox), what="a pending long poll")
     leadership.draining.set()
     await asyncio.wait_for(task, DRAIN_BOUND_S)
+
+
+async def test_an_update_postgresql_refuses_is_sanitised_and_polling_goes_on(
+        pool: AsyncConnectionPool, sandbox: TelegramSandbox, control: SandboxClient) -> None:
+    await control.inject_message(CHAT, "a\u0000b")
+    await control.inject([{"kind": "raw", "update": {"message": {
+        "message_id": 1, "date": 1_700_000_000, "text": "huge chat id",
+        "chat": {"id": 2**63, "type": "private"}}}}])
+    await control.inject_message(CHAT, "after them")
+    leadership = await lead(pool)
+    task = asyncio.create_task(make_poller(pool, sandbox).run(leadership))
+    try:
+        async def all_stored() -> bool:
+            return await stored(pool) == 3
+
+        await eventually(all_stored, what="three stored updates")
+        await control.wait_confirmed(3)
+    finally:
+        leadership.draining.set()
+        await asyncio.wait_for(task, 10)
+    async with pool.connection() as conn:
+        cur = await conn.execute(b"SELECT status, payload->'message'->>'text', last_error"
+                                 b" FROM telegram_updates ORDER BY update_id")
+        rows = await cur.fetchall()
+    assert rows[0][:2] == ("pending", "a\ufffdb")
+    assert rows[1][0] == "failed" and "chat id" in rows[1][2]
+    assert rows[2][:2] == ("pending", "after them")

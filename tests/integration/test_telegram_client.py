@@ -13,8 +13,9 @@ from config import load_settings
 from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.telegram import bot as bot_module
 from services.telegram.bot import NotLeading, create_bot
+from services.telegram.service_state import ServiceStateStore
 from services.telegram.webhook import WebhookRegistrar
-from tests.helpers import faulty_first_request, lead, make_env
+from tests.helpers import BOT_ID, faulty_first_request, lead, make_env
 
 CHAT = 501
 
@@ -91,15 +92,18 @@ async def test_the_leader_sets_the_webhook_only_when_it_differs(
         bot: Bot, control: SandboxClient, pool: AsyncConnectionPool) -> None:
     leadership = await lead(pool)
     url = "http://127.0.0.1:9/telegram/webhook"
-    registrar = WebhookRegistrar(pool, bot, url=url, secret="sec", allowed_updates=["message"])
+    registrar = WebhookRegistrar(pool, bot, url=url, secret="sec", allowed_updates=["message"],
+                                 service_state=ServiceStateStore(BOT_ID))
     assert await registrar.ensure(leadership) is True
     assert await registrar.ensure(leadership) is False
     info = await bot.get_webhook_info()
     assert info.url == url and info.allowed_updates == ["message"]
     wider = WebhookRegistrar(pool, bot, url=url, secret="sec",
-                             allowed_updates=["message", "callback_query"])
+                             allowed_updates=["message", "callback_query"],
+                             service_state=ServiceStateStore(BOT_ID))
     assert await wider.ensure(leadership) is True
     rotated = WebhookRegistrar(pool, bot, url=url, secret="new-secret",
-                               allowed_updates=["message", "callback_query"])
+                               allowed_updates=["message", "callback_query"],
+                             service_state=ServiceStateStore(BOT_ID))
     assert await rotated.ensure(leadership) is True
     assert (await control.stats())["calls"]["setWebhook"] == 3

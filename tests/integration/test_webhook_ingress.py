@@ -15,7 +15,7 @@ from services.telegram import webhook as webhook_module
 from services.telegram.webhook import SECRET_HEADER, WEBHOOK_PATH, WebhookIngress
 from supervisor.http import build_app
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import message_update
+from tests.helpers import inbox_store, message_update
 from tests.pg import free_port
 
 SECRET = "s3cret-webhook-token"
@@ -42,7 +42,7 @@ async def raw_exchange(client: TestClient, head: bytes, body: bytes) -> tuple[by
 
 async def client_for(pool: AsyncConnectionPool) -> TestClient:
     state = RuntimeState(instance_id="t", bot_mode="webhook", version="test")
-    ingress = WebhookIngress(pool, state, secret=SECRET, instance_id="t")
+    ingress = WebhookIngress(pool, state, secret=SECRET, inbox=inbox_store())
     client = TestClient(TestServer(build_app(state, (ingress.install,))))
     await client.start_server()
     return client
@@ -82,6 +82,10 @@ async def test_a_good_update_is_stored_once_even_when_telegram_sends_it_again(
     (GOOD, orjson.dumps({"update_id": "12"}), 400, "update_id"),
     (GOOD, orjson.dumps({"update_id": -5}), 400, "update_id"),
     (GOOD, orjson.dumps({"update_id": True}), 400, "update_id"),
+    (GOOD, orjson.dumps({"update_id": 2**63}), 400, "update_id"),
+    (GOOD, orjson.dumps(message_update(1, chat_id=2**63)), 400, "chat id"),
+    (GOOD, orjson.dumps({"update_id": 1, "callback_query": {
+        "id": "q", "chat_instance": "c", "from": {"id": 2**64 - 1}}}), 400, "chat id"),
 ])
 async def test_bad_input_gets_a_reason_and_stores_nothing(
         client: TestClient, pool: AsyncConnectionPool, headers: dict[str, str], body: bytes,

@@ -1,8 +1,8 @@
 -- name: get_state
--- Read one service_state value.
-SELECT value FROM service_state WHERE key = %(key)s;
+-- Read one of a bot's service_state values.
+SELECT value FROM service_state WHERE bot_id = %(bot_id)s AND key = %(key)s;
 
 -- name: put_state
--- Write one service_state value (leader only, fenced by the caller).
-INSERT INTO service_state (key, value) VALUES (%(key)s, %(value)s)
-ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+-- Write one of a bot's service_state values (leader only, fenced by the caller).
+INSERT INTO service_state (bot_id, key, value) VALUES (%(bot_id)s, %(key)s, %(value)s)
+ON CONFLICT (bot_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
