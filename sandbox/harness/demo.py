@@ -42,6 +42,7 @@ import psycopg
 
 from config import ConfigError, load_settings
 from sandbox.harness.cluster import InstanceCluster, ServerProcess
+from sandbox.harness.demo_shoppers import Shoppers
 from sandbox.harness.demo_store import DemoStore, GenerationTotals, seed_balances
 from sandbox.harness.demo_users import STARTING_BALANCE_KOP, Replies, Users
 from sandbox.harness.demo_view import (
@@ -207,14 +208,18 @@ class Demo:
         async with SandboxClient(sandbox_url) as control, \
                 await psycopg.AsyncConnection.connect(self._database_url,
                                                       autocommit=True) as conn:
-            users, replies = Users(control), Replies(control)
+            users = Users(control)
+            replies = Replies(control, users.chat_ids)
+            shoppers = Shoppers(control, users.stop)
             store = DemoStore(conn)
-            await seed_balances(conn, users.profiles(), STARTING_BALANCE_KOP)
+            await seed_balances(conn, [*users.profiles(), *shoppers.profiles()],
+                                STARTING_BALANCE_KOP)
             self._began = time.monotonic()
             self._phase = "running"
             users_task = asyncio.create_task(users.run(), name="demo-users")
-            view_task = asyncio.create_task(self._view(cluster, users, replies, control),
-                                            name="demo-view")
+            shoppers_task = asyncio.create_task(shoppers.run(), name="demo-shoppers")
+            view_task = asyncio.create_task(
+                self._view(cluster, users, shoppers, replies, control), name="demo-view")
             faults_task = asyncio.create_task(self._faults(cluster), name="demo-faults")
             if self._options.duration_s:
                 await wait_event(self._stop, self._options.duration_s)
@@ -225,16 +230,17 @@ class Demo:
             self._phase = "stopping users"
             users.stop.set()
             await users_task
+            await shoppers_task
             self._phase = "finishing the failover in progress"
             await self._bounded(faults_task, FAULTS_STOP_S)
             self._phase = "waiting until every sent update is handled"
-            unhandled = await self._wait_handled(store, list(users.sent))
+            unhandled = await self._wait_handled(store, [*users.sent, *shoppers.sent])
             self._phase = "waiting until every generation is delivered"
             generations = await self._wait_generations(store)
             self._view_stop.set()
             await view_task
-            totals = await self._totals(store, conn, control, users, replies, unhandled,
-                                        generations, duration_s)
+            totals = await self._totals(store, conn, control, users, shoppers, replies,
+                                        unhandled, generations, duration_s)
         print(render_totals(totals), flush=True)
         return 0 if totals.nothing_lost else EXIT_LOST
 
@@ -379,15 +385,15 @@ class Demo:
 
     # ------------------------------------------------------------ view
 
-    async def _view(self, cluster: InstanceCluster, users: Users, replies: Replies,
-                    control: SandboxClient) -> None:
+    async def _view(self, cluster: InstanceCluster, users: Users, shoppers: Shoppers,
+                    replies: Replies, control: SandboxClient) -> None:
         """Redraw the table every REFRESH_S (or print a status line) until told to stop."""
         tty = sys.stdout.isatty()
         last_line = -math.inf
         async with await psycopg.AsyncConnection.connect(self._database_url,
                                                          autocommit=True) as conn:
             while True:
-                snap = await self._snapshot(cluster, users, replies, control, conn)
+                snap = await self._snapshot(cluster, users, shoppers, replies, control, conn)
                 if tty:
                     sys.stdout.write(CLEAR + render(snap))
                     sys.stdout.flush()
@@ -397,8 +403,9 @@ class Demo:
                 if await wait_event(self._view_stop, REFRESH_S):
                     return
 
-    async def _snapshot(self, cluster: InstanceCluster, users: Users, replies: Replies,
-                        control: SandboxClient, conn: Connection) -> Snapshot:
+    async def _snapshot(self, cluster: InstanceCluster, users: Users, shoppers: Shoppers,
+                        replies: Replies, control: SandboxClient,
+                        conn: Connection) -> Snapshot:
         """Collect what the table shows; a failing source is shown, not raised."""
         next_fault = ""
         if self._next_fault_at is not None and not self._stop.is_set():
@@ -406,7 +413,8 @@ class Demo:
                           f" {self._next_fault_at - time.monotonic():.0f} s")
         snap = Snapshot(mode=self._options.mode, phase=self._phase,
                         elapsed_s=time.monotonic() - self._began, logs_dir=str(self._logs_dir),
-                        chats=users.chats, sent=len(users.sent),
+                        chats=users.chats + len(shoppers.chat_ids),
+                        sent=len(users.sent) + len(shoppers.sent),
                         inject_errors=users.inject_errors, failovers=list(self._failovers),
                         next_fault=next_fault)
         members = list(cluster.members)
@@ -452,8 +460,9 @@ class Demo:
             await asyncio.sleep(DRAIN_POLL_S)
 
     async def _totals(self, store: DemoStore, conn: Connection, control: SandboxClient,
-                      users: Users, replies: Replies, unhandled: list[tuple[int, str]],
-                      generations: GenerationTotals, duration_s: float) -> Totals:
+                      users: Users, shoppers: Shoppers, replies: Replies,
+                      unhandled: list[tuple[int, str]], generations: GenerationTotals,
+                      duration_s: float) -> Totals:
         """Read the final counts, match replies to messages, audit the money."""
         await replies.fetch()
         statuses = await store.counts_by_status()
@@ -463,15 +472,19 @@ class Demo:
         with contextlib.suppress(SandboxError, OSError, TimeoutError):
             confirmed = int((await control.stats())["confirmed"])
         return Totals(
-            mode=self._options.mode, duration_s=duration_s, chats=users.chats,
-            sent=len(users.sent), inject_errors=users.inject_errors, confirmed=confirmed,
+            mode=self._options.mode, duration_s=duration_s,
+            chats=users.chats + len(shoppers.chat_ids),
+            sent=len(users.sent) + len(shoppers.sent),
+            inject_errors=users.inject_errors + shoppers.errors, confirmed=confirmed,
             done=statuses.get("done", 0), failed=statuses.get("failed", 0), unhandled=unhandled,
             replies=replies.total, error_replies=replies.errors, other_replies=replies.other,
             unanswered=replies.unanswered(users.expected),
             duplicated=replies.duplicated(users.expected),
             duplicated_texts=replies.duplicated_texts(), failovers=list(self._failovers),
             logs_dir=str(self._logs_dir), generations=generations,
-            double_charges=await store.double_charges(), violations=violations)
+            double_charges=await store.double_charges(), violations=violations,
+            shoppers=len(shoppers.chat_ids), confirms=shoppers.confirmed,
+            results_seen=shoppers.results)
 
 
 def _term(doc: dict[str, object]) -> int:

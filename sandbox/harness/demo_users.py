@@ -17,7 +17,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -105,6 +105,11 @@ class Users:
         """Return the number of simulated chats."""
         return len(self._chat_ids)
 
+    @property
+    def chat_ids(self) -> list[int]:
+        """Return the simulated chats' ids."""
+        return list(self._chat_ids)
+
     async def run(self) -> None:
         """Send messages at the target rate until `stop` is set; never stop mid-call."""
         began = time.monotonic()
@@ -165,9 +170,10 @@ def _language(chat_id: int) -> str:
 class Replies:
     """The bot's sendMessage calls from the sandbox outbox, counted per (chat, key)."""
 
-    def __init__(self, control: SandboxClient) -> None:
-        """Start reading the outbox from its beginning."""
+    def __init__(self, control: SandboxClient, chat_ids: Collection[int]) -> None:
+        """Start reading the outbox from its beginning; count replies in these chats only."""
         self._control = control
+        self._chat_ids = frozenset(chat_ids)
         self._after_seq = 0
         self.per_key: Counter[ChatKey] = Counter()
         self.total = 0
@@ -180,7 +186,8 @@ class Replies:
             items = await self._control.outbox(self._after_seq, OUTBOX_PAGE, method="sendMessage")
             for item in items:
                 self._after_seq = max(self._after_seq, int(item["seq"]))
-                self._count(item)
+                if item["chat_id"] in self._chat_ids:
+                    self._count(item)
             if len(items) < OUTBOX_PAGE:
                 return
 

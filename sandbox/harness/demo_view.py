@@ -160,6 +160,9 @@ class Totals:
     generations: GenerationTotals = field(default_factory=GenerationTotals)
     double_charges: int = 0  # holds or commits beyond one per job
     violations: Sequence[str] = ()  # broken money/job invariants (services.generation.audit)
+    shoppers: int = 0  # chats that browse and generate (demo_shoppers)
+    confirms: int = 0  # their taps on a confirm card's Generate
+    results_seen: int = 0  # results that reached them
 
     @property
     def lost(self) -> int:
@@ -199,6 +202,8 @@ def render_totals(t: Totals) -> str:
     lines += [f"  {f.describe()}" for f in t.failovers]
     g = t.generations
     lines += [
+        f"shoppers:     {t.shoppers} chats, {t.confirms} confirmed a generation, {t.results_seen}"
+        f" results reached them",
         f"generations:  {g.requested} requested, {g.delivered} delivered, {g.failed} failed"
         f" (the user told), {g.undeliverable} undeliverable, {g.unfinished} unfinished",
         f"double charges: {t.double_charges}",
