@@ -102,7 +102,20 @@ def _parser() -> argparse.ArgumentParser:
                       help="the page's port on 127.0.0.1 (default: any free one)")
     play.add_argument("--no-browser", action="store_true",
                       help="only print the page's address")
+    play.add_argument("--kie-fail-rate", type=_share, default=None,
+                      help="share of Kie sandbox tasks that fail, 0-1 (default 0.05)")
     return parser
+
+
+def _share(text: str) -> float:
+    """Parse a share from 0 to 1 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
 
 
 def composition_root() -> ComposeFn:

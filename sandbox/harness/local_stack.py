@@ -57,15 +57,17 @@ class LocalStack:
     bot: InstanceCluster
 
 
-def run_session(name: str, session: Callable[[LocalStack], Coroutine[Any, Any, int]],
-                **env: str) -> int:
+def run_session(name: str, session: Callable[[LocalStack], Coroutine[Any, Any, int]], *,
+                kie_fail_rate: float = KIE_FAIL_RATE, **env: str) -> int:
     """Start the stack, run `session` on one event loop, stop everything; return its code."""
     logs_dir = Path(tempfile.mkdtemp(prefix=f"kiebot-{name}-"))
     say(f"kiebot {name} run; logs in {logs_dir}")
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(say, f"stopped; logs kept in {logs_dir}")
         try:
-            return asyncio.run(session(start_local_stack(cleanup, logs_dir, say, **env)))
+            stack = start_local_stack(cleanup, logs_dir, say, kie_fail_rate=kie_fail_rate,
+                                      **env)
+            return asyncio.run(session(stack))
         except KeyboardInterrupt:
             say("interrupted")
             return 0
@@ -84,12 +86,12 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def start_local_stack(cleanup: contextlib.ExitStack, logs_dir: Path, say: Say,
-                      **env: str) -> LocalStack:
+def start_local_stack(cleanup: contextlib.ExitStack, logs_dir: Path, say: Say, *,
+                      kie_fail_rate: float = KIE_FAIL_RATE, **env: str) -> LocalStack:
     """Start PostgreSQL, both sandboxes and one bot instance (extra `env` overrides)."""
     database_url = start_database(cleanup, say)
     telegram_url = start_telegram(cleanup, logs_dir, say)
-    kie_url = start_kie(cleanup, logs_dir, say)
+    kie_url = start_kie(cleanup, logs_dir, say, fail_rate=kie_fail_rate)
     bot = start_bot(cleanup, logs_dir, say, database_url=database_url,
                     telegram_url=telegram_url, kie_url=kie_url, **env)
     return LocalStack(database_url, telegram_url, kie_url, bot)
@@ -121,14 +123,15 @@ def start_telegram(cleanup: contextlib.ExitStack, logs_dir: Path, say: Say) -> s
     return server.start()
 
 
-def start_kie(cleanup: contextlib.ExitStack, logs_dir: Path, say: Say) -> str:
+def start_kie(cleanup: contextlib.ExitStack, logs_dir: Path, say: Say, *,
+              fail_rate: float = KIE_FAIL_RATE) -> str:
     """Start the Kie sandbox process with realistic task times and failures; return its URL."""
     say("starting the Kie sandbox ...")
     server = kie_process(logs_dir)
     cleanup.callback(server.stop)
     url = server.start()
     # Sync start-up code, before the caller's event loop exists.
-    asyncio.run(apply_kie_profile(url))
+    asyncio.run(apply_kie_profile(url, fail_rate=fail_rate))
     return url
 
 
@@ -137,22 +140,23 @@ def kie_process(logs_dir: Path) -> ServerProcess:
     return ServerProcess("sandbox.kie", KIE_ARGS, logs_dir / "kie.log")
 
 
-def kie_profile() -> list[dict[str, Any]]:
+def kie_profile(fail_rate: float = KIE_FAIL_RATE) -> list[dict[str, Any]]:
     """Return the Kie sandbox's fault rules: a duration per model by its category, one fail
-    rate for every task."""
+    rate for every task (none when 0)."""
     durations = {model.kie_model: KIE_DURATION_MS_BY_CATEGORY[model.category]
                  for model in get_catalog().models}
     rules: list[dict[str, Any]] = [{"kind": "task", "model": name, "duration_ms": duration}
                                    for name, duration in sorted(durations.items())]
-    rules.append({"kind": "task", "model": "*", "fail_rate": KIE_FAIL_RATE,
-                  "fail_code": "500", "fail_msg": KIE_FAIL_MSG})
+    if fail_rate > 0:
+        rules.append({"kind": "task", "model": "*", "fail_rate": fail_rate,
+                      "fail_code": "500", "fail_msg": KIE_FAIL_MSG})
     return rules
 
 
-async def apply_kie_profile(kie_url: str) -> None:
-    """Install `kie_profile()` in the Kie sandbox at kie_url."""
+async def apply_kie_profile(kie_url: str, *, fail_rate: float = KIE_FAIL_RATE) -> None:
+    """Install `kie_profile(fail_rate)` in the Kie sandbox at kie_url."""
     async with KieSandboxClient(kie_url) as control:
-        await control.add_faults(kie_profile())
+        await control.add_faults(kie_profile(fail_rate))
 
 
 def start_bot(cleanup: contextlib.ExitStack, logs_dir: Path, say: Say, *, database_url: str,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import re
 import signal
@@ -184,9 +185,13 @@ async def test_page_uploads_a_photo_as_the_users_message(stand: Stand,
 
 @contextlib.asynccontextmanager
 async def _play(database_url: str) -> AsyncIterator[str]:
-    """Run `python -m supervisor play --no-browser`; yield the page's address."""
+    """Run `python -m supervisor play --no-browser`; yield the page's address.
+
+    Kie tasks never fail here (`--kie-fail-rate 0`): a test must not depend on a draw.
+    """
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "supervisor", "play", "--no-browser", cwd=REPO_ROOT,
+        sys.executable, "-m", "supervisor", "play", "--no-browser", "--kie-fail-rate", "0",
+        cwd=REPO_ROOT,
         env={"PATH": os.environ.get("PATH", ""), "DATABASE_URL": database_url},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     assert process.stdout is not None
@@ -220,6 +225,38 @@ async def test_playground_chats_with_the_real_bot(browser: Browser,
         await expect(page.locator(".msg.bot").first).to_contain_text("Hello, You!")
         await _type(page, "/balance")
         await expect(page.locator(".msg.bot").last).to_contain_text("balance")
+        await _maybe_screenshot(page)
+
+
+def _product_generates() -> bool:
+    """Tell whether the product has the form engine and the generation engine."""
+    return all(importlib.util.find_spec(name) is not None
+               for name in ("services.telegram.forms", "services.generation.engine"))
+
+
+@pytest.mark.chaos  # real processes and signals
+@pytest.mark.skipif(not _product_generates(),
+                    reason="needs the forms and workers (generation engine) on main")
+async def test_playground_generates_a_free_image_into_the_chat(browser: Browser,
+                                                               database_url: str) -> None:
+    from playwright.async_api import expect
+
+    async with _play(database_url) as url:
+        page = await _open(browser, url)
+        await _type(page, "/start")
+        menu = page.locator(".msg.bot").last
+        await menu.get_by_role("button", name=re.compile("Free models")).click()
+        models = page.locator(".msg.bot").last
+        await models.get_by_role("button", name=re.compile("^Z-Image")).click()
+        card = page.locator(".msg.bot").last
+        await card.get_by_role("button", name=re.compile("Generate")).click()
+        await expect(page.locator(".msg.bot").last).to_contain_text("prompt")
+        await _type(page, "a red fox in the snow")
+        confirm = page.locator(".msg.bot").last
+        await confirm.get_by_role("button", name=re.compile(r"Generate ·")).click()
+        picture = page.locator(".msg.bot img.photo").last
+        await expect(picture).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+        await expect(picture).not_to_have_js_property("naturalWidth", 0)
         await _maybe_screenshot(page)
 
 

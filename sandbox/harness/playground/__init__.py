@@ -26,6 +26,7 @@ from aiohttp import web
 from sandbox.harness.env import BOT_TOKEN
 from sandbox.harness.local_stack import (
     EXIT_FAILED,
+    KIE_FAIL_RATE,
     STOP_SIGNALS,
     LocalStack,
     run_session,
@@ -44,7 +45,9 @@ def run_playground(args: argparse.Namespace) -> int:
     """Start PostgreSQL, the sandboxes and one bot; serve the chat page until Ctrl-C."""
     person = Person(CHAT_ID, FIRST_NAME, args.language)
     return run_session("play", lambda stack: serve(stack, person, port=args.port,
-                                                   browser=not args.no_browser))
+                                                   browser=not args.no_browser),
+                       kie_fail_rate=(KIE_FAIL_RATE if args.kie_fail_rate is None
+                                      else args.kie_fail_rate))
 
 
 def has_display() -> bool:
