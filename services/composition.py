@@ -16,6 +16,7 @@ from config import Settings
 from services.accounts import Accounts
 from services.catalog import load_catalog
 from services.checks import checks
+from services.generation.engine import build_engine
 from services.maintenance import Maintenance
 from services.telegram.bot import create_bot
 from services.telegram.dead_letters import apology
@@ -71,12 +72,16 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
                                  concurrency=settings.dispatch_concurrency,
                                  on_dead_letter=apology(bot), flooded=pressure.high)
     allowed_updates = aiogram_dp.resolve_used_update_types()
+    engine = build_engine(settings, pool, state, bot=bot, catalog=catalog,
+                          listen_connect=listen_connect)
     leader_only: list[Service] = [
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
         # Each area registers its periodic jobs here; Maintenance only schedules them.
-        Maintenance(inbox_jobs(pool, inbox, retention_hours=settings.inbox_retention_hours)),
+        Maintenance([*inbox_jobs(pool, inbox, retention_hours=settings.inbox_retention_hours),
+                     *engine.scheduled]),
+        *engine.leader_only,
     ]
-    routes: list[RouteInstaller] = []
+    routes: list[RouteInstaller] = [*engine.routes]  # Kie's callbacks, on every instance
     if settings.bot_mode == "polling":
         leader_only.append(TelegramPoller(
             pool, state, api_base=settings.telegram_api_base,
@@ -90,4 +95,5 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         routes.append(WebhookIngress(pool, state, secret=secret, inbox=inbox,
                                      pressure=pressure).install)
     return Composition(leader_only=leader_only, routes=routes,
-                       checks=checks(settings, pool, catalog), on_close=[bot.session.close])
+                       checks=checks(settings, pool, catalog),
+                       on_close=[bot.session.close, *engine.on_close])

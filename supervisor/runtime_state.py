@@ -91,6 +91,8 @@ class RuntimeState:
     errors: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     db_unreachable: bool = False
     stopping: bool = False
+    # The leader's last audit of the money and job invariants: ok, violations, rules, at.
+    invariants: dict[str, Any] | None = None
     metrics: CollectorRegistry = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -199,6 +201,7 @@ class RuntimeState:
                          for name, s in self.services.items()},
             "cluster": self.cluster,
             "counters": dict(self.counters),
+            "invariants": self.invariants,
             "last_errors": list(self.errors.values())[::-1],
         }
 

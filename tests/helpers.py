@@ -14,12 +14,13 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from sandbox.harness.env import BOT_TOKEN, KIE_KEY, make_env
+from sandbox.telegram.media import make_png
 from services.telegram.inbox import InboxStore, parse_update
 from supervisor.election import Leadership
 
 # The environment maker lives in the harness (benchmarks share it); the tests import it here.
-__all__ = ["BOT_TOKEN", "KIE_KEY", "eventually", "faulty_first_request", "lead", "make_env",
-           "message_update", "set_term"]
+__all__ = ["BOT_TOKEN", "KIE_KEY", "ResultFiles", "eventually", "faulty_first_request", "lead",
+           "make_env", "message_update", "serve_result_files", "set_term"]
 
 TEST_LEASE = "test-lease"
 SET_TERM_SQL = b"""
@@ -95,6 +96,76 @@ async def faulty_first_request(upstream: str, *, drop_connection: bool) -> Async
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+RESULT_CHUNK_BYTES = 256 * 1024
+RESULT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "mp4": "video/mp4", "mp3": "audio/mpeg",
+                "wav": "audio/wav", "zip": "application/zip"}
+
+
+class ResultFiles:
+    """A file server standing in for Kie's result CDN: any size, generated as it streams."""
+
+    def __init__(self) -> None:
+        self.base_url = ""
+        self.heads = 0
+        self.bytes_sent = 0
+
+    def url(self, name: str, size: int, *, declare_length: bool = True) -> str:
+        """Return the URL of a file `name` of `size` bytes (with or without Content-Length)."""
+        mode = "sized" if declare_length else "chunked"
+        return f"{self.base_url}/{mode}/{size}/{name}"
+
+    def missing_url(self, name: str) -> str:
+        """Return a URL that answers 404, like an expired Kie result."""
+        return f"{self.base_url}/missing/0/{name}"
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        mode, size, name = (request.match_info[k] for k in ("mode", "size", "name"))
+        if mode == "missing":
+            return web.Response(status=404, text="not found")
+        total = int(size)
+        response = web.StreamResponse(headers={
+            "Content-Type": RESULT_TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")})
+        if mode == "sized":
+            response.content_length = total
+        else:
+            response.enable_chunked_encoding()
+        await response.prepare(request)
+        if request.method == "HEAD":
+            self.heads += 1
+            return response
+        head = make_png(4, 4, (10, 20, 30))[:total]
+        await response.write(head)
+        self.bytes_sent += len(head)
+        remaining = total - len(head)
+        filler = bytes(RESULT_CHUNK_BYTES)
+        while remaining > 0:
+            chunk = filler[:remaining]
+            try:
+                await response.write(chunk)
+            except ConnectionResetError:
+                return response  # the client stopped reading (a size cap): fine
+            self.bytes_sent += len(chunk)
+            remaining -= len(chunk)
+        await response.write_eof()
+        return response
+
+
+@contextlib.asynccontextmanager
+async def serve_result_files() -> AsyncIterator[ResultFiles]:
+    """Serve generated result files on a loopback port for the test's duration."""
+    files = ResultFiles()
+    app = web.Application()
+    app.router.add_get("/{mode}/{size}/{name}", files.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    files.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        yield files
     finally:
         await runner.cleanup()
 

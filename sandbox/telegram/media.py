@@ -1,11 +1,17 @@
-"""Generated media for injected user uploads and cheap size sniffing for bot uploads."""
+"""Generated media for injected user uploads, cheap size sniffing for bot uploads, and the
+fetch of files a bot sends by HTTP URL (Telegram downloads them itself, within its limits)."""
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import mimetypes
 import struct
+from dataclasses import dataclass
 from typing import Final
+from urllib.parse import urlsplit
+
+import aiohttp
 
 from sandbox.common.media import PNG_SIGNATURE
 from sandbox.common.media import make_png as make_png  # re-exported: tests and inject use it
@@ -13,6 +19,15 @@ from sandbox.common.media import make_png as make_png  # re-exported: tests and 
 PNG_IHDR_END_BYTES: Final[int] = 24
 JPEG_MAX_SCAN_BYTES: Final[int] = 1_000_000
 DEFAULT_IMAGE_SIDE_PX: Final[int] = 512
+MB: Final[int] = 1024 * 1024
+# Telegram's documented limits (core.telegram.org/bots/api#sending-files): by URL it fetches
+# photos up to 5 MB and other files up to 20 MB; uploads may be 10 MB for photos, 50 MB else.
+MAX_PHOTO_URL_BYTES: Final[int] = 5 * MB
+MAX_OTHER_URL_BYTES: Final[int] = 20 * MB
+MAX_PHOTO_UPLOAD_BYTES: Final[int] = 10 * MB
+MAX_OTHER_UPLOAD_BYTES: Final[int] = 50 * MB
+URL_FETCH_TIMEOUT_S: Final[float] = 30.0
+URL_CHUNK_BYTES: Final[int] = 256 * 1024
 WAV_SAMPLE_RATE_HZ: Final[int] = 8_000
 PALETTE_RGB: Final[tuple[tuple[int, int, int], ...]] = (
     (231, 76, 60),
@@ -109,3 +124,70 @@ def extension_for(filename: str | None, kind: str) -> str:
         if ext.isalnum() and len(ext) <= 8:
             return ext
     return EXTENSION_BY_KIND.get(kind, "bin")
+
+
+def url_limit_bytes(kind: str) -> int:
+    """Return the largest file Telegram fetches by URL for a media kind."""
+    return MAX_PHOTO_URL_BYTES if kind == "photo" else MAX_OTHER_URL_BYTES
+
+
+def upload_limit_bytes(kind: str) -> int:
+    """Return the largest file Telegram accepts as an upload for a media kind."""
+    return MAX_PHOTO_UPLOAD_BYTES if kind == "photo" else MAX_OTHER_UPLOAD_BYTES
+
+
+def is_loopback_host(host: str) -> bool:
+    """Tell whether a URL host is a loopback name or address (no DNS lookups)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class UrlFetchError(Exception):
+    """A file given by URL could not be fetched, or is larger than Telegram takes."""
+
+
+class UrlTooBig(UrlFetchError):
+    """The file behind a URL is larger than Telegram's by-URL limit for its kind."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedUrl:
+    """What the sandbox learned by downloading a URL: size, type and picture dimensions."""
+
+    size_bytes: int
+    content_type: str | None
+    dimensions: tuple[int, int] | None
+
+
+async def fetch_url(url: str, *, limit_bytes: int) -> FetchedUrl:
+    """Download `url` as Telegram does, counting bytes and keeping only the first chunk.
+
+    Raises UrlTooBig past `limit_bytes` (a declared Content-Length is refused without reading
+    the body) and UrlFetchError when the server fails or does not answer in time.
+    """
+    timeout = aiohttp.ClientTimeout(total=URL_FETCH_TIMEOUT_S)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as answer:
+            if answer.status != 200:
+                raise UrlFetchError(f"HTTP {answer.status}")
+            if answer.content_length is not None and answer.content_length > limit_bytes:
+                raise UrlTooBig(str(answer.content_length))
+            head = b""
+            size = 0
+            async for chunk in answer.content.iter_chunked(URL_CHUNK_BYTES):
+                head = head or chunk
+                size += len(chunk)
+                if size > limit_bytes:
+                    raise UrlTooBig(str(size))
+            return FetchedUrl(size, answer.content_type, image_size(head))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise UrlFetchError(type(exc).__name__) from exc
+
+
+def url_host(url: str) -> str:
+    """Return the host of a URL ('' when it has none)."""
+    return urlsplit(url).hostname or ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 import time
@@ -24,7 +23,19 @@ from sandbox.telegram.errors import (
 )
 from sandbox.telegram.inject import ensure_chat, media_object
 from sandbox.telegram.markup import MAX_CAPTION_LEN, MAX_TEXT_LEN, parse_text, utf16_len
-from sandbox.telegram.media import DEFAULT_IMAGE_SIDE_PX, extension_for, guess_mime, image_size
+from sandbox.telegram.media import (
+    DEFAULT_IMAGE_SIDE_PX,
+    UrlFetchError,
+    UrlTooBig,
+    extension_for,
+    fetch_url,
+    guess_mime,
+    image_size,
+    is_loopback_host,
+    upload_limit_bytes,
+    url_host,
+    url_limit_bytes,
+)
 from sandbox.telegram.params import Params, UploadedFile
 from sandbox.telegram.state import (
     POLL_WAKE_CONFLICT,
@@ -43,7 +54,6 @@ DEFAULT_UPDATES_LIMIT: Final[int] = 100
 MAX_POLL_TIMEOUT_S: Final[float] = 3_600.0
 DEFAULT_WEBHOOK_MAX_CONNECTIONS: Final[int] = 40
 MAX_WEBHOOK_MAX_CONNECTIONS: Final[int] = 100
-MAX_UPLOAD_BYTES: Final[int] = 50 * 1024 * 1024
 MAX_GET_FILE_BYTES: Final[int] = 20 * 1024 * 1024
 MAX_CALLBACK_DATA_BYTES: Final[int] = 64
 MAX_CALLBACK_ANSWER_LEN: Final[int] = 200
@@ -56,6 +66,11 @@ WEBHOOK_ACTIVE: Final[str] = (
 TERMINATED_BY_OTHER: Final[str] = (
     "terminated by other getUpdates request; make sure that only one bot instance is running"
 )
+WRONG_FILE: Final[str] = "wrong file identifier/HTTP URL specified"
+URL_UNREACHABLE: Final[str] = "failed to get HTTP URL content"
+WRONG_PHOTO_TYPE: Final[str] = "wrong type of the web page content"
+# Telegram's answer to a photo upload above 10 MB (an upload above 50 MB gets HTTP 413).
+PHOTO_TOO_BIG: Final[str] = "PHOTO_SAVE_FILE_INVALID"
 QUERY_INVALID: Final[str] = "query is too old and response timeout expired or query ID is invalid"
 NOT_MODIFIED: Final[str] = (
     "message is not modified: specified new message content and reply markup are exactly the "
@@ -471,20 +486,10 @@ def _validate_webhook_url(bot: BotState, url: str) -> None:
         raise bad_request("bad webhook: Failed to resolve host: Name or service not known")
     if bot.config.allow_non_loopback_webhooks:
         return
-    if not _is_loopback(host):
+    if not is_loopback_host(host):
         raise bad_request(
             "bad webhook: the sandbox delivers only to loopback hosts (127.0.0.0/8, ::1, localhost)"
         )
-
-
-def _is_loopback(host: str) -> bool:
-    """Tell whether a URL host is a loopback name or address (no DNS lookups)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def install_webhook(bot: BotState, settings: WebhookSettings) -> None:
@@ -784,7 +789,7 @@ async def send_chat_action(bot: BotState, p: Params) -> Any:
 # ---------------------------------------------------------------- media & files
 
 
-def _resolve_input_file(
+async def _resolve_input_file(
     bot: BotState,
     files: dict[str, UploadedFile],
     kind: str,
@@ -799,7 +804,7 @@ def _resolve_input_file(
     if isinstance(value, str) and value.startswith("attach://"):
         upload = files.get(value.removeprefix("attach://"))
         if upload is None:
-            raise bad_request("wrong file identifier/HTTP URL specified")
+            raise bad_request(WRONG_FILE)
     elif value is None and kind in files:
         upload = files[kind]
     if upload is not None:
@@ -807,24 +812,57 @@ def _resolve_input_file(
     if value is None or value == "":
         raise bad_request(f"there is no {kind} in the request")
     if not isinstance(value, str):
-        raise bad_request("wrong file identifier/HTTP URL specified")
+        raise bad_request(WRONG_FILE)
     if value.startswith(("http://", "https://")):
-        file_name = unquote(urlsplit(value).path.rsplit("/", 1)[-1]) or None
-        if kind == "photo":
-            width_px = height_px = DEFAULT_IMAGE_SIDE_PX
-        return bot.files.add(
-            kind,
-            extension_for(file_name, kind),
-            url=value,
-            file_name=file_name,
-            mime_type=guess_mime(file_name, kind),
-            width=width_px,
-            height=height_px,
-            duration=duration_s,
-        )
+        return await _store_url(bot, kind, value, width_px, height_px, duration_s)
     record = bot.files.by_id.get(value)
     if record is None:
-        raise bad_request("wrong file identifier/HTTP URL specified")
+        raise bad_request(WRONG_FILE)
+    return record
+
+
+async def _store_url(
+    bot: BotState,
+    kind: str,
+    url: str,
+    width_px: int | None,
+    height_px: int | None,
+    duration_s: int | None,
+) -> FileRecord:
+    """Fetch a file given by URL as Telegram does (within its by-URL limit) and store it.
+
+    The sandbox reaches only loopback hosts; a URL on another host (a test's placeholder such
+    as cdn.example.test) is stored unfetched, its size unknown.
+    """
+    file_name = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or None
+    size_bytes = None
+    mime_type = guess_mime(file_name, kind)
+    if kind == "photo":
+        width_px = height_px = DEFAULT_IMAGE_SIDE_PX
+    if is_loopback_host(url_host(url)):
+        try:
+            fetched = await fetch_url(url, limit_bytes=url_limit_bytes(kind))
+        except UrlTooBig as exc:
+            raise bad_request(WRONG_FILE) from exc
+        except UrlFetchError as exc:
+            raise bad_request(URL_UNREACHABLE) from exc
+        if kind == "photo" and not (fetched.content_type or "").startswith("image/"):
+            raise bad_request(WRONG_PHOTO_TYPE)
+        size_bytes = fetched.size_bytes
+        mime_type = fetched.content_type or mime_type
+        if kind == "photo" and fetched.dimensions is not None:
+            width_px, height_px = fetched.dimensions
+    record = bot.files.add(
+        kind,
+        extension_for(file_name, kind),
+        url=url,
+        file_name=file_name,
+        mime_type=mime_type,
+        width=width_px,
+        height=height_px,
+        duration=duration_s,
+    )
+    record.file_size = size_bytes
     return record
 
 
@@ -840,8 +878,10 @@ def _store_upload(
     data = upload.data
     if not data:
         raise bad_request("file must be non-empty")
-    if len(data) > MAX_UPLOAD_BYTES:
+    if len(data) > upload_limit_bytes("document"):
         raise ApiError(413, "Request Entity Too Large")
+    if len(data) > upload_limit_bytes(kind):
+        raise bad_request(PHOTO_TOO_BIG)
     if kind == "photo":
         width_px, height_px = image_size(data) or (DEFAULT_IMAGE_SIDE_PX, DEFAULT_IMAGE_SIDE_PX)
     elif kind in ("video", "animation"):
@@ -879,7 +919,7 @@ def _file_of_message(bot: BotState, obj: dict[str, Any]) -> tuple[str, FileRecor
 async def _send_media(bot: BotState, p: Params, method: str, kind: str) -> Any:
     """Send a photo, video, audio, document or animation message."""
     chat = _target_chat(bot, p)
-    record = _resolve_input_file(
+    record = await _resolve_input_file(
         bot,
         p.files,
         kind,
@@ -956,7 +996,7 @@ class _InputMedia:
     parse_mode: str | None
 
 
-def _input_media(bot: BotState, p: Params, item: Any) -> _InputMedia:
+async def _input_media(bot: BotState, p: Params, item: Any) -> _InputMedia:
     """Parse an InputMedia object (its `media` may be attach://, a URL or a file_id)."""
     if not isinstance(item, dict) or item.get("type") not in MEDIA_KINDS:
         raise bad_request("can't parse InputMedia JSON object")
@@ -968,7 +1008,7 @@ def _input_media(bot: BotState, p: Params, item: Any) -> _InputMedia:
         explicit if isinstance(explicit, list) else None,
     )
     dims = {name: item.get(name) for name in ("width", "height", "duration")}
-    record = _resolve_input_file(
+    record = await _resolve_input_file(
         bot,
         p.files,
         kind,
@@ -1008,7 +1048,7 @@ async def send_media_group(bot: BotState, p: Params) -> Any:
         raise bad_request("can't parse media JSON object")
     if not MIN_MEDIA_GROUP_ITEMS <= len(items) <= MAX_MEDIA_GROUP_ITEMS:
         raise bad_request("wrong number of media in the album: must be 2-10")
-    parsed = [_input_media(bot, p, item) for item in items]
+    parsed = [await _input_media(bot, p, item) for item in items]
     kinds = {media.kind for media in parsed}
     if len(kinds) > 1 and kinds & {"document", "audio"}:
         raise bad_request("documents and audio files can't be mixed with other media types")
@@ -1042,7 +1082,7 @@ async def edit_message_media(bot: BotState, p: Params) -> Any:
     old = message.obj
     if not any(kind in old for kind in MEDIA_KINDS):
         raise bad_request("there is no media in the message to edit")
-    media = _input_media(bot, p, p.get_json("media", "InputMedia"))
+    media = await _input_media(bot, p, p.get_json("media", "InputMedia"))
     raw_markup, inline = _reply_markup(p, inline_only=True)
     new = {k: v for k, v in old.items() if k not in EDITABLE_MEDIA_FIELDS}
     new.update(_media_content(media))

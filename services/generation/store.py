@@ -135,6 +135,18 @@ class JobStore:
         assert job is not None  # INSERT ... RETURNING
         return job
 
+    async def listen_requests(self) -> None:
+        """Subscribe this (autocommit) session to new jobs."""
+        await self._conn.execute(QUERIES["listen_requests"])
+
+    async def listen_finished(self) -> None:
+        """Subscribe this (autocommit) session to finished jobs (to deliver)."""
+        await self._conn.execute(QUERIES["listen_finished"])
+
+    async def listen_callbacks(self) -> None:
+        """Subscribe this (autocommit) session to stored callbacks and poll answers."""
+        await self._conn.execute(QUERIES["listen_callbacks"])
+
     async def claim_pending(self, *, limit: int, lease_s: float) -> list[Job]:
         """Claim pending jobs for submission, in fair order."""
         rows = await self._all("claim_pending", {"limit": limit, "lease_s": lease_s})
@@ -193,6 +205,15 @@ class JobStore:
         return [StoredCallback(id=r["id"], job_id=r["job_id"],
                                source=CallbackSource(r["source"]), payload=r["payload"])
                 for r in rows]
+
+    async def pending_callbacks_of_users(self, *, part: int, parts: int,
+                                         limit: int) -> list[tuple[StoredCallback, str]]:
+        """Return (locked) unapplied callbacks of one user partition with their job's model."""
+        rows = await self._all("pending_callbacks_of_users",
+                               {"part": part, "parts": parts, "limit": limit})
+        return [(StoredCallback(id=r["id"], job_id=r["job_id"],
+                                source=CallbackSource(r["source"]), payload=r["payload"]),
+                 r["model_id"]) for r in rows]
 
     async def mark_callback_applied(self, callback_id: int) -> None:
         """Record that a stored callback was applied."""

@@ -18,12 +18,28 @@ SELECT (SELECT count(*) FROM generation_jobs
            AND status NOT IN ('failed', 'expired')) AS free_today;
 
 -- name: insert_job
--- Create a pending job (its hold, if priced, is the next ledger entry of the transaction).
-INSERT INTO generation_jobs (user_id, chat_id, model_id, params, price_kop, category, free,
-                             idempotency_key)
-VALUES (%(user_id)s, %(chat_id)s, %(model_id)s, %(params)s, %(price_kop)s, %(category)s,
-        %(free)s, %(idempotency_key)s)
-RETURNING *;
+-- Create a pending job (its hold, if priced, is the next ledger entry of the transaction) and
+-- wake the leader's submitter (the notification is delivered when the transaction commits).
+WITH inserted AS (
+    INSERT INTO generation_jobs (user_id, chat_id, model_id, params, price_kop, category, free,
+                                 idempotency_key)
+    VALUES (%(user_id)s, %(chat_id)s, %(model_id)s, %(params)s, %(price_kop)s, %(category)s,
+            %(free)s, %(idempotency_key)s)
+    RETURNING *
+)
+SELECT inserted.*, pg_notify('job_requested', inserted.id::text) AS notified FROM inserted;
+
+-- name: listen_requests
+-- Wake this session on every new job (insert_job notifies).
+LISTEN job_requested;
+
+-- name: listen_finished
+-- Wake this session on every finished job (finish_job notifies).
+LISTEN job_finished;
+
+-- name: listen_callbacks
+-- Wake this session on every stored callback or poll answer (store_callback notifies).
+LISTEN job_callbacks;
 
 -- name: claim_pending
 -- Claim pending jobs for submission, fair across users: a job's slot is its user's jobs in
@@ -164,18 +180,34 @@ SELECT id, job_id, source, payload FROM job_callbacks
  LIMIT %(limit)s
    FOR UPDATE SKIP LOCKED;
 
+-- name: pending_callbacks_of_users
+-- Unapplied callbacks of one partition of the users (user_id mod parts = part), oldest first,
+-- with their job's model, locked for this transaction. Appliers of different partitions never
+-- touch the same job or wallet, so they run in parallel without lock waits or deadlocks.
+SELECT c.id, c.job_id, c.source, c.payload, j.model_id
+  FROM job_callbacks c
+  JOIN generation_jobs j ON j.id = c.job_id
+ WHERE c.applied_at IS NULL AND mod(j.user_id, %(parts)s) = %(part)s
+ ORDER BY c.id
+ LIMIT %(limit)s
+   FOR UPDATE OF c SKIP LOCKED;
+
 -- name: mark_callback_applied
 -- Record that the leader settled (or read and ignored) a stored callback.
 UPDATE job_callbacks SET applied_at = now() WHERE id = %(callback_id)s AND applied_at IS NULL;
 
 -- name: finish_job
--- Move an unfinished job to its final status (its hold is settled in the same transaction).
--- No row: the job was already finished, and nothing changes.
-UPDATE generation_jobs
-   SET status = %(status)s, finished_at = now(), result_urls = %(result_urls)s,
-       fail_code = %(fail_code)s, fail_message = %(fail_message)s, next_poll_at = NULL
- WHERE id = %(job_id)s AND status IN ('pending', 'submitted')
-RETURNING *;
+-- Move an unfinished job to its final status (its hold is settled in the same transaction)
+-- and wake the delivery worker when that commits. No row: the job was already finished, and
+-- nothing changes.
+WITH finished AS (
+    UPDATE generation_jobs
+       SET status = %(status)s, finished_at = now(), result_urls = %(result_urls)s,
+           fail_code = %(fail_code)s, fail_message = %(fail_message)s, next_poll_at = NULL
+     WHERE id = %(job_id)s AND status IN ('pending', 'submitted')
+    RETURNING *
+)
+SELECT finished.*, pg_notify('job_finished', finished.id::text) AS notified FROM finished;
 
 -- name: overdue_jobs
 -- Unfinished jobs older than their category's deadline at `now`, locked for expiry.

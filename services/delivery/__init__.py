@@ -1,0 +1,1 @@
+"""Delivery of generation results to Telegram: result files, status messages, the sender."""

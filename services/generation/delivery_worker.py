@@ -1,0 +1,260 @@
+"""The leader's delivery worker: finished jobs -> Telegram -> file_ids recorded.
+
+Overview (a supervisor.worker.Worker over DeliveryQueue)
+    claim     `claim_deliveries`: finished, undelivered jobs under a lease on delivering_at
+              (the claim numbered by delivery_attempts, the guard of the record)
+    handle    succeeded: the result files through services.delivery's sender (by URL,
+              upload, document or link by size; albums), caption = the model's title;
+              failed or expired: one message with the user-safe reason (ru/en, from
+              services.kie's failure texts) and that the hold was released;
+              then `record_delivered` (fenced) with Telegram's file_ids and message ids
+    settle    a dead-lettered job is recorded undeliverable (its reason kept); the
+              dead-letter hook tells the user, best effort
+
+Outcomes of a send
+    sent          -> record_delivered(file_ids, message_ids)
+    blocked (403) -> record_undeliverable("blocked"): the user blocked the bot; no retry
+    rejected      -> record_undeliverable("rejected: ..."): Telegram refuses the chat
+    unavailable   -> raise: retried (Kie's CDN may lag) until MAX_DELIVERY_ATTEMPTS, then
+                     dead-lettered; the user is told the file is gone. The job stays
+                     settled as Kie reported it: a success was committed once, never twice.
+
+Crash analysis: a crash after sending and before the record leaves the lease to pass; the
+job is claimed again and sent again (at-least-once: a result may arrive twice, never zero
+times). After the record the job is never claimed again. A deposed leader's record is fenced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Hashable, Sequence
+from typing import Final
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+import psycopg
+from aiogram import Bot
+from aiogram.exceptions import TelegramForbiddenError
+from psycopg_pool import AsyncConnectionPool
+
+import supervisor.worker as worker
+from services.catalog import Catalog
+from services.catalog.loader import Model
+from services.delivery import texts
+from services.delivery.files import ResultFile, ResultKind
+from services.delivery.sender import MAX_TEXT_UTF16, Delivery, Outcome, ResultSender, clip
+from services.generation import (
+    Job,
+    JobStatus,
+    claim_deliveries,
+    record_delivered,
+    record_undeliverable,
+)
+from services.generation.applier import read_answer
+from services.generation.loops import LoopStore
+from services.generation.store import JobStore
+from services.kie import FailureReason, failure_reason
+from services.kie.failures import TEXTS as FAILURE_TEXTS
+from services.telegram.texts import language_of
+from supervisor.election import Leadership
+from supervisor.runtime_state import RuntimeState
+
+logger = logging.getLogger(__name__)
+
+# Sending a 50 MB video can take minutes; a shorter lease would let a second claim resend.
+DELIVERY_LEASE_S: Final[float] = 300.0
+HANDLER_TIMEOUT_S: Final[float] = 240.0
+MAX_DELIVERY_ATTEMPTS: Final[int] = 3
+CONCURRENCY: Final[int] = 16
+POLL_INTERVAL_S: Final[float] = 1.0
+BLOCKED_REASON: Final[str] = "blocked"
+UNAVAILABLE_REASON: Final[str] = "result_unavailable"
+EXTENSION_KINDS: Final[dict[str, ResultKind]] = {
+    **dict.fromkeys(("png", "jpg", "jpeg", "webp", "gif"), ResultKind.IMAGE),
+    **dict.fromkeys(("mp4", "mov", "webm"), ResultKind.VIDEO),
+    **dict.fromkeys(("mp3", "wav", "m4a", "ogg", "flac", "aac"), ResultKind.AUDIO),
+}
+CATEGORY_KINDS: Final[dict[str, ResultKind]] = {
+    "image": ResultKind.IMAGE, "video": ResultKind.VIDEO, "audio": ResultKind.AUDIO,
+}
+EXPIRED_CODE: Final[str] = "deadline_passed"
+
+
+class ResultsUnavailable(Exception):
+    """None of a job's result files could be read (retried, then dead-lettered)."""
+
+
+def result_kind(url: str, model: Model | None) -> ResultKind:
+    """Return how to send a result: by its URL's extension, else by the model's category."""
+    path = urlsplit(url).path
+    extension = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    if extension in EXTENSION_KINDS:
+        return EXTENSION_KINDS[extension]
+    if model is None:
+        return ResultKind.OTHER
+    if model.category == "upscale":
+        return ResultKind.VIDEO if "video" in model.model_type else ResultKind.IMAGE
+    return CATEGORY_KINDS.get(model.category, ResultKind.OTHER)
+
+
+def failure_of(job: Job) -> FailureReason:
+    """Return the user-level reason a job failed or expired."""
+    if job.status is JobStatus.EXPIRED or job.fail_code == EXPIRED_CODE:
+        return FailureReason.TIMEOUT
+    return failure_reason(job.fail_code, job.fail_message)
+
+
+class DeliveryQueue:
+    """Finished, undelivered jobs as the worker's queue (claims are delivering_at leases)."""
+
+    def __init__(self, instance_id: str, lease_s: float) -> None:
+        self._instance_id = instance_id
+        self._lease_s = lease_s
+
+    async def listen(self, conn: psycopg.AsyncConnection) -> None:
+        """Wake on finished jobs (settled by the applier, expired by the poller)."""
+        await JobStore(conn).listen_finished()
+
+    async def claim(self, conn: psycopg.AsyncConnection, *, term: int,
+                    limit: int) -> list[worker.Job[Job]]:
+        """Claim up to limit finished jobs to deliver."""
+        jobs = await claim_deliveries(conn, instance_id=self._instance_id, limit=limit,
+                                      lease_s=self._lease_s)
+        return [worker.Job(key=job.id, attempts=job.delivery_attempts, payload=job)
+                for job in jobs]
+
+    async def settle(self, conn: psycopg.AsyncConnection, *, term: int,
+                     settlements: Sequence[worker.Settlement[Job]]) -> None:
+        """Record dead-lettered deliveries undeliverable; delivered ones were recorded."""
+        for settlement in settlements:
+            if settlement.outcome is worker.Outcome.DEAD:
+                await record_undeliverable(conn, settlement.job.payload,
+                                           reason=(settlement.error or UNAVAILABLE_REASON)[:300])
+
+    async def release_claims(self, conn: psycopg.AsyncConnection, *,
+                             held: Collection[Hashable],
+                             older_than_s: float,
+                             max_attempts: int) -> list[worker.Released[Job]]:
+        """Free nothing: an unheld claim frees itself when its lease passes."""
+        return []
+
+
+class DeliveryWorker:
+    """Deliver finished jobs to their chats while this instance leads."""
+
+    name = "kie-delivery"
+
+    def __init__(self, pool: AsyncConnectionPool, bot: Bot, catalog: Catalog,
+                 state: RuntimeState, *, instance_id: str,
+                 listen_connect: worker.ConnectFn | None = None,
+                 lease_s: float = DELIVERY_LEASE_S,
+                 max_attempts: int = MAX_DELIVERY_ATTEMPTS) -> None:
+        """Send with bot; claims carry instance_id and last lease_s."""
+        self._pool = pool
+        self._bot = bot
+        self._catalog = catalog
+        self._state = state
+        self._sender: ResultSender | None = None
+        self.worker = worker.Worker(
+            worker.WorkerConfig(name=self.name, concurrency=CONCURRENCY,
+                                max_attempts=max_attempts, handler_timeout_s=HANDLER_TIMEOUT_S,
+                                poll_interval_s=POLL_INTERVAL_S,
+                                retry_initial_s=min(lease_s, 5.0)),
+            pool=pool, queue=DeliveryQueue(instance_id, lease_s), handle=self.deliver,
+            listen_connect=listen_connect, on_dead_letter=self._tell_undeliverable)
+
+    async def run(self, leadership: Leadership | None) -> None:
+        """Run the worker (with one HTTP session for result files) until draining."""
+        async with aiohttp.ClientSession() as http:
+            self._sender = ResultSender(self._bot, http)
+            try:
+                await self.worker.run(leadership)
+            finally:
+                self._sender = None
+
+    async def deliver(self, claimed: worker.Job[Job], leadership: Leadership) -> None:
+        """Deliver one finished job and record what Telegram gave back."""
+        job = claimed.payload
+        lang = await self._language(job.user_id)
+        model = self._catalog.get(job.model_id)
+        title = model.title.get(lang) if model is not None else job.model_id
+        if job.status is JobStatus.SUCCEEDED:
+            delivery = await self._send_results(job, model, title)
+        else:
+            delivery = await self._send_failure(job, lang, title)
+        async with leadership.fenced(self._pool) as conn:
+            if delivery.outcome is Outcome.SENT:
+                await record_delivered(
+                    conn, job, file_ids=[file_id or "" for file_id in
+                                         delivery.file_ids(len(job.result_urls or []))],
+                    message_ids=delivery.message_ids)
+            else:
+                await record_undeliverable(conn, job, reason=_reason(delivery))
+        self._state.count(f"deliveries_{delivery.outcome}")
+
+    async def _send_results(self, job: Job, model: Model | None, title: str) -> Delivery:
+        """Send a succeeded job's files; raise ResultsUnavailable when none can be read."""
+        assert self._sender is not None
+        if not job.result_urls:
+            return await self._send_text_result(job, model, title)
+        files = [ResultFile(result_kind(url, model), url) for url in job.result_urls]
+        delivery = await self._sender.send(job.chat_id, files, caption=title)
+        if delivery.outcome is Outcome.UNAVAILABLE:
+            raise ResultsUnavailable(f"job {job.id}: no result file could be read")
+        return delivery
+
+    async def _send_text_result(self, job: Job, model: Model | None, title: str) -> Delivery:
+        """Send a result that is text (speech to text), read from the job's Kie answer."""
+        text = ""
+        if model is not None:
+            async with self._pool.connection() as conn:
+                answers = await LoopStore(conn).job_answers(job.id)
+            for source, payload in answers:
+                state = read_answer(model, source, payload)
+                if state is not None and state.result_object:
+                    found = state.result_object.get("text")
+                    text = found if isinstance(found, str) else orjson.dumps(
+                        state.result_object).decode()
+                    break
+        message = await self._send_text(job.chat_id, clip(f"{title}\n\n{text}".strip(),
+                                                          MAX_TEXT_UTF16))
+        if message is None:
+            return Delivery(Outcome.BLOCKED, detail=BLOCKED_REASON)
+        return Delivery(Outcome.SENT, message_ids=[message])
+
+    async def _send_text(self, chat_id: int, text: str) -> int | None:
+        """Send a text message; return its id, None when the user blocked the bot."""
+        try:
+            message = await self._bot.send_message(chat_id, text)
+        except TelegramForbiddenError:
+            return None
+        return message.message_id
+
+    async def _send_failure(self, job: Job, lang: str, title: str) -> Delivery:
+        """Tell the user why a job failed or expired (and that nothing was charged)."""
+        reason = FAILURE_TEXTS[failure_of(job)].get(lang)
+        message = await self._send_text(job.chat_id, texts.get(lang, "failed", model=title,
+                                                                reason=reason))
+        if message is None:
+            return Delivery(Outcome.BLOCKED, detail=BLOCKED_REASON)
+        return Delivery(Outcome.SENT, message_ids=[message])
+
+    async def _tell_undeliverable(self, job: Job) -> None:
+        """Tell the user a finished result could not be delivered (best effort)."""
+        lang = await self._language(job.user_id)
+        model = self._catalog.get(job.model_id)
+        title = model.title.get(lang) if model is not None else job.model_id
+        await self._send_text(job.chat_id, texts.get(lang, "result_unavailable", model=title))
+
+    async def _language(self, user_id: int) -> str:
+        """Return the language delivery speaks to a user in (ru or en)."""
+        async with self._pool.connection() as conn:
+            return language_of(await LoopStore(conn).user_language(user_id))
+
+
+def _reason(delivery: Delivery) -> str:
+    """Return the undeliverable reason kept on the job."""
+    if delivery.outcome is Outcome.BLOCKED:
+        return BLOCKED_REASON
+    return f"{delivery.outcome}: {delivery.detail or ''}"[:300]

@@ -1,0 +1,90 @@
+"""The generation engine's wiring: the leader's loops and the callback route of every instance.
+
+    submitter  (leader)  pending jobs -> createTask -> task id
+    ingress    (every)   POST /kie/callback/{job}/{token} -> stored + NOTIFY -> 200
+    applier    (leader)  stored callbacks and poll answers -> settlement (fenced)
+    poller     (leader)  recordInfo for quiet jobs -> stored like a callback; expiry
+    delivery   (leader)  finished jobs -> Telegram -> file_ids recorded
+    invariants (leader, scheduled) audit() -> /health and /metrics
+
+Each step wakes the next through PostgreSQL, so the path works across processes and a
+crash loses no wake-up for longer than a poll interval: a new job NOTIFYs `job_requested`
+(submitter), a stored callback or poll answer `job_callbacks` (applier), a finished job
+`job_finished` (delivery worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from aiogram import Bot
+from psycopg_pool import AsyncConnectionPool
+
+from config import Settings
+from services.catalog import Catalog
+from services.generation.applier import CallbackApplier
+from services.generation.callback_ingress import CallbackIngress
+from services.generation.delivery_worker import DELIVERY_LEASE_S, DeliveryWorker
+from services.generation.invariants_job import InvariantsJob
+from services.generation.poller import POLL_INTERVAL_S, StatusPoller
+from services.generation.settlement import expiry_deadlines
+from services.generation.submission import (
+    FIRST_POLL_AFTER_S,
+    POLL_BASE_INTERVAL_S,
+    POLL_MAX_INTERVAL_S,
+)
+from services.generation.submitter import SUBMIT_LEASE_S, Submitter, submit_bucket
+from services.kie import KieClient
+from services.maintenance import ScheduledJob
+from supervisor.http import RouteInstaller
+from supervisor.runtime_state import RuntimeState
+from supervisor.services import Service
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """The engine's clocks; production keeps the defaults, tests and benchmarks shorten them."""
+
+    first_poll_s: float = FIRST_POLL_AFTER_S
+    poll_base_s: float = POLL_BASE_INTERVAL_S
+    poll_max_s: float = POLL_MAX_INTERVAL_S
+    poll_interval_s: float = POLL_INTERVAL_S
+    submit_lease_s: float = SUBMIT_LEASE_S
+    delivery_lease_s: float = DELIVERY_LEASE_S
+
+
+@dataclass(slots=True)
+class Engine:
+    """What the composition root hands the supervisor for generations."""
+
+    leader_only: list[Service]
+    routes: list[RouteInstaller]
+    scheduled: list[ScheduledJob]
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeState, *,
+                 bot: Bot, catalog: Catalog,
+                 listen_connect: Callable[[], Awaitable[psycopg.AsyncConnection]],
+                 kie: KieClient | None = None, timings: Timings = Timings()) -> Engine:
+    """Wire the generation loops for one instance (no I/O)."""
+    if kie is None:
+        kie = KieClient.from_settings(settings)
+        kie.bucket = submit_bucket()
+    delivery = DeliveryWorker(pool, bot, catalog, state, instance_id=settings.instance_id,
+                              listen_connect=listen_connect, lease_s=timings.delivery_lease_s)
+    applier = CallbackApplier(pool, catalog, state, listen_connect=listen_connect)
+    poller = StatusPoller(pool, kie, catalog, state, deadlines_s=expiry_deadlines(settings),
+                          poll_base_s=timings.poll_base_s, poll_max_s=timings.poll_max_s,
+                          poll_interval_s=timings.poll_interval_s)
+    submitter = Submitter(pool, kie, catalog, state, webhook_base_url=settings.webhook_base_url,
+                          max_attempts=settings.max_submit_attempts,
+                          listen_connect=listen_connect, lease_s=timings.submit_lease_s,
+                          first_poll_s=timings.first_poll_s)
+    ingress = CallbackIngress(pool, state, hmac_key=settings.kie_webhook_hmac_key)
+    invariants = InvariantsJob(pool, state)
+    return Engine(leader_only=[submitter, applier, poller, delivery], routes=[ingress.install],
+                  scheduled=[ScheduledJob(invariants.name, invariants.every_s, invariants.run)],
+                  on_close=[kie.close])

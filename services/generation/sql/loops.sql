@@ -1,0 +1,8 @@
+-- name: user_language
+-- The Telegram language code of a user (for the texts delivery sends them).
+SELECT language_code FROM users WHERE user_id = %(user_id)s;
+
+-- name: job_answers
+-- A job's stored Kie answers (callbacks and poll answers), newest first: a text result
+-- (speech to text) lives only in its answer, the job row keeps result URLs.
+SELECT source, payload FROM job_callbacks WHERE job_id = %(job_id)s ORDER BY id DESC;

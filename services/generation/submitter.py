@@ -1,0 +1,190 @@
+"""The leader's submitter: pending jobs -> Kie createTask -> task id stored.
+
+Overview (a supervisor.worker.Worker over SubmitQueue)
+    claim     `claim_pending`: pending jobs in fair order (a job's slot is its user's jobs in
+              flight plus its rank in the user's queue), each under a lease of SUBMIT_LEASE_S
+    handle    1. `begin_submit` (fenced): count an attempt, store a fresh token's hash; None
+                 when the job is no longer pending (a callback settled it) or its attempts
+                 are used up (then the job failed and its hold was released)
+              2. createTask with callBackUrl = {WEBHOOK_BASE_URL}/kie/callback/{job}/{token},
+                 after a token from the 20-per-10 s bucket (in the Kie client)
+              3. `record_submitted` (fenced): the task id, guarded by status `pending`
+    settle    a dead-lettered job fails (`apply_outcome`: hold released); done and retried
+              jobs need no write (a retried job is offered again when its lease passes)
+
+Fairness and pace: the worker may run only as many submissions as the bucket can grant now,
+plus one (`concurrency`), so jobs do not pile up inside the bucket's queue in claim order: a
+user's long queue delays another user's first job by at most one slot.
+
+Failure handling
+    Kie final error (400 invalid, 402 credits, 422 ...): the job fails now, hold released.
+    Kie retryable error (5xx, 429, timeout) after the client's own retries: the worker
+    retries the job (a new attempt after the lease) up to MAX_SUBMIT_ATTEMPTS (env), then fails it
+    (each attempt may start a Kie task, never a second charge).
+    Every attempt after the first is counted on /metrics (`kie_resubmits`).
+
+Crash analysis
+    - before 1 commits: the job is offered again after the lease.
+    - between 1 and 2: an unused token; the next attempt makes a new one.
+    - between 2 and 3 (Kie accepted, task id not stored): the callback URL names the job and
+      its token, so Kie's callback alone settles it (stored, then applied to the pending job);
+      a job with a stored callback is never claimed again. If the lease passes first, it is
+      submitted again: a second Kie task (counted, bounded by MAX_SUBMIT_ATTEMPTS), but one
+      charge, since settlement is once per job.
+    - after 3: the job is `submitted`; its callback or the status poller finishes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Hashable, Sequence
+from typing import Final
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+import supervisor.worker as worker
+from services.catalog import Catalog
+from services.generation import (
+    Failed,
+    Job,
+    apply_outcome,
+    begin_submit,
+    claim_pending,
+    record_submitted,
+)
+from services.generation.callback_ingress import callback_url
+from services.generation.store import JobStore
+from services.generation.submission import FIRST_POLL_AFTER_S
+from services.kie import KieClient, KieFinal, TokenBucket
+from services.kie.ratelimit import CREATE_LIMIT_PER_WINDOW, CREATE_WINDOW_S
+from supervisor.election import Leadership
+from supervisor.runtime_state import RuntimeState
+
+logger = logging.getLogger(__name__)
+
+# Longer than one submission can take: the bucket's wait (<= 10 s) plus the client's
+# attempts (4 x 30 s timeout + 7 s of backoff); a shorter lease could submit a job twice.
+SUBMIT_LEASE_S: Final[float] = 180.0
+HANDLER_TIMEOUT_S: Final[float] = 150.0
+# Submissions in flight at most (each waits on Kie's answer, ~1 s in production).
+MAX_CONCURRENCY: Final[int] = 16
+# New jobs wake the submitter by NOTIFY (insert_job); this poll catches a missed one.
+POLL_INTERVAL_S: Final[float] = 0.5
+# Kie's window seen from our side is this much longer than 10 s (see submit_bucket).
+ARRIVAL_MARGIN_S: Final[float] = 0.25
+MODEL_GONE_CODE: Final[str] = "model_unavailable"
+SUBMIT_FAILED_CODE: Final[str] = "submit_failed"
+
+
+def submit_bucket() -> TokenBucket:
+    """Return the createTask bucket: Kie's 20 per 10 s, each token back a little later.
+
+    A grant becomes a request at Kie some milliseconds after it; Kie counts arrivals in its
+    own sliding window, so a token returned exactly 10 s after the previous grant could make
+    the 21st arrival of a window (a 429). The margin keeps every window at 20.
+    """
+    return TokenBucket(CREATE_LIMIT_PER_WINDOW, CREATE_WINDOW_S + ARRIVAL_MARGIN_S)
+
+
+class SubmitQueue:
+    """Pending jobs as the worker's queue (claims are leases on submit_claimed_at)."""
+
+    def __init__(self, lease_s: float) -> None:
+        self._lease_s = lease_s
+
+    async def listen(self, conn: psycopg.AsyncConnection) -> None:
+        """Wake on new jobs."""
+        await JobStore(conn).listen_requests()
+
+    async def claim(self, conn: psycopg.AsyncConnection, *, term: int,
+                    limit: int) -> list[worker.Job[Job]]:
+        """Claim up to limit pending jobs in fair order."""
+        jobs = await claim_pending(conn, limit=limit, lease_s=self._lease_s)
+        return [worker.Job(key=job.id, attempts=job.submit_attempts + 1, payload=job)
+                for job in jobs]
+
+    async def settle(self, conn: psycopg.AsyncConnection, *, term: int,
+                     settlements: Sequence[worker.Settlement[Job]]) -> None:
+        """Fail the jobs whose attempts are spent; the others need no write."""
+        for settlement in settlements:
+            if settlement.outcome is worker.Outcome.DEAD:
+                await apply_outcome(conn, settlement.job.payload.id, Failed(
+                    code=SUBMIT_FAILED_CODE, message=settlement.error or "submission failed"))
+
+    async def release_claims(self, conn: psycopg.AsyncConnection, *,
+                             held: Collection[Hashable],
+                             older_than_s: float,
+                             max_attempts: int) -> list[worker.Released[Job]]:
+        """Free nothing: an unheld claim frees itself when its lease passes."""
+        return []
+
+
+class Submitter:
+    """Submit pending jobs to Kie while this instance leads."""
+
+    name = "kie-submitter"
+
+    def __init__(self, pool: AsyncConnectionPool, kie: KieClient, catalog: Catalog,
+                 state: RuntimeState, *, webhook_base_url: str,
+                 max_attempts: int, listen_connect: worker.ConnectFn | None = None,
+                 max_concurrency: int = MAX_CONCURRENCY, lease_s: float = SUBMIT_LEASE_S,
+                 first_poll_s: float = FIRST_POLL_AFTER_S) -> None:
+        """Submit through kie (at most max_attempts per job); callbacks go to
+        webhook_base_url."""
+        self._pool = pool
+        self._kie = kie
+        self._catalog = catalog
+        self._state = state
+        self._base_url = webhook_base_url
+        self._max_concurrency = max_concurrency
+        self._max_attempts = max_attempts
+        self._first_poll_s = first_poll_s
+        self.worker = worker.Worker(
+            worker.WorkerConfig(name=self.name, concurrency=max_concurrency,
+                                max_attempts=max_attempts,
+                                handler_timeout_s=HANDLER_TIMEOUT_S,
+                                poll_interval_s=POLL_INTERVAL_S),
+            pool=pool, queue=SubmitQueue(lease_s), handle=self.submit,
+            listen_connect=listen_connect, concurrency=self._slots)
+
+    async def run(self, leadership: Leadership | None) -> None:
+        """Run the worker until draining."""
+        await self.worker.run(leadership)
+
+    def _slots(self) -> int:
+        """Return how many submissions may run: what the bucket grants now, plus one."""
+        return max(1, min(self._max_concurrency, self._kie.bucket.available() + 1))
+
+    async def submit(self, claimed: worker.Job[Job], leadership: Leadership) -> None:
+        """Submit one job (see the module doc for the steps and their crash analysis)."""
+        job = claimed.payload
+        async with leadership.fenced(self._pool) as conn:
+            ticket = await begin_submit(conn, job.id, max_attempts=self._max_attempts)
+        if ticket is None:
+            return
+        if ticket.attempt > 1:
+            self._state.count("kie_resubmits")
+            logger.warning("job_resubmitted", extra={"job_id": job.id,
+                                                     "attempt": ticket.attempt})
+        model = self._catalog.get(job.model_id)
+        if model is None:
+            await self._fail(leadership, job, MODEL_GONE_CODE, "the model left the catalog")
+            return
+        try:
+            task_id = await self._kie.create_task(
+                model, job.params, callback_url=callback_url(self._base_url, job.id,
+                                                              ticket.token))
+        except KieFinal as exc:
+            await self._fail(leadership, job, f"kie_{exc.code}", str(exc))
+            return
+        async with leadership.fenced(self._pool) as conn:
+            await record_submitted(conn, job.id, task_id, first_poll_s=self._first_poll_s)
+        self._state.count("kie_tasks_created")
+
+    async def _fail(self, leadership: Leadership, job: Job, code: str, message: str) -> None:
+        """Fail a job Kie will never take (its hold is released)."""
+        async with leadership.fenced(self._pool) as conn:
+            await apply_outcome(conn, job.id, Failed(code=code, message=message[:500]))
+        self._state.count("kie_submits_refused")
+        logger.warning("job_submit_refused", extra={"job_id": job.id, "code": code})
