@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from sandbox.common.media import make_png
 from sandbox.harness.env import BOT_TOKEN
@@ -149,3 +151,24 @@ async def test_the_bot_token_never_reaches_the_page(stand: Stand) -> None:
     for path in ("/", "/api/me", "/api/updates"):
         text = await (await stand.page.get(path)).text()
         assert secret not in text, path
+
+
+async def test_a_file_sent_by_a_local_url_is_served_from_that_url(stand: Stand) -> None:
+    picture = make_png(12, 9, (9, 9, 9))
+
+    async def result(request: web.Request) -> web.Response:
+        return web.Response(body=picture, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/r/result.png", result)
+    async with TestServer(app, host="127.0.0.1") as origin:
+        await stand.page.post("/api/send", json={"text": "hi"})
+        local = await stand.bot("sendPhoto", chat_id=CHAT_ID,
+                                photo=str(origin.make_url("/r/result.png")))
+        remote = await stand.bot("sendPhoto", chat_id=CHAT_ID,
+                                 photo="https://cdn.example.test/elsewhere.png")
+        await stand.page.get("/api/updates")  # the page learns where the files live
+        response = await stand.page.get(f"/api/file/{local['photo'][-1]['file_id']}")
+        assert response.status == 200
+        assert await response.read() == picture
+        assert (await stand.page.get(f"/api/file/{remote['photo'][-1]['file_id']}")).status == 404

@@ -15,7 +15,10 @@ stands between them:
                                  a tap on an inline button: a callback query
     POST /api/upload multipart   kind (photo, video, audio, document), file, caption: a message
                                  from you carrying that file
-    GET  /api/file/{file_id}     a file the bot sent, read from the sandbox's file store
+    GET  /api/file/{file_id}     a file the bot sent, read from the sandbox's file store; a
+                                 file the bot sent by URL (the sandbox keeps no bytes of those)
+                                 is read from that URL when it is on this machine (the Kie
+                                 sandbox's results), never from another host
 
 Bad input gets a 400 with `error` saying which rule it broke, and nothing is sent.
 """
@@ -23,12 +26,14 @@ Bad input gets a 400 with `error` saying which rule it broke, and nothing is sen
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -104,6 +109,7 @@ class _Api:
         self._bot_base = f"{telegram_url}/bot{bot_token}"
         self._file_base = f"{telegram_url}/file/bot{bot_token}"
         self._person = person
+        self._urls: dict[str, str] = {}  # file_id -> the loopback URL the bot sent it by
         self._http: aiohttp.ClientSession | None = None
         self._control: SandboxClient | None = None
 
@@ -152,6 +158,7 @@ class _Api:
         current: dict[int, Mapping[str, Any] | None] = {}
         items = []
         for entry in chat["messages"]:
+            self._remember_url(entry.get("media"))
             item = dict(entry)
             message_id = entry.get("message_id")
             if entry.get("method") in MESSAGE_METHODS and isinstance(message_id, int):
@@ -160,6 +167,12 @@ class _Api:
                 item["message"] = current[message_id]
             items.append(item)
         return web.json_response({"ok": True, "items": items, "total": chat["total"]})
+
+    def _remember_url(self, media: Any) -> None:
+        """Remember where a file sent by URL lives, when that is on this machine."""
+        url = media.get("url") if isinstance(media, dict) else None
+        if isinstance(url, str) and media.get("file_id") and _is_loopback(url):
+            self._urls[str(media["file_id"])] = url
 
     async def _message(self, chat_id: int, message_id: int) -> Mapping[str, Any] | None:
         """Return a message as it is now, or None when it was deleted."""
@@ -231,14 +244,28 @@ class _Api:
             raise BadInput("not a file id")
         found = await self._bot_api("getFile", file_id=file_id)
         if not found or not found.get("file_path"):
-            raise web.HTTPNotFound(text="no such file (a file sent by URL is not stored)")
-        async with self.http.get(f"{self._file_base}/{found['file_path']}") as upstream:
-            if upstream.status != 200:
-                raise web.HTTPNotFound(text="the sandbox has no bytes for this file")
-            data = await upstream.read()
-            content_type = upstream.headers.get("Content-Type", "application/octet-stream")
-        return web.Response(body=data, headers={"Content-Type": content_type,
-                                                "Cache-Control": "max-age=3600"})
+            raise web.HTTPNotFound(text="no such file")
+        for url in (f"{self._file_base}/{found['file_path']}", self._urls.get(file_id)):
+            if url is None:
+                continue
+            async with self.http.get(url) as upstream:
+                if upstream.status == 200:
+                    return web.Response(body=await upstream.read(), headers={
+                        "Content-Type": upstream.headers.get("Content-Type",
+                                                             "application/octet-stream"),
+                        "Cache-Control": "max-age=3600"})
+        raise web.HTTPNotFound(text="no bytes for this file (sent by a URL not on this machine)")
+
+
+def _is_loopback(url: str) -> bool:
+    """Tell whether a URL's host is this machine (127.0.0.0/8, ::1, localhost)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _int_query(request: web.Request, name: str) -> int:
