@@ -35,6 +35,8 @@ WEBHOOK_SECRET_RULE = "must be 16-256 characters of A-Z a-z 0-9 _ -"
 # The derived webhook secret: HMAC-SHA256(bot token, label), hex (64 chars, in the alphabet).
 WEBHOOK_SECRET_LABEL = b"kiebot-webhook-secret-v1"
 LOOPBACK_NAMES = ("localhost",)
+# The Support button shows SUPPORT_TEXT in one message, with room for the contact line.
+SUPPORT_TEXT_MAX_CHARS = 1000
 MIN_API_KEY_CHARS = 16
 
 
@@ -115,6 +117,22 @@ def _text(raw: str) -> str:
     value = raw.strip()
     if not value:
         raise ValueError("must not be empty")
+    return value
+
+
+def _telegram_username(raw: str) -> str:
+    value = raw.strip().removeprefix("https://t.me/").removeprefix("@")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{3,31}", value):
+        raise ValueError("must be a Telegram username (@name, 4-32 of A-Z a-z 0-9 _, "
+                         f"starting with a letter), got {raw!r}")
+    return value
+
+
+def _support_text(raw: str) -> str:
+    value = raw.strip()
+    if len(value) > SUPPORT_TEXT_MAX_CHARS:
+        raise ValueError(f"must be at most {SUPPORT_TEXT_MAX_CHARS} characters, "
+                         f"got {len(value)}")
     return value
 
 
@@ -323,6 +341,13 @@ ENV_KEYS: tuple[EnvKey, ...] = (
     EnvKey("JOB_EXPIRY_UPSCALE", "job_expiry_upscale_s",
            "Seconds an upscale job may take before it expires and its hold is released.",
            _float_in(60, 86400), default="1800"),
+    # --- the chat screens ---
+    EnvKey("SUPPORT_TELEGRAM", "support_telegram",
+           "Telegram username users write to for help (@name), behind the Support button.",
+           _telegram_username, default=""),
+    EnvKey("SUPPORT_TEXT", "support_text",
+           f"Words the Support button shows above the contact (up to "
+           f"{SUPPORT_TEXT_MAX_CHARS} characters).", _support_text, default=""),
 )
 
 REQUIRED_ENV_KEYS: tuple[str, ...] = tuple(k.name for k in ENV_KEYS if k.required)
@@ -368,6 +393,8 @@ class Settings:
     job_expiry_video_s: float
     job_expiry_audio_s: float
     job_expiry_upscale_s: float
+    support_telegram: str | None
+    support_text: str | None
 
     def secret_values(self) -> tuple[str, ...]:
         """Return every secret value, for log and output scrubbing."""

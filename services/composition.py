@@ -18,12 +18,16 @@ from services.catalog import load_catalog
 from services.checks import checks
 from services.generation.engine import build_engine
 from services.maintenance import Maintenance
+from services.storefront import Storefront
+from services.telegram import texts
 from services.telegram.bot import create_bot
-from services.telegram.dead_letters import apology
+from services.telegram.commands import CommandsPublisher
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
+from services.telegram.handlers.support import Support
 from services.telegram.inbox import InboxStore, bot_id_of
+from services.telegram.notices import dead_letter_notice
 from services.telegram.poller import TelegramPoller
 from services.telegram.pressure import IngressPressure
 from services.telegram.retention import inbox_jobs
@@ -65,12 +69,18 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     storage = PostgresStorage(pool, fenced=term.fenced, state_cache_size=FSM_STATE_CACHE_SIZE,
                               cache_scope=lambda: term.leadership)
     accounts = Accounts(pool, leadership=lambda: term.leadership)
-    aiogram_dp = build_dispatcher(storage=storage, accounts=accounts)
+    storefront = Storefront(pool, catalog, markup=settings.price_markup,
+                            leadership=lambda: term.leadership)
+    i18n_core = await asyncio.to_thread(texts.core)
+    aiogram_dp = build_dispatcher(
+        storage=storage, i18n_core=i18n_core, accounts=accounts, storefront=storefront,
+        support=Support(username=settings.support_telegram, text=settings.support_text))
     pressure = IngressPressure()
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, inbox=inbox, term=term,
                                  listen_connect=listen_connect,
                                  concurrency=settings.dispatch_concurrency,
-                                 on_dead_letter=apology(bot), flooded=pressure.high)
+                                 on_dead_letter=dead_letter_notice(bot, accounts),
+                                 flooded=pressure.high)
     allowed_updates = aiogram_dp.resolve_used_update_types()
     engine = build_engine(settings, pool, state, bot=bot, catalog=catalog,
                           listen_connect=listen_connect)
@@ -80,6 +90,7 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         Maintenance([*inbox_jobs(pool, inbox, retention_hours=settings.inbox_retention_hours),
                      *engine.scheduled]),
         *engine.leader_only,
+        CommandsPublisher(bot, i18n_core),
     ]
     routes: list[RouteInstaller] = [*engine.routes]  # Kie's callbacks, on every instance
     if settings.bot_mode == "polling":

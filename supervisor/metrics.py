@@ -23,6 +23,13 @@ COUNTER_HELP = {
     "webhook_updates": "Telegram updates stored from webhook deliveries by this instance.",
     "updates_processed": "Telegram updates handled to completion by this instance.",
     "updates_failed": "Attempts to handle a Telegram update that failed (retried later).",
+    "kie_tasks_created": "Kie createTask calls that returned a task id.",
+    "kie_resubmits": "createTask attempts after a job's first (bounded; never a second charge).",
+    "kie_callbacks_stored": "Kie callbacks stored durably by this instance.",
+    "kie_callbacks_duplicate": "Kie callbacks received again (stored before; nothing changed).",
+    "kie_callbacks_refused": "Kie callbacks refused (bad body, token, signature, DB away).",
+    "kie_callbacks_applied": "Stored Kie answers the leader applied to their jobs.",
+    "invariant_violations": "Money and job invariant violations found by the leader's audits.",
 }
 
 
@@ -54,6 +61,10 @@ class StateCollector(Collector):
         for name, info in sorted(state.services.items()):
             restarts.add_metric([name], info.restarts)
         yield restarts
+        if state.invariants is not None:
+            yield GaugeMetricFamily(PREFIX + "invariants_ok",
+                                    "1 when the leader's last audit found every invariant held.",
+                                    value=int(state.invariants["ok"]))
         for name, value in sorted(state.counters.items()):
             yield CounterMetricFamily(PREFIX + name,
                                       COUNTER_HELP.get(name, f"Count of {name} events."),

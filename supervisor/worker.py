@@ -231,9 +231,7 @@ class Worker(Generic[P]):
             try:
                 await self._maybe_release(run)
                 jobs = await self._turn(run, limit)
-            except FencedError:
-                raise
-            except DB_ERRORS as exc:
+            except DB_ERRORS as exc:  # FencedError is not one: the term is over, so is the run
                 delay = backoff.next_delay()
                 logger.error("worker_turn_failed", extra={
                     "worker": self.name, "error": str(exc)[:200], "attempt": backoff.attempts,
@@ -309,11 +307,11 @@ class Worker(Generic[P]):
         except FencedError:
             return  # our term is over; the next leader owns this job now
         except Unprocessable as exc:
-            self._record(run, Settlement(job, Outcome.DEAD, _error(exc), notify=False))
+            run.outcomes.append(Settlement(job, Outcome.DEAD, _error(exc), notify=False))
         except Exception as exc:
-            self._record(run, self._failure(job, exc))
+            run.outcomes.append(self._failure(job, exc))
         else:
-            self._record(run, Settlement(job, Outcome.DONE))
+            run.outcomes.append(Settlement(job, Outcome.DONE))
             logger.debug("job_done", extra={
                 "worker": self.name, "key": job.key,
                 "ms": round((time.perf_counter() - started) * 1000, 2)})
@@ -333,9 +331,6 @@ class Worker(Generic[P]):
         logger.error("job_dead_lettered", extra={"worker": self.name, "key": job.key,
                                                  "error": error, "attempt": job.attempts})
         return Settlement(job, Outcome.DEAD, error)
-
-    def _record(self, run: _Run[P], settlement: Settlement[P]) -> None:
-        run.outcomes.append(settlement)
 
     def _notify(self, payload: P) -> None:
         """Run the dead-letter hook in the background (best effort, never blocks a turn)."""

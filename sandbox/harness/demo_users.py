@@ -39,11 +39,12 @@ TEXT: Final = "text"  # the key kind of free-text messages (their key is the tex
 ERROR: Final = "error"  # the key of the bot's "something went wrong" reply
 # Share of each kind of message after a chat's first /start.
 MIX: Final[Mapping[str, float]] = {"/start": 0.1, "/help": 0.1, "/balance": 0.15, TEXT: 0.65}
-# Which message key each reply template answers (keys of services.telegram.texts.TEXTS).
+# Which message key each reply text answers (message ids of services/telegram/locales).
 KEY_OF_TEMPLATE: Final[Mapping[str, str]] = {
-    "welcome": "/start", "welcome_back": "/start", "help": "/help", "balance": "/balance",
-    "no_wallet": "/balance", "hint": TEXT, "something_went_wrong": ERROR,
+    "start-welcome": "/start", "start-welcome-back": "/start", "help-text": "/help",
+    "balance-text": "/balance", "fallback-hint": TEXT, "something_went_wrong": ERROR,
 }
+LANGUAGES: Final = ("ru", "en")
 
 ChatKey = tuple[int, str]
 
@@ -66,16 +67,16 @@ def _template_pattern(template: str) -> re.Pattern[str]:
 
 
 _PATTERNS: Final = [
-    (key, _template_pattern(language[name]))
-    for language in texts.TEXTS.values()
-    for name, key in KEY_OF_TEMPLATE.items() if name in language
+    (key, _template_pattern(texts.template(language, name)))
+    for language in LANGUAGES
+    for name, key in KEY_OF_TEMPLATE.items()
 ]
 
 
 def classify(text: str) -> str | None:
     """Return the message key a reply answers (the quoted text for the fallback), or None."""
     for key, pattern in _PATTERNS:
-        match = pattern.fullmatch(text)
+        match = pattern.match(text)  # a reply may go on after its template (a statement)
         if match:
             return match.group(TEXT) if key == TEXT else key
     return None

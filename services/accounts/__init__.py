@@ -1,24 +1,31 @@
-"""Accounts: the product service bot handlers use to register users and read their wallets.
+"""Accounts: the product service bot handlers use for a user's profile, money and jobs.
 
 Handlers get an `Accounts`, never the pool, the settings or a secret. It owns its
 transactions: every write is one fenced unit of work under the current leadership (the term
-the dispatcher runs under), so a deposed leader's handler changes nothing.
+the dispatcher runs under), so a deposed leader's handler changes nothing; reads take a
+pooled connection and no fence.
 
-Crash analysis of `register` (one transaction: user row, empty wallet, wallet read): a crash
-before the commit leaves nothing and the re-run update registers the user; a crash after it
-and before the reply makes the re-run find the user already there (`created` is False).
+Crash analysis of `register` / `enter` (a read, then, only for a new user or a changed
+profile, one transaction: user row, empty wallet, wallet
+read): a crash before the commit leaves nothing and the re-run update registers the user; a
+crash after it and before the reply makes the re-run find the user already there (`created`
+is False). `set_language` and `remember_start_payload` are single idempotent UPDATEs: a re-run
+writes the same value again (or, for the payload, nothing: the first one is kept).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
+import psycopg
 from aiogram.types import User
 from psycopg_pool import AsyncConnectionPool
 
-from services.billing.ledger import Wallet, read_wallet
-from services.users import ensure_user
+from services.billing.ledger import LedgerLine, LedgerStore, Wallet, read_wallet
+from services.generation.store import Job, JobStore
+from services.users import Language, Profile, UserStore
 from supervisor.election import FencedError, Leadership
 
 
@@ -30,28 +37,105 @@ class Registration:
     wallet: Wallet
 
 
+@dataclass(frozen=True, slots=True)
+class Member:
+    """The user an update comes from, loaded once per update by the bot's middleware."""
+
+    user_id: int
+    first_name: str
+    created: bool
+    ui_language: Language | None  # None: they never chose; follow Telegram's language_code
+    language_code: str | None
+    wallet: Wallet
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of a user's jobs, newest first."""
+
+    jobs: list[Job]
+    total: int
+
+
 class Accounts:
-    """Register Telegram users and read their wallets."""
+    """Register Telegram users, remember their choices, read their wallets and jobs."""
 
     def __init__(self, pool: AsyncConnectionPool, *,
                  leadership: Callable[[], Leadership | None]) -> None:
         self._pool = pool
         self._leadership = leadership
 
-    async def register(self, user: User) -> Registration:
-        """Register the user with an empty wallet (or refresh their profile) under our term."""
+    def _fenced(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection]:
         leadership = self._leadership()
         if leadership is None:
             raise FencedError("no current term")
-        async with leadership.fenced(self._pool) as conn:
-            created = await ensure_user(conn, user_id=user.id, username=user.username,
-                                        first_name=user.first_name,
-                                        language_code=user.language_code)
-            wallet = await read_wallet(conn, user.id)
-        assert wallet is not None, "ensure_user creates the wallet with the user"
-        return Registration(created=created, wallet=wallet)
+        return leadership.fenced(self._pool)
+
+    async def register(self, user: User) -> Registration:
+        """Register the user with an empty wallet (or refresh their profile) under our term."""
+        member = await self.enter(user)
+        return Registration(created=member.created, wallet=member.wallet)
+
+    async def enter(self, user: User) -> Member:
+        """Register the user (or refresh a changed profile) and return them with their wallet.
+
+        A returning user whose profile did not change costs one read and no write (the
+        common case: most updates come from known users).
+        """
+        async with self._pool.connection() as conn:
+            known = await UserStore(conn).member(user.id)
+        profile = Profile(user.username, user.first_name, user.language_code)
+        if known is not None and known[0] == profile:
+            entered = known[1]
+        else:
+            async with self._fenced() as conn:
+                entered = await UserStore(conn).enter_user(
+                    user_id=user.id, username=user.username, first_name=user.first_name,
+                    language_code=user.language_code)
+        return Member(user_id=user.id, first_name=user.first_name, created=entered.created,
+                      ui_language=entered.ui_language, language_code=user.language_code,
+                      wallet=Wallet(balance_kop=entered.balance_kop,
+                                    hold_kop=entered.hold_kop))
+
+    async def set_language(self, user_id: int, language: Language) -> None:
+        """Store the UI language the user chose."""
+        async with self._fenced() as conn:
+            await UserStore(conn).set_ui_language(user_id, language)
+
+    async def remember_start_payload(self, user_id: int, payload: str) -> bool:
+        """Keep the user's first /start deep-link payload; return whether this one was kept."""
+        async with self._fenced() as conn:
+            return await UserStore(conn).remember_start_payload(user_id, payload)
+
+    async def chosen_language(self, user_id: int) -> Language | None:
+        """Return the UI language the user chose, or None (never chose, or unknown)."""
+        async with self._pool.connection() as conn:
+            known = await UserStore(conn).member(user_id)
+        return known[1].ui_language if known else None
 
     async def wallet(self, user_id: int) -> Wallet | None:
         """Return the user's wallet, or None if they never registered."""
         async with self._pool.connection() as conn:
             return await read_wallet(conn, user_id)
+
+    async def statement(self, user_id: int, *, limit: int) -> list[LedgerLine]:
+        """Return the user's latest ledger entries, newest first."""
+        async with self._pool.connection() as conn:
+            return await LedgerStore(conn).recent_entries(user_id, limit=limit)
+
+    async def jobs(self, user_id: int, *, offset: int, limit: int) -> JobPage:
+        """Return one page of the user's jobs, newest first."""
+        async with self._pool.connection() as conn:
+            jobs, total = await JobStore(conn).user_jobs(user_id, offset=offset, limit=limit)
+        return JobPage(jobs=jobs, total=total)
+
+    async def job(self, user_id: int, job_id: int) -> Job | None:
+        """Return one of the user's jobs, or None."""
+        async with self._pool.connection() as conn:
+            return await JobStore(conn).user_job(user_id, job_id)
+
+    async def last_model(self, user_id: int) -> str | None:
+        """Return the model id of the user's latest job, or None."""
+        async with self._pool.connection() as conn:
+            return await JobStore(conn).last_model(user_id)
+

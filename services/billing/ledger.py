@@ -16,6 +16,7 @@ key and gets "already applied".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -72,6 +73,19 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerLine:
+    """One stored ledger entry as a statement shows it."""
+
+    id: int
+    kind: EntryKind
+    balance_delta_kop: int
+    hold_delta_kop: int
+    job_id: int | None
+    payment_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class EntryResult:
     """Outcome of apply_entry: applied now, or already applied earlier under the same key."""
 
@@ -116,6 +130,13 @@ class LedgerStore:
                                        {"idempotency_key": idempotency_key})
         row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def recent_entries(self, user_id: int, *, limit: int) -> list[LedgerLine]:
+        """Return the user's latest entries, newest first."""
+        cur = self._conn.cursor(row_factory=dict_row)
+        await cur.execute(QUERIES["recent_entries"], {"user_id": user_id, "limit": limit})
+        return [LedgerLine(**(row | {"kind": EntryKind(row["kind"])}))
+                for row in await cur.fetchall()]
 
     async def _wallet(self, query: str, user_id: int) -> Wallet | None:
         cur = self._conn.cursor(row_factory=dict_row)

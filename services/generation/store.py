@@ -257,6 +257,21 @@ class JobStore:
                                                        "reason": reason})
         return row is not None
 
+    async def user_jobs(self, user_id: int, *, offset: int, limit: int) -> tuple[list[Job], int]:
+        """Return one page of the user's jobs, newest first, and their number in all."""
+        rows = await self._all("user_jobs", {"user_id": user_id, "offset": offset,
+                                             "limit": limit})
+        return [Job.from_row(r) for r in rows], int(rows[0]["total"]) if rows else 0
+
+    async def user_job(self, user_id: int, job_id: int) -> Job | None:
+        """Return the user's job, or None (also for another user's job)."""
+        return await self._one_job("user_job", {"user_id": user_id, "job_id": job_id})
+
+    async def last_model(self, user_id: int) -> str | None:
+        """Return the model id of the user's latest job, or None."""
+        row = await self._one("last_model", {"user_id": user_id})
+        return str(row["model_id"]) if row else None
+
     async def _one(self, query: str, params: Mapping[str, object]) -> dict[str, Any] | None:
         cur = self._conn.cursor(row_factory=dict_row)
         await cur.execute(QUERIES[query], params)

@@ -268,3 +268,29 @@ async def test_kie_never_receives_a_telegram_file_url_or_a_secret(database_url: 
         received = await kie.requests()
         assert received and all("authorization" not in {h.lower() for h in r["headers"]}
                                 for r in received)
+
+
+# A clock jump for one job: it was confirmed two hours ago (past every category's deadline).
+BACKDATE_SQL = b"UPDATE generation_jobs SET created_at = now() - interval '2 hours' WHERE id = %s"
+
+
+async def test_a_job_kie_never_finishes_expires_and_its_hold_is_released(
+        database_url: str) -> None:
+    async with scenario(database_url, task_duration_s=3_600.0) as (stack, _, telegram):
+        job_id = await place(stack, USERS[0], PHOTO_MODEL, "press-slow")
+
+        async def submitted() -> bool:
+            return (await stack.jobs([job_id]))[job_id].status is JobStatus.SUBMITTED
+
+        await eventually(submitted, what="the job at Kie")
+        assert stack.pool is not None
+        async with stack.pool.connection() as conn:
+            await conn.execute(BACKDATE_SQL, (job_id,))
+        await eventually(lambda: stack.all_delivered([job_id]), what="the expiry told")
+        job = (await stack.jobs([job_id]))[job_id]
+        assert job.status is JobStatus.EXPIRED
+        wallet = await stack.wallet(job.user_id)
+        assert (wallet.balance_kop, wallet.hold_kop) == (BALANCE_KOP, 0)
+        [entry] = await telegram.chat_messages(job.user_id)
+        assert "took too long" in entry["text"] and "not charged" in entry["text"]
+        assert stack.state.counters["jobs_expired"] == 1

@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.accounts import Accounts
 from services.billing.ledger import Wallet
+from services.users import Language
 from supervisor.election import FencedError, Leadership
 from tests.helpers import lead, set_term
 
@@ -53,3 +54,34 @@ async def test_without_a_current_term_nobody_is_registered(pool: AsyncConnection
 
 async def test_an_unknown_user_has_no_wallet(pool: AsyncConnectionPool) -> None:
     assert await accounts_of(pool, None).wallet(12345) is None
+
+
+async def test_enter_refreshes_a_changed_profile_and_writes_nothing_for_an_unchanged_one(
+        pool: AsyncConnectionPool) -> None:
+    accounts = accounts_of(pool, await lead(pool))
+    first = await accounts.enter(ANN)
+    stamp_sql = b"SELECT xmin::text, first_name FROM users WHERE user_id = 77"
+    async with pool.connection() as conn:
+        before = await (await conn.execute(stamp_sql)).fetchone()
+    again = await accounts.enter(ANN)
+    async with pool.connection() as conn:
+        unchanged = await (await conn.execute(stamp_sql)).fetchone()
+    renamed = await accounts.enter(ANN.model_copy(update={"first_name": "Anna"}))
+    async with pool.connection() as conn:
+        after = await (await conn.execute(stamp_sql)).fetchone()
+    assert (first.created, again.created, renamed.created) == (True, False, False)
+    assert unchanged == before and after is not None and after[1] == "Anna"
+
+
+async def test_a_chosen_language_and_the_first_deep_link_are_kept(
+        pool: AsyncConnectionPool) -> None:
+    accounts = accounts_of(pool, await lead(pool))
+    await accounts.enter(ANN)
+    assert (await accounts.enter(ANN)).ui_language is None
+    await accounts.set_language(77, Language.RU)
+    assert (await accounts.enter(ANN)).ui_language == Language.RU
+    assert await accounts.remember_start_payload(77, "ref_1") is True
+    assert await accounts.remember_start_payload(77, "ref_2") is False
+    async with pool.connection() as conn:
+        cur = await conn.execute(b"SELECT start_payload FROM users WHERE user_id = 77")
+        assert await cur.fetchone() == ("ref_1",)

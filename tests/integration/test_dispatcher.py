@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -17,12 +18,16 @@ from psycopg_pool import AsyncConnectionPool
 
 from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.accounts import Accounts
+from services.catalog import get_catalog
+from services.storefront import Storefront
 from services.telegram import dispatcher as dispatcher_module
-from services.telegram.dead_letters import apology
+from services.telegram import texts
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
 from services.telegram.fsm_storage import PostgresStorage
 from services.telegram.handlers import build_dispatcher
+from services.telegram.handlers.support import Support
 from services.telegram.inbox import parse_update
+from services.telegram.notices import dead_letter_notice
 from services.telegram.poller import TelegramPoller
 from supervisor.election import FencedError, Leadership
 from supervisor.runtime_state import RuntimeState
@@ -66,7 +71,8 @@ def make_dispatcher(pool: AsyncConnectionPool, bot: Bot, dp: Dispatcher,
     return InboxDispatcher(pool, bot, dp, RuntimeState("test", "polling", "test"),
                            inbox=inbox_store(), term=term or CurrentTerm(),
                            listen_connect=listen_connect, concurrency=8,
-                           on_dead_letter=apology(bot))
+                           on_dead_letter=dead_letter_notice(
+                               bot, Accounts(pool, leadership=lambda: None)))
 
 
 async def run_until(service_run: Awaitable[None], leadership: Leadership,
@@ -107,7 +113,10 @@ async def test_polled_commands_register_the_user_and_answer_in_their_language(
     term = CurrentTerm()
     dp = product_dispatcher()
     dp.fsm.storage = PostgresStorage(pool, fenced=term.fenced)
-    dp.workflow_data.update(accounts=Accounts(pool, leadership=lambda: term.leadership))
+    dp.workflow_data.update(accounts=Accounts(pool, leadership=lambda: term.leadership),
+                            storefront=Storefront(pool, get_catalog(), markup=Decimal(2),
+                                                  leadership=lambda: term.leadership),
+                            support=Support())
     await control.inject([
         {"kind": "message", "chat_id": 11, "user_id": 11, "text": "/start",
          "language_code": "ru", "first_name": "Иван"},
@@ -162,8 +171,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_with_an_apology(
     assert row[1] == dispatcher_module.MAX_ATTEMPTS == len(calls)
     assert "handler bug" in row[2]
     replies = [m["text"] for m in await control.chat_messages(33)]
-    assert replies == ["Что-то пошло не так, и мы не смогли обработать ваш запрос. "
-                       "Попробуйте ещё раз чуть позже."]
+    assert replies == [texts.get("ru", "something_went_wrong")]
 
 
 async def test_a_handler_that_hangs_is_timed_out_retried_then_dead_lettered(

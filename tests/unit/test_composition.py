@@ -23,7 +23,7 @@ UNREACHABLE_DB = "postgresql://kiebot:db-password-0123456789@127.0.0.1:9/kiebot"
 
 def fresh_routers() -> None:
     """Re-create the feature modules' routers (a router joins one Dispatcher only)."""
-    for module in (handlers.start, handlers.help, handlers.balance, handlers.fallback):
+    for module in handlers.FEATURES:
         importlib.reload(module)
 
 

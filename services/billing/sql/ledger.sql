@@ -27,3 +27,9 @@ SELECT balance_kop, hold_kop FROM wallets WHERE user_id = %(user_id)s FOR UPDATE
 -- name: count_entries
 -- How many ledger entries carry this key (the idempotency probe).
 SELECT count(*) AS n FROM ledger WHERE idempotency_key = %(idempotency_key)s;
+
+-- name: recent_entries
+-- The user's latest ledger entries, newest first (the balance screen's statement).
+SELECT id, kind, balance_delta_kop, hold_delta_kop, job_id, payment_id, created_at
+  FROM ledger WHERE user_id = %(user_id)s
+ ORDER BY id DESC LIMIT %(limit)s;

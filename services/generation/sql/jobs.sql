@@ -257,3 +257,17 @@ RETURNING id;
 -- name: recent_jobs
 -- The user's latest jobs, newest first (history; delivered ones carry Telegram file_ids).
 SELECT * FROM generation_jobs WHERE user_id = %(user_id)s ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: user_jobs
+-- One page of the user's jobs, newest first, with how many jobs they have in all.
+SELECT *, count(*) OVER () AS total FROM generation_jobs
+ WHERE user_id = %(user_id)s
+ ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: user_job
+-- One job of this user (another user's job id finds nothing).
+SELECT * FROM generation_jobs WHERE id = %(job_id)s AND user_id = %(user_id)s;
+
+-- name: last_model
+-- The model of the user's latest job, if they ever made one.
+SELECT model_id FROM generation_jobs WHERE user_id = %(user_id)s ORDER BY id DESC LIMIT 1;

@@ -1,18 +1,26 @@
-"""/help: what the bot can do."""
+"""/help and the Help button: what the bot can do."""
 
 from __future__ import annotations
 
 from aiogram import Router
 from aiogram.filters import Command
-from aiogram.types import Message
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from aiogram_i18n import I18nContext
 
-from services.telegram import texts
+from services.telegram.ui import HelpCb, leave_prompt, menu_only, show
 
 router = Router(name=__name__)
 
 
 @router.message(Command("help"))
-async def show_help(message: Message) -> None:
-    """List the commands."""
-    language = message.from_user.language_code if message.from_user else None
-    await message.answer(texts.get(language, "help"))
+async def help_command(message: Message, i18n: I18nContext, state: FSMContext) -> None:
+    """List the commands and how paying works."""
+    await leave_prompt(state)
+    await show(message, i18n.get("help-text"), menu_only(i18n))
+
+
+@router.callback_query(HelpCb.filter())
+async def help_button(query: CallbackQuery, i18n: I18nContext) -> None:
+    """Show the help in place of the pressed screen."""
+    await show(query, i18n.get("help-text"), menu_only(i18n))

@@ -1,0 +1,33 @@
+"""Fixtures for the chat screens' tests: the product's handlers on an in-process sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from config import load_settings
+from sandbox.telegram import SandboxClient, SandboxConfig, TelegramSandbox
+from services.telegram.bot import create_bot
+from tests.e2e.chat import ChatBot
+from tests.helpers import BOT_TOKEN, make_env
+
+
+@pytest.fixture
+async def chatbot(database_url: str) -> AsyncIterator[ChatBot]:
+    """The leader's loop with the product's handlers, against a sandbox without rate limits."""
+    config = SandboxConfig(per_chat_rate_per_s=0, global_rate_per_s=0, auto_create_chats=True)
+    async with (TelegramSandbox([BOT_TOKEN], config=config) as sandbox,
+                SandboxClient(sandbox.base_url) as control,
+                AsyncConnectionPool(database_url, min_size=2, max_size=10, open=False) as pool):
+        bot = create_bot(load_settings(make_env(database_url,
+                                                TELEGRAM_API_BASE=sandbox.base_url)),
+                         leading=lambda: True)
+        chat = ChatBot(pool, bot, sandbox, control)
+        await chat.start()
+        try:
+            yield chat
+        finally:
+            await chat.stop()
+            await bot.session.close()
