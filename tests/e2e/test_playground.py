@@ -222,10 +222,13 @@ async def test_playground_chats_with_the_real_bot(browser: Browser,
     async with _play(database_url) as url:
         page = await _open(browser, url)
         await _type(page, "/start")
-        await expect(page.locator(".msg.bot").first).to_contain_text("Hello, You!")
+        menu = page.locator(".msg.bot").first
+        await expect(menu).to_contain_text("Hello, You!")
+        await menu.get_by_role("button", name=re.compile("Images")).click()
+        await expect(page.locator(".msg.bot").last).to_contain_text(
+            re.compile(r"Images: \d+ models"))
         await _type(page, "/balance")
         await expect(page.locator(".msg.bot").last).to_contain_text("balance")
-        await _maybe_screenshot(page)
 
 
 def _product_generates() -> bool:
