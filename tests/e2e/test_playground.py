@@ -253,7 +253,7 @@ async def test_playground_generates_a_free_image_into_the_chat(browser: Browser,
         await models.get_by_role("button", name=re.compile("^Z-Image")).click()
         card = page.locator(".msg.bot").last
         await card.get_by_role("button", name=re.compile("Generate")).click()
-        await expect(page.locator(".msg.bot").last).to_contain_text("prompt")
+        await expect(page.locator(".msg.bot").last).to_contain_text(re.compile("prompt", re.I))
         await _type(page, "a red fox in the snow")
         confirm = page.locator(".msg.bot").last
         await confirm.get_by_role("button", name=re.compile(r"Generate ·")).click()
