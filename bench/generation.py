@@ -13,9 +13,13 @@ Run 1, throughput (rate limit off: the client's bucket and the Kie sandbox's lim
     callback_to_sent_ms    Kie's callback stored (job_callbacks.received_at) -> delivered_at
                            (recorded right after Telegram answered the send)
     jobs_per_s             jobs / (first confirm -> last delivery)
+    db_transactions_per_job  the database's committed + rolled back transactions / jobs
+                           (load-independent: what one generation costs the database)
     lost_results           jobs without a recorded delivery, or without a Telegram message
     double_charges         jobs committed twice + wallets off their top-ups minus successes
     invariants_ok          audit() is empty
+Run 1b, steady: the same path at STEADY_RATE_PER_S confirmations per second (below what the
+    burst drains), 400 jobs (--quick 100): callback_to_sent_ms without a backlog.
 Run 2, pace (the 20-per-10-s bucket on, the sandbox enforcing Kie's limit):
     one user confirms QUEUED jobs (default 100; --quick 40); once the first window's worth
     was submitted, a second user confirms one job.
@@ -45,7 +49,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from bench.common import (
+    STATS_FLUSH_S,
     bench_database,
+    database_transactions,
     event_loop_factory,
     latency_ms,
     logs_dir,
@@ -69,6 +75,10 @@ BUCKET_CAPACITY = 20
 DRAIN_TOLERANCE = 0.05
 WAIT_TIMEOUT_S = 1_800.0
 POLL_S = 0.2
+# The steady run: a rate well below the burst's throughput, over users of its own.
+STEADY_RATE_PER_S = 20.0
+STEADY_FIRST_USER = 100_000
+STEADY_USERS = 100
 
 
 def kie_config(*, rate_limited: bool) -> KieSandboxConfig:
@@ -133,10 +143,13 @@ async def throughput(url: str, *, users: int, jobs: int, telegram_url: str,
                 number = queue.get_nowait()
                 job_ids.append(await confirm(stack, 1 + number % users, f"bench-{number}"))
 
+        transactions = await asyncio.to_thread(database_transactions, url)
         started = time.perf_counter()
         await asyncio.gather(*(handler() for _ in range(CONFIRMERS)))
         await until(lambda: stack.all_delivered(job_ids), "deliveries")
         wall_s = time.perf_counter() - started
+        await asyncio.sleep(STATS_FLUSH_S)  # the server's statistics lag up to a second
+        transactions = await asyncio.to_thread(database_transactions, url) - transactions
         sent = (await telegram.stats())["outbox"]
         submitted = await kie_submissions(kie)
         violations = await stack.violations()
@@ -152,12 +165,38 @@ async def throughput(url: str, *, users: int, jobs: int, telegram_url: str,
         "confirm_to_submit_ms": _p50_p99(submit),
         "callback_to_sent_ms": _p50_p99(to_sent),
         "callbacks_measured": len(to_sent),
+        "db_transactions_per_job": round(transactions / jobs, 1),
         "telegram_results": sent,
         "lost_results": jobs - min(delivered, sent),
         "duplicate_results": max(0, sent - jobs),
         "double_charges": int(charges["n"]),
         "invariants_ok": not violations,
     }
+
+
+async def steady(url: str, *, rate_per_s: float, jobs: int, telegram_url: str,
+                 kie_url: str) -> dict[str, Any]:
+    """Run 1b: confirm jobs at a steady rate below capacity; the path's own latency."""
+    options = StackOptions(rate_limited=False, telegram_url=telegram_url, kie_url=kie_url,
+                           limits=JobLimits(max_active_jobs=jobs, free_daily_quota=jobs))
+    async with GenerationStack(url, options) as stack:
+        users = range(STEADY_FIRST_USER, STEADY_FIRST_USER + STEADY_USERS)
+        for user_id in users:
+            await stack.fund(user_id, BALANCE_KOP)
+        job_ids = []
+        started = time.perf_counter()
+        for number in range(jobs):
+            await asyncio.sleep(max(0.0, started + number / rate_per_s - time.perf_counter()))
+            job_ids.append(await confirm(stack, users[number % len(users)], f"steady-{number}"))
+        await until(lambda: stack.all_delivered(job_ids), "deliveries")
+        violations = await stack.violations()
+    timings = await rows(url, "job_timings")
+    to_sent = [r["delivered_s"] - r["callback_s"] for r in timings
+               if r["delivered_s"] and r["callback_s"]]
+    return {"rate_per_s": rate_per_s, "jobs": jobs,
+            "callback_to_sent_ms": _p50_p99(to_sent),
+            "lost_results": jobs - sum(1 for r in timings if r["delivered"]),
+            "invariants_ok": not violations}
 
 
 async def pace(url: str, *, queued: int) -> dict[str, Any]:
@@ -210,9 +249,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     args = parser.parse_args()
     users, jobs, queued = (50, 200, 40) if args.quick else (1_000, 5_000, 100)
+    steady_jobs = 100 if args.quick else 400
     with contextlib.ExitStack() as stack:
         first = bench_database(stack)
         second = bench_database(stack)
+        third = bench_database(stack)
         logs = logs_dir(stack)
         # The sandboxes of the throughput run are processes of their own: the engine has this
         # process (and its event loop) to itself, as an instance would.
@@ -227,6 +268,9 @@ def main() -> None:
                 "throughput": runner.run(throughput(
                     first.url, users=users, jobs=jobs, telegram_url=telegram.base_url,
                     kie_url=kie.base_url)),
+                "steady": runner.run(steady(
+                    third.url, rate_per_s=STEADY_RATE_PER_S, jobs=steady_jobs,
+                    telegram_url=telegram.base_url, kie_url=kie.base_url)),
                 "rate_limited": runner.run(pace(second.url, queued=queued)),
                 "postgres": first.postgres, "source": source_fingerprint(),
             }

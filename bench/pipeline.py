@@ -6,10 +6,10 @@
 A throwaway database, the Telegram sandbox without rate limits, and N real instances
 (`python -m supervisor run`); in webhook mode the sandbox pushes to
 `sandbox.harness.balancer`, which spreads deliveries over the instances as Render's balancer
-would. After a warm-up, N text
-messages with unique texts go into 1,000 private chats (in batches, as fast as the sandbox takes
-them unless --inject-rate paces them); the fallback handler answers each with
-`I did not understand “<text>”...`, so every reply names its update. A reader follows the
+would. After a warm-up, N unknown commands with unique texts (`/pipeline <i>`) go into 1,000
+private chats (in batches, as fast as the sandbox takes them unless --inject-rate paces them);
+the fallback handler answers each with `I did not understand “<text>”...`, so every reply
+names its update. A reader follows the
 sandbox outbox (long-polling `/_sandbox/wait?outbox_at_least=...`, then reading the new
 entries) and stamps each reply when it sees it.
 
@@ -45,9 +45,10 @@ QUICK_UPDATES = 2_000
 WARMUP_UPDATES = 200
 INJECT_BATCH = 100
 CHAT_ID_BASE = 7_000_000_000
-# Every reply quotes the text it did not understand; ours are "pipeline <index>".
-TEXT_PREFIX = "pipeline"
-WARMUP_PREFIX = "warmup"
+# Every reply quotes the command it did not understand; ours are "/pipeline <index>" (plain
+# text at the menu would be a prompt for the generation form, not the fallback).
+TEXT_PREFIX = "/pipeline"
+WARMUP_PREFIX = "/warmup"
 REPLY_QUOTE = re.compile("\u201c" + TEXT_PREFIX + r" (\d+)\u201d")
 OUTBOX_PAGE = 10_000
 # One long poll of the sandbox's wait endpoint (it allows up to 300 s).

@@ -16,7 +16,9 @@ from config import Settings
 from services.accounts import Accounts
 from services.catalog import load_catalog
 from services.checks import checks
+from services.generation import JobLimits
 from services.generation.engine import build_engine
+from services.generation.service import Generations
 from services.maintenance import Maintenance
 from services.storefront import Storefront
 from services.telegram import texts
@@ -71,9 +73,13 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     accounts = Accounts(pool, leadership=lambda: term.leadership)
     storefront = Storefront(pool, catalog, markup=settings.price_markup,
                             leadership=lambda: term.leadership)
+    generations = Generations(pool, leadership=lambda: term.leadership, catalog=catalog,
+                              markup=settings.price_markup,
+                              limits=JobLimits.from_settings(settings))
     i18n_core = await asyncio.to_thread(texts.core)
     aiogram_dp = build_dispatcher(
         storage=storage, i18n_core=i18n_core, accounts=accounts, storefront=storefront,
+        generations=generations,
         support=Support(username=settings.support_telegram, text=settings.support_text))
     pressure = IngressPressure()
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, inbox=inbox, term=term,

@@ -2,7 +2,8 @@
 
 `Users` sends about `rate_per_s` messages per second over `chats` private chats through the
 sandbox control API: a /start first in every chat, then a mix of /start, /help, /balance and
-free text. Every free text is unique (`u<chat>-<seq>`) and the bot's fallback reply quotes it,
+free text. Every free text is a unique unknown command (`/u<chat>-<seq>`: plain text would be
+a generation prompt) and the bot's fallback reply quotes it,
 so such a reply belongs to exactly one message.
 
 `Replies` reads the sandbox outbox and counts replies per (chat, key): the key is the command
@@ -36,6 +37,8 @@ STARTING_BALANCE_KOP: Final = 50_000  # 500 ₽ per user, topped up before the u
 OUTBOX_PAGE: Final = 10_000  # outbox entries per control API call
 
 TEXT: Final = "text"  # the key kind of free-text messages (their key is the text itself)
+# Free texts are unknown commands (plain text at the menu is a generation prompt).
+FREE_TEXT_PREFIX: Final = "/u"
 ERROR: Final = "error"  # the key of the bot's "something went wrong" reply
 # Share of each kind of message after a chat's first /start.
 MIX: Final[Mapping[str, float]] = {"/start": 0.1, "/help": 0.1, "/balance": 0.15, TEXT: 0.65}
@@ -145,7 +148,7 @@ class Users:
         if kind != TEXT:
             return Message(chat_id, kind)
         self._seq += 1
-        return Message(chat_id, f"u{chat_id}-{self._seq}")
+        return Message(chat_id, f"{FREE_TEXT_PREFIX}{chat_id}-{self._seq}")
 
     def profiles(self) -> list[SeededUser]:
         """Return who the users are, to register them with a starting balance."""
@@ -210,7 +213,7 @@ class Replies:
     def duplicated_texts(self) -> int:
         """Return the fallback replies that quote a (unique) free text more than once."""
         return sum(n - 1 for (_, key), n in self.per_key.items()
-                   if not key.startswith("/") and n > 1)
+                   if key.startswith(FREE_TEXT_PREFIX) and n > 1)
 
     def unanswered(self, expected: Mapping[ChatKey, int]) -> int:
         """Return the messages without a matching reply."""

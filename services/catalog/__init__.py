@@ -2,6 +2,8 @@
 
 from services.catalog.loader import (
     CATALOG_PATH,
+    TELEGRAM_FILE_REF_PREFIX,
+    URL_TYPES,
     Catalog,
     CatalogError,
     CatalogIssue,
@@ -19,6 +21,8 @@ from services.catalog.pricing import price_kopecks, select_sku
 
 __all__ = [
     "CATALOG_PATH",
+    "TELEGRAM_FILE_REF_PREFIX",
+    "URL_TYPES",
     "Catalog",
     "CatalogError",
     "CatalogIssue",

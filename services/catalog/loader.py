@@ -24,6 +24,9 @@ REQUIRED_MODEL_ID = "z-image"
 
 URL_TYPES = frozenset({"image_url", "video_url", "audio_url"})
 URL_SCHEMES = frozenset({"http", "https"})
+# A user's Telegram upload is stored as this prefix + its file_id; the submitter uploads the
+# file to Kie and sends Kie that URL instead (the Telegram file URL carries the bot token).
+TELEGRAM_FILE_REF_PREFIX = "tg:"
 # Only discrete or numeric fields can select a price; free text never does.
 PRICEABLE_TYPES = frozenset({"enum", "bool", "int", "float"})
 
@@ -336,6 +339,9 @@ def _check_scalar(f: InputField, where: str, kind: str, value: object) -> object
             raise InputError(where, f"must be true or false, not {type(value).__name__}")
         return value
     if kind in URL_TYPES:
+        if isinstance(value, str) and value.startswith(TELEGRAM_FILE_REF_PREFIX) and len(
+                value) > len(TELEGRAM_FILE_REF_PREFIX):
+            return value
         url = urlsplit(value) if isinstance(value, str) else None
         if url is None or url.scheme not in URL_SCHEMES or not url.netloc:
             raise InputError(where, f"must be an http(s) URL of an uploaded file, not {value!r}")

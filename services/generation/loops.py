@@ -19,7 +19,7 @@ class LoopStore:
         self._conn = conn
 
     async def user_language(self, user_id: int) -> str | None:
-        """Return the user's Telegram language code, None when unknown."""
+        """Return the language the user chose, else their Telegram code; None when unknown."""
         cur = await self._conn.execute(QUERIES["user_language"], {"user_id": user_id})
         row = await cur.fetchone()
         return row[0] if row else None

@@ -1,16 +1,19 @@
 """The leader's submitter: pending jobs -> Kie createTask -> task id stored.
 
-Overview (a supervisor.worker.Worker over SubmitQueue)
-    claim     `claim_pending`: pending jobs in fair order (a job's slot is its user's jobs in
-              flight plus its rank in the user's queue), each under a lease of SUBMIT_LEASE_S
-    handle    1. `begin_submit` (fenced): count an attempt, store a fresh token's hash; None
-                 when the job is no longer pending (a callback settled it) or its attempts
-                 are used up (then the job failed and its hold was released)
-              2. createTask with callBackUrl = {WEBHOOK_BASE_URL}/kie/callback/{job}/{token},
+Overview (a supervisor.worker.Worker over SubmitQueue; its claim runs in the worker's fenced
+turn, one transaction for a whole batch)
+    claim     1. `claim_pending`: pending jobs in fair order (a job's slot is its user's jobs
+                 in flight plus its rank in the user's queue), each under a lease of
+                 SUBMIT_LEASE_S
+              2. `begin_submit` for each: count an attempt, store a fresh token's hash (a job
+                 whose attempts are used up fails here, its hold released)
+    handle    3. createTask with callBackUrl = {WEBHOOK_BASE_URL}/kie/callback/{job}/{token},
                  after a token from the 20-per-10 s bucket (in the Kie client)
-              3. `record_submitted` (fenced): the task id, guarded by status `pending`
+              4. `record_submitted` (fenced, the job's own transaction: with Kie fast, the
+                 applier may be finishing the same job, and only this job should wait for
+                 it): the task id, guarded by status `pending`
     settle    a dead-lettered job fails (`apply_outcome`: hold released); done and retried
-              jobs need no write (a retried job is offered again when its lease passes)
+              jobs need no write (a retried job is offered again after its lease)
 
 Fairness and pace: the worker may run only as many submissions as the bucket can grant now,
 plus one (`concurrency`), so jobs do not pile up inside the bucket's queue in claim order: a
@@ -24,20 +27,23 @@ Failure handling
     Every attempt after the first is counted on /metrics (`kie_resubmits`).
 
 Crash analysis
-    - before 1 commits: the job is offered again after the lease.
-    - between 1 and 2: an unused token; the next attempt makes a new one.
-    - between 2 and 3 (Kie accepted, task id not stored): the callback URL names the job and
+    - before the claim commits: nothing changed; the job is claimed again.
+    - between the claim and 3: an unused token; after the lease the next attempt makes a new
+      one.
+    - between 3 and 4 (Kie accepted, task id not stored): the callback URL names the job and
       its token, so Kie's callback alone settles it (stored, then applied to the pending job);
       a job with a stored callback is never claimed again. If the lease passes first, it is
       submitted again: a second Kie task (counted, bounded by MAX_SUBMIT_ATTEMPTS), but one
       charge, since settlement is once per job.
-    - after 3: the job is `submitted`; its callback or the status poller finishes it.
+    - after 4: the job is `submitted`; its callback or the status poller finishes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import psycopg
@@ -55,9 +61,10 @@ from services.generation import (
 )
 from services.generation.callback_ingress import callback_url
 from services.generation.store import JobStore
-from services.generation.submission import FIRST_POLL_AFTER_S
+from services.generation.submission import FIRST_POLL_AFTER_S, SubmitTicket
 from services.kie import KieClient, KieFinal, TokenBucket
 from services.kie.ratelimit import CREATE_LIMIT_PER_WINDOW, CREATE_WINDOW_S
+from supervisor.aio import wait_event
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
 
@@ -72,7 +79,9 @@ MAX_CONCURRENCY: Final[int] = 16
 # New jobs wake the submitter by NOTIFY (insert_job); this poll catches a missed one.
 POLL_INTERVAL_S: Final[float] = 0.5
 # Kie's window seen from our side is this much longer than 10 s (see submit_bucket).
-ARRIVAL_MARGIN_S: Final[float] = 0.25
+ARRIVAL_MARGIN_S: Final[float] = 0.15
+# How often the bucket is checked for returned tokens (in memory, no I/O).
+BUCKET_WATCH_S: Final[float] = 0.02
 MODEL_GONE_CODE: Final[str] = "model_unavailable"
 SUBMIT_FAILED_CODE: Final[str] = "submit_failed"
 
@@ -87,35 +96,48 @@ def submit_bucket() -> TokenBucket:
     return TokenBucket(CREATE_LIMIT_PER_WINDOW, CREATE_WINDOW_S + ARRIVAL_MARGIN_S)
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One submission attempt of a job: the job and the attempt's ticket (token)."""
+
+    job: Job
+    ticket: SubmitTicket
+
+
 class SubmitQueue:
     """Pending jobs as the worker's queue (claims are leases on submit_claimed_at)."""
 
-    def __init__(self, lease_s: float) -> None:
+    def __init__(self, *, lease_s: float, max_attempts: int) -> None:
         self._lease_s = lease_s
+        self._max_attempts = max_attempts
 
     async def listen(self, conn: psycopg.AsyncConnection) -> None:
         """Wake on new jobs."""
         await JobStore(conn).listen_requests()
 
     async def claim(self, conn: psycopg.AsyncConnection, *, term: int,
-                    limit: int) -> list[worker.Job[Job]]:
-        """Claim up to limit pending jobs in fair order."""
-        jobs = await claim_pending(conn, limit=limit, lease_s=self._lease_s)
-        return [worker.Job(key=job.id, attempts=job.submit_attempts + 1, payload=job)
-                for job in jobs]
+                    limit: int) -> list[worker.Job[Attempt]]:
+        """Claim up to limit pending jobs in fair order and start an attempt of each."""
+        claimed = []
+        for job in await claim_pending(conn, limit=limit, lease_s=self._lease_s):
+            ticket = await begin_submit(conn, job.id, max_attempts=self._max_attempts)
+            if ticket is not None:  # None: attempts used up, the job failed (hold released)
+                claimed.append(worker.Job(key=job.id, attempts=ticket.attempt,
+                                          payload=Attempt(job, ticket)))
+        return claimed
 
     async def settle(self, conn: psycopg.AsyncConnection, *, term: int,
-                     settlements: Sequence[worker.Settlement[Job]]) -> None:
+                     settlements: Sequence[worker.Settlement[Attempt]]) -> None:
         """Fail the jobs whose attempts are spent; the others need no write."""
         for settlement in settlements:
             if settlement.outcome is worker.Outcome.DEAD:
-                await apply_outcome(conn, settlement.job.payload.id, Failed(
+                await apply_outcome(conn, settlement.job.payload.job.id, Failed(
                     code=SUBMIT_FAILED_CODE, message=settlement.error or "submission failed"))
 
     async def release_claims(self, conn: psycopg.AsyncConnection, *,
                              held: Collection[Hashable],
                              older_than_s: float,
-                             max_attempts: int) -> list[worker.Released[Job]]:
+                             max_attempts: int) -> list[worker.Released[Attempt]]:
         """Free nothing: an unheld claim frees itself when its lease passes."""
         return []
 
@@ -138,31 +160,46 @@ class Submitter:
         self._state = state
         self._base_url = webhook_base_url
         self._max_concurrency = max_concurrency
-        self._max_attempts = max_attempts
         self._first_poll_s = first_poll_s
         self.worker = worker.Worker(
             worker.WorkerConfig(name=self.name, concurrency=max_concurrency,
                                 max_attempts=max_attempts,
                                 handler_timeout_s=HANDLER_TIMEOUT_S,
                                 poll_interval_s=POLL_INTERVAL_S),
-            pool=pool, queue=SubmitQueue(lease_s), handle=self.submit,
+            pool=pool, queue=SubmitQueue(lease_s=lease_s, max_attempts=max_attempts),
+            handle=self.submit,
             listen_connect=listen_connect, concurrency=self._slots)
 
     async def run(self, leadership: Leadership | None) -> None:
-        """Run the worker until draining."""
-        await self.worker.run(leadership)
+        """Run the worker (and the bucket watch) until draining."""
+        assert leadership is not None, "leader-only service"
+        watch = asyncio.create_task(self._wake_on_refill(leadership), name="kie-submitter-bucket")
+        try:
+            await self.worker.run(leadership)
+        finally:
+            watch.cancel()
+            await asyncio.wait([watch])
+
+    async def _wake_on_refill(self, leadership: Leadership) -> None:
+        """Wake the worker as soon as the bucket has tokens again, so a window's submissions
+        start at its first moment instead of at the next poll (the bucket is in-process: no
+        database is asked)."""
+        had = self._kie.bucket.available()
+        while not leadership.draining.is_set():
+            await wait_event(leadership.draining, BUCKET_WATCH_S)
+            now = self._kie.bucket.available()
+            if now > had:
+                self.worker.wake()
+            had = now
 
     def _slots(self) -> int:
         """Return how many submissions may run: what the bucket grants now, plus one."""
         return max(1, min(self._max_concurrency, self._kie.bucket.available() + 1))
 
-    async def submit(self, claimed: worker.Job[Job], leadership: Leadership) -> None:
-        """Submit one job (see the module doc for the steps and their crash analysis)."""
-        job = claimed.payload
-        async with leadership.fenced(self._pool) as conn:
-            ticket = await begin_submit(conn, job.id, max_attempts=self._max_attempts)
-        if ticket is None:
-            return
+    async def submit(self, claimed: worker.Job[Attempt], leadership: Leadership) -> None:
+        """Send one claimed attempt to Kie and store the task id it answers with."""
+        attempt = claimed.payload
+        job, ticket = attempt.job, attempt.ticket
         if ticket.attempt > 1:
             self._state.count("kie_resubmits")
             logger.warning("job_resubmitted", extra={"job_id": job.id,

@@ -50,8 +50,8 @@ BACKOFF_MAX_S = 8.0
 REQUEST_TIMEOUT_S = 30.0
 # aiogram builds `Response[T]` for every call; pydantic caches parametrized generics only
 # weakly, so after each garbage collection the class was rebuilt (~4 ms). Holding them keeps
-# the cache warm for the result types the bot uses.
-_RESULT_TYPES = (Message, bool, WebhookInfo, User, File)
+# the cache warm for the result types the bot uses (edits return `Message | bool`).
+_RESULT_TYPES = (Message, bool, WebhookInfo, User, File, Message | bool)
 _RESPONSE_TYPES = tuple(Response[t] for t in _RESULT_TYPES)  # type: ignore[valid-type]
 
 

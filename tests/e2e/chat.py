@@ -21,6 +21,8 @@ from psycopg_pool import AsyncConnectionPool
 from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.accounts import Accounts
 from services.catalog import get_catalog
+from services.generation import JobLimits
+from services.generation.service import Generations
 from services.storefront import Storefront
 from services.telegram import handlers
 from services.telegram.dispatcher import CurrentTerm, InboxDispatcher
@@ -86,9 +88,12 @@ class ChatBot:
         """Start polling and dispatching as the leader."""
         fresh_routers()
         accounts = Accounts(self.pool, leadership=lambda: self.term.leadership)
+        generations = Generations(self.pool, leadership=lambda: self.term.leadership,
+                                  catalog=get_catalog(), markup=MARKUP,
+                                  limits=JobLimits(max_active_jobs=2, free_daily_quota=5))
         dp = build_dispatcher(PostgresStorage(self.pool, fenced=self.term.fenced),
                               accounts=accounts, storefront=self.storefront,
-                              support=self.support)
+                              support=self.support, generations=generations)
         self.leadership = await lead(self.pool)
         self.allowed_updates = dp.resolve_used_update_types()
         poller = TelegramPoller(self.pool, self.state, api_base=self.sandbox.base_url,

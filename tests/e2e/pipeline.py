@@ -21,8 +21,9 @@ from sandbox.harness.cluster import InstanceCluster, ServerProcess, get_json
 from tests.helpers import BOT_TOKEN, make_env
 
 WEBHOOK_SECRET = "e2e-webhook-secret"
-# The fallback handler quotes what it did not understand: “c12-m3”.
-QUOTED_RE = re.compile(r"\u201c(c(\d+)-m(\d+))\u201d")
+# The fallback handler quotes what it did not understand: “/c12-m3” (a command: plain text
+# at the menu is a prompt for the generation form).
+QUOTED_RE = re.compile(r"\u201c/(c(\d+)-m(\d+))\u201d")
 OUTBOX_PAGE = 1000
 DONE_COUNT_SQL = b"SELECT count(*) FROM telegram_updates WHERE status = 'done'"
 NOT_DONE_SQL = b"SELECT update_id, status, last_error FROM telegram_updates WHERE status <> 'done'"
@@ -92,9 +93,9 @@ class Deployment:
         return f"{self.sandbox.base_url}/_sandbox/{path}"
 
     def inject_messages(self, items: list[tuple[int, int]]) -> None:
-        """Inject one text message "c{chat}-m{n}" per (chat, n)."""
+        """Inject one unknown command "/c{chat}-m{n}" per (chat, n)."""
         post_json(self.control("inject"), [
-            {"kind": "message", "chat_id": chat, "user_id": chat, "text": f"c{chat}-m{n}",
+            {"kind": "message", "chat_id": chat, "user_id": chat, "text": f"/c{chat}-m{n}",
              "language_code": "en", "first_name": f"U{chat}"} for chat, n in items])
 
     def stats(self) -> dict[str, Any]:

@@ -48,9 +48,10 @@ async def test_local_session_greets_on_start_and_quits_at_end_of_input(
         await _read_until(session.stdout, "bot> Hello, You!")
         session.stdin.write(b"/press 1\n")  # the menu's first button: the image models
         await _read_until(session.stdout, "\U0001f5bc Images: ")
-        session.stdin.write(b"/press 99\n/menu\nnot a command\n")
+        # Plain text at the menu is a prompt (the quick path); an unknown command is not.
+        session.stdin.write(b"/press 99\n/menu\n/nonsense\n")
         await _read_until(session.stdout, "(no button 99")
-        await _read_until(session.stdout, "bot> I did not understand \u201cnot a command\u201d")
+        await _read_until(session.stdout, "bot> I did not understand \u201c/nonsense\u201d")
         session.stdin.close()
         rest = await _read_until(session.stdout, "stopped; logs kept in")
         assert await asyncio.wait_for(session.wait(), EXIT_TIMEOUT_S) == 0, rest

@@ -120,7 +120,7 @@ async def test_history_lists_jobs_and_resends_a_result_once_on_a_double_tap(
     await chatbot.control.inject_photo(108, user_id=108)  # message 1: a file Telegram has
     await user.send("/start")
     photo = (await chatbot.control.message(108, 1))["photo"][-1]["file_id"]
-    file_ids = f'["{photo}"]'
+    file_ids = f'["{photo}", ""]'  # the second result went as a link: nothing to re-send
     async with chatbot.pool.connection() as conn:
         await conn.execute(JOB_SQL, (108, 108, "succeeded", "k1", "2026-01-01", file_ids))
         await conn.execute(JOB_SQL, (108, 108, "failed", "k2", "2026-01-01", None))
@@ -214,8 +214,9 @@ async def test_help_and_unknown_text_lead_back_to_the_menu(chatbot: ChatBot) -> 
     user = chatbot.person(115)
     help_screen = await user.send("/help")
     assert help_screen.text.startswith("What I can do") and help_screen.data() == ["home"]
-    hint = await user.send("what is this")
-    assert hint.text == "I did not understand “what is this”. Send /help to see the commands."
+    # Plain text at the menu is a prompt (the generate form's quick path); a command is not.
+    hint = await user.send("/what_is_this")
+    assert hint.text == "I did not understand “/what_is_this”. Send /help to see the commands."
     assert hint.data() == ["home"]
 
 

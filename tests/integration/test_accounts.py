@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.accounts import Accounts
 from services.billing.ledger import Wallet
+from services.generation.loops import LoopStore
 from services.users import Language
 from supervisor.election import FencedError, Leadership
 from tests.helpers import lead, set_term
@@ -85,3 +86,13 @@ async def test_a_chosen_language_and_the_first_deep_link_are_kept(
     async with pool.connection() as conn:
         cur = await conn.execute(b"SELECT start_payload FROM users WHERE user_id = 77")
         assert await cur.fetchone() == ("ref_1",)
+
+
+async def test_delivery_speaks_the_language_the_user_chose(pool: AsyncConnectionPool) -> None:
+    accounts = accounts_of(pool, await lead(pool))
+    await accounts.enter(ANN)  # Telegram says English
+    async with pool.connection() as conn:
+        assert await LoopStore(conn).user_language(77) == "en"
+    await accounts.set_language(77, Language.RU)
+    async with pool.connection() as conn:
+        assert await LoopStore(conn).user_language(77) == "ru"

@@ -124,7 +124,7 @@ async def test_polled_commands_register_the_user_and_answer_in_their_language(
          "language_code": "en", "first_name": "Ann"},
         {"kind": "message", "chat_id": 11, "user_id": 11, "text": "/balance",
          "language_code": "ru"},
-        {"kind": "message", "chat_id": 22, "user_id": 22, "text": "what is this",
+        {"kind": "message", "chat_id": 22, "user_id": 22, "text": "/what_is_this",
          "language_code": "en"},
     ])
     poller = TelegramPoller(pool, RuntimeState("test", "polling", "test"),
@@ -144,7 +144,7 @@ async def test_polled_commands_register_the_user_and_answer_in_their_language(
     assert ivan[0].startswith("Привет, Иван!") and "0.00 ₽" in ivan[0]
     assert ivan[1].startswith("Ваш баланс: 0.00 ₽")
     assert ann[0].startswith("Hello, Ann!")
-    assert ann[1] == ("I did not understand \u201cwhat is this\u201d. "
+    assert ann[1] == ("I did not understand \u201c/what_is_this\u201d. "
                       "Send /help to see the commands.")
     stats = await control.stats()
     assert stats["confirmed"] == 4 and stats["pending"] == 0

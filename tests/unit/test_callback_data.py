@@ -8,6 +8,7 @@ from aiogram.filters.callback_data import CallbackData
 
 import services.telegram.handlers  # noqa: F401  (defines every feature's factories)
 from services.storefront import CATEGORIES
+from services.telegram.forms.screens import Verb
 from services.telegram.handlers.catalog import BACK_TO_CATEGORY, BACK_TO_FREE, BACK_TO_SEARCH
 from services.telegram.handlers.menu import FREE
 from services.users import Language
@@ -18,6 +19,7 @@ LONGEST_TEXT = {
     "category": max((*CATEGORIES, FREE), key=len),
     "back": max((BACK_TO_CATEGORY, BACK_TO_FREE, BACK_TO_SEARCH), key=len),
     "language": max((str(lang) for lang in Language), key=len),
+    "verb": max((str(verb) for verb in Verb), key=len),
 }
 LONGEST_INT = -(2 ** 63)
 

@@ -1,6 +1,6 @@
 -- name: user_language
--- The Telegram language code of a user (for the texts delivery sends them).
-SELECT language_code FROM users WHERE user_id = %(user_id)s;
+-- The language delivery speaks to a user in: the one they chose in the bot, else Telegram's.
+SELECT COALESCE(ui_language, language_code) FROM users WHERE user_id = %(user_id)s;
 
 -- name: job_answers
 -- A job's stored Kie answers (callbacks and poll answers), newest first: a text result

@@ -17,6 +17,7 @@ from services.telegram.handlers import (
     balance,
     catalog,
     fallback,
+    generate,
     help,
     history,
     language,
@@ -27,7 +28,7 @@ from services.telegram.i18n import setup_i18n
 from services.telegram.middlewares import AnswerEveryCallback, MemberMiddleware
 
 # Feature routers in the order they get an update; fallback takes what none of them took.
-FEATURES = (menu, catalog, history, balance, help, language, support, fallback)
+FEATURES = (menu, catalog, history, balance, help, language, support, generate, fallback)
 
 
 def build_dispatcher(storage: BaseStorage, *, i18n_core: FluentRuntimeCore | None = None,

@@ -197,11 +197,3 @@ async def model_card(query: CallbackQuery, callback_data: ModelCb, i18n: I18nCon
         category = FREE if callback_data.back == BACK_TO_FREE else listing.model.category
         back = CategoryCb(category=category, page=callback_data.page)
     await show_card(query, i18n, listing, back=back)
-
-
-@router.callback_query(GenerateCb.filter())
-async def generate_soon(query: CallbackQuery, i18n: I18nContext,
-                        callback_answer: CallbackAnswer) -> None:
-    """Say generation opens soon (the form engine replaces this handler)."""
-    callback_answer.text = i18n.get("catalog-generate-soon")
-    callback_answer.show_alert = True

@@ -69,6 +69,11 @@ def price_of(i18n: I18nContext, job: Job) -> str:
     return i18n.get("job-free") if job.free or job.price_kop == 0 else rubles(job.price_kop)
 
 
+def files_of(job: Job) -> list[str]:
+    """Return the file ids a job's delivery stored ("" marks a result sent as a link)."""
+    return [file_id for file_id in job.delivered_file_ids or [] if file_id]
+
+
 def title_of(storefront: Storefront, job: Job, language: str) -> str:
     """Return the job's model name (its id if the catalog no longer has it)."""
     model = storefront.catalog.get(job.model_id)
@@ -112,7 +117,7 @@ async def job_card(query: CallbackQuery, callback_data: JobCb, i18n: I18nContext
         await outdated(query, i18n, member, storefront, accounts, callback_answer, state)
         return
     kb = InlineKeyboardBuilder()
-    if job.status == JobStatus.SUCCEEDED and job.delivered_file_ids:
+    if job.status == JobStatus.SUCCEEDED and files_of(job):
         kb.row(button(i18n.get("job-resend"), ResendCb(job=job.id)))
     if (await storefront.shelf()).by_id(job.model_id) is not None:
         kb.row(button(i18n.get("job-repeat"), RepeatCb(job=job.id)))
@@ -136,13 +141,14 @@ async def resend(query: CallbackQuery, callback_data: ResendCb, i18n: I18nContex
     if job is None:
         await outdated(query, i18n, member, storefront, accounts, callback_answer, state)
         return
-    if not job.delivered_file_ids:
+    files = files_of(job)
+    if not files:
         callback_answer.text = i18n.get("job-no-files")
         return
     if not await first_press(state, query):
         callback_answer.text = i18n.get("ui-double-tap")
         return
-    for file_id in job.delivered_file_ids:
+    for file_id in files:
         await send_file(bot, job.chat_id, file_id, category=job.category)
     callback_answer.text = i18n.get("job-resent")
     kb = InlineKeyboardBuilder()

@@ -39,4 +39,3 @@ catalog-range = { $low } – { $high }
 catalog-optional = optional: { $names }
 catalog-generate = ✨ Generate
 catalog-gone = This model is not available any more. Here is the menu.
-catalog-generate-soon = Generation from the card opens very soon.

@@ -45,4 +45,3 @@ catalog-range = { $low } – { $high }
 catalog-optional = по желанию: { $names }
 catalog-generate = ✨ Сгенерировать
 catalog-gone = Эта модель больше недоступна. Вот меню.
-catalog-generate-soon = Генерация с карточки откроется совсем скоро.
