@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sandbox.harness.local import run_local  # it generates its own environment
 
         return run_local(args)
+    if args.command == "play":
+        from sandbox.harness.playground import run_playground  # its own environment, too
+
+        return run_playground(args)
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:
@@ -90,7 +94,28 @@ def _parser() -> argparse.ArgumentParser:
                                          " (PostgreSQL and the Telegram sandbox included)")
     local.add_argument("--language", choices=("en", "ru"), default="en",
                        help="your Telegram language (the bot answers in it)")
+    play = sub.add_parser("play", help="chat with one bot instance in a browser page"
+                                       " (PostgreSQL and both sandboxes included)")
+    play.add_argument("--language", choices=("en", "ru"), default="en",
+                      help="your Telegram language (the bot answers in it)")
+    play.add_argument("--port", type=int, default=0,
+                      help="the page's port on 127.0.0.1 (default: any free one)")
+    play.add_argument("--no-browser", action="store_true",
+                      help="only print the page's address")
+    play.add_argument("--kie-fail-rate", type=_share, default=None,
+                      help="share of Kie sandbox tasks that fail, 0-1 (default 0.05)")
     return parser
+
+
+def _share(text: str) -> float:
+    """Parse a share from 0 to 1 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
 
 
 def composition_root() -> ComposeFn:

@@ -42,7 +42,9 @@ import psycopg
 
 from config import ConfigError, load_settings
 from sandbox.harness.cluster import InstanceCluster, ServerProcess
-from sandbox.harness.demo_users import Replies, Users
+from sandbox.harness.demo_shoppers import Shoppers
+from sandbox.harness.demo_store import DemoStore, GenerationTotals, seed_balances
+from sandbox.harness.demo_users import STARTING_BALANCE_KOP, Replies, Users
 from sandbox.harness.demo_view import (
     CLEAR,
     Failover,
@@ -54,13 +56,12 @@ from sandbox.harness.demo_view import (
     status_line,
 )
 from sandbox.harness.env import BOT_TOKEN, make_env
+from sandbox.harness.local_stack import apply_kie_profile, kie_process
 from sandbox.harness.postgres import ThrowawayCluster, free_port, server_version
 from sandbox.telegram import SandboxClient, SandboxError
+from services.generation import audit
 from supervisor import migrations
 from supervisor.aio import wait_event
-from supervisor.sqlstore import QueryStore
-
-QUERIES: Final = QueryStore(Path(__file__).with_name("sql") / "demo.sql")
 
 INSTANCES: Final = 3
 REFRESH_S: Final = 1.0  # table redraw interval
@@ -72,6 +73,8 @@ FAILOVER_TIMEOUT_S: Final = 30.0  # a new leader must show up within this
 EXIT_WAIT_S: Final = 30.0  # a faulted member must exit within this (SHUTDOWN_GRACE is 20 s)
 FAULTS_STOP_S: Final = 90.0  # a failover still being measured at the end gets this long
 DRAIN_TIMEOUT_S: Final = 15.0  # at the end, wait this long for every sent update to be handled
+# ... and this long for every generation to be delivered (a video task alone takes 8 s).
+GENERATIONS_DRAIN_TIMEOUT_S: Final = 45.0
 DRAIN_POLL_S: Final = 0.2
 THREADS: Final = 16  # worker threads for the blocking helpers
 FAULT_SIGNALS: Final = (signal.SIGKILL, signal.SIGTERM)
@@ -101,10 +104,11 @@ class Options:
     mode: str  # polling or webhook
 
 
-def instance_env(*, database_url: str, api_base: str, webhook_base: str,
+def instance_env(*, database_url: str, api_base: str, kie_base: str, webhook_base: str,
                  mode: str) -> dict[str, str]:
     """Return the full environment every demo instance shares (id and port are per member)."""
     return make_env(database_url, BOT_MODE=mode, DB_MAXCONN="10", TELEGRAM_API_BASE=api_base,
+                    KIE_BASE_URL=kie_base, KIE_UPLOAD_BASE_URL=kie_base,
                     WEBHOOK_BASE_URL=webhook_base, LOG_LEVEL="INFO")
 
 
@@ -197,18 +201,25 @@ class Demo:
         if not status.ok:
             raise RuntimeError(f"migrations refused: {status.problems or status.pending}")
         sandbox_url = await self._start_sandbox()
-        cluster = await self._start_instances(sandbox_url)
+        kie_url = await self._start_kie()
+        cluster = await self._start_instances(sandbox_url, kie_url)
         if self._stop.is_set():
             return EXIT_INTERRUPTED
         async with SandboxClient(sandbox_url) as control, \
                 await psycopg.AsyncConnection.connect(self._database_url,
                                                       autocommit=True) as conn:
-            users, replies = Users(control), Replies(control)
+            users = Users(control)
+            replies = Replies(control, users.chat_ids)
+            shoppers = Shoppers(control, users.stop)
+            store = DemoStore(conn)
+            await seed_balances(conn, [*users.profiles(), *shoppers.profiles()],
+                                STARTING_BALANCE_KOP)
             self._began = time.monotonic()
             self._phase = "running"
             users_task = asyncio.create_task(users.run(), name="demo-users")
-            view_task = asyncio.create_task(self._view(cluster, users, replies, control),
-                                            name="demo-view")
+            shoppers_task = asyncio.create_task(shoppers.run(), name="demo-shoppers")
+            view_task = asyncio.create_task(
+                self._view(cluster, users, shoppers, replies, control), name="demo-view")
             faults_task = asyncio.create_task(self._faults(cluster), name="demo-faults")
             if self._options.duration_s:
                 await wait_event(self._stop, self._options.duration_s)
@@ -219,15 +230,19 @@ class Demo:
             self._phase = "stopping users"
             users.stop.set()
             await users_task
+            await shoppers_task
             self._phase = "finishing the failover in progress"
             await self._bounded(faults_task, FAULTS_STOP_S)
             self._phase = "waiting until every sent update is handled"
-            unhandled = await self._wait_handled(conn, list(users.sent))
+            unhandled = await self._wait_handled(store, [*users.sent, *shoppers.sent])
+            self._phase = "waiting until every generation is delivered"
+            generations = await self._wait_generations(store)
             self._view_stop.set()
             await view_task
-            totals = await self._totals(conn, control, users, replies, unhandled, duration_s)
+            totals = await self._totals(store, conn, control, users, shoppers, replies,
+                                        unhandled, generations, duration_s)
         print(render_totals(totals), flush=True)
-        return 0 if totals.lost == 0 else EXIT_LOST
+        return 0 if totals.nothing_lost else EXIT_LOST
 
     def _interrupt(self) -> None:
         """Stop on the first stop signal; a second one skips the report (cleanup still runs)."""
@@ -254,11 +269,24 @@ class Demo:
         self._cleanup.callback(server.stop)
         return await asyncio.to_thread(server.start)
 
-    async def _start_instances(self, sandbox_url: str) -> InstanceCluster:
-        """Start the instances (behind a balancer in webhook mode); wait for a leader."""
-        balancer_port = free_port()  # webhook mode: the balancer's; polling: never called
+    async def _start_kie(self) -> str:
+        """Start the Kie sandbox process (realistic task times, some failures); return its URL."""
+        print("starting the Kie sandbox ...", flush=True)
+        server = kie_process(self._logs_dir)
+        self._cleanup.callback(server.stop)
+        url = await asyncio.to_thread(server.start)
+        await apply_kie_profile(url)
+        return url
+
+    async def _start_instances(self, sandbox_url: str, kie_url: str) -> InstanceCluster:
+        """Start the instances behind a balancer; wait for a leader.
+
+        The balancer is the public base URL, as Render's is: Kie's callbacks reach whichever
+        member answers, and in webhook mode so do Telegram's deliveries.
+        """
+        balancer_port = free_port()
         env = instance_env(database_url=self._database_url, api_base=sandbox_url,
-                           webhook_base=f"http://127.0.0.1:{balancer_port}",
+                           kie_base=kie_url, webhook_base=f"http://127.0.0.1:{balancer_port}",
                            mode=self._options.mode)
         try:
             load_settings(env)
@@ -268,13 +296,12 @@ class Demo:
             InstanceCluster, INSTANCES, command=["-m", "supervisor", "run"], env=env,
             logs_dir=self._logs_dir)
         self._cleanup.callback(cluster.stop)
-        if self._options.mode == "webhook":
-            backends = [arg for url in cluster.urls for arg in ("--backend", url)]
-            balancer = ServerProcess("sandbox.harness.balancer",
-                                     ["--port", str(balancer_port), *backends],
-                                     self._logs_dir / "balancer.log")
-            self._cleanup.callback(balancer.stop)
-            await asyncio.to_thread(balancer.start)
+        backends = [arg for url in cluster.urls for arg in ("--backend", url)]
+        balancer = ServerProcess("sandbox.harness.balancer",
+                                 ["--port", str(balancer_port), *backends],
+                                 self._logs_dir / "balancer.log")
+        self._cleanup.callback(balancer.stop)
+        await asyncio.to_thread(balancer.start)
         print(f"starting {INSTANCES} instances ...", flush=True)
         await asyncio.to_thread(cluster.start)
         await asyncio.to_thread(cluster.wait_all_answering, STARTUP_TIMEOUT_S)
@@ -358,15 +385,15 @@ class Demo:
 
     # ------------------------------------------------------------ view
 
-    async def _view(self, cluster: InstanceCluster, users: Users, replies: Replies,
-                    control: SandboxClient) -> None:
+    async def _view(self, cluster: InstanceCluster, users: Users, shoppers: Shoppers,
+                    replies: Replies, control: SandboxClient) -> None:
         """Redraw the table every REFRESH_S (or print a status line) until told to stop."""
         tty = sys.stdout.isatty()
         last_line = -math.inf
         async with await psycopg.AsyncConnection.connect(self._database_url,
                                                          autocommit=True) as conn:
             while True:
-                snap = await self._snapshot(cluster, users, replies, control, conn)
+                snap = await self._snapshot(cluster, users, shoppers, replies, control, conn)
                 if tty:
                     sys.stdout.write(CLEAR + render(snap))
                     sys.stdout.flush()
@@ -376,8 +403,9 @@ class Demo:
                 if await wait_event(self._view_stop, REFRESH_S):
                     return
 
-    async def _snapshot(self, cluster: InstanceCluster, users: Users, replies: Replies,
-                        control: SandboxClient, conn: Connection) -> Snapshot:
+    async def _snapshot(self, cluster: InstanceCluster, users: Users, shoppers: Shoppers,
+                        replies: Replies, control: SandboxClient,
+                        conn: Connection) -> Snapshot:
         """Collect what the table shows; a failing source is shown, not raised."""
         next_fault = ""
         if self._next_fault_at is not None and not self._stop.is_set():
@@ -385,7 +413,8 @@ class Demo:
                           f" {self._next_fault_at - time.monotonic():.0f} s")
         snap = Snapshot(mode=self._options.mode, phase=self._phase,
                         elapsed_s=time.monotonic() - self._began, logs_dir=str(self._logs_dir),
-                        chats=users.chats, sent=len(users.sent),
+                        chats=users.chats + len(shoppers.chat_ids),
+                        sent=len(users.sent) + len(shoppers.sent),
                         inject_errors=users.inject_errors, failovers=list(self._failovers),
                         next_fault=next_fault)
         members = list(cluster.members)
@@ -400,7 +429,9 @@ class Demo:
         except (SandboxError, OSError, TimeoutError) as exc:
             problems.append(f"sandbox: {exc}")
         try:
-            snap.statuses = await _counts_by_status(conn)
+            store = DemoStore(conn)
+            snap.statuses = await store.counts_by_status()
+            snap.generations = await store.generation_totals()
         except psycopg.Error as exc:
             problems.append(f"database: {exc}")
         snap.problem = "; ".join(problems)
@@ -408,41 +439,52 @@ class Demo:
 
     # ------------------------------------------------------------ end
 
-    async def _wait_handled(self, conn: Connection,
+    async def _wait_handled(self, store: DemoStore,
                             update_ids: list[int]) -> list[tuple[int, str]]:
         """Wait (at most DRAIN_TIMEOUT_S) until every id is handled; return those still not."""
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while True:
-            cur = await conn.execute(QUERIES["unhandled"], {"update_ids": update_ids})
-            unhandled = [(int(row[0]), str(row[1])) for row in await cur.fetchall()]
+            unhandled = await store.unhandled(update_ids)
             if not unhandled or time.monotonic() > deadline:
                 return unhandled
             await asyncio.sleep(DRAIN_POLL_S)
 
-    async def _totals(self, conn: Connection, control: SandboxClient, users: Users,
-                      replies: Replies, unhandled: list[tuple[int, str]],
+    async def _wait_generations(self, store: DemoStore) -> GenerationTotals:
+        """Wait (at most GENERATIONS_DRAIN_TIMEOUT_S) until every job is delivered or its
+        failure told; return the totals then."""
+        deadline = time.monotonic() + GENERATIONS_DRAIN_TIMEOUT_S
+        while True:
+            totals = await store.generation_totals()
+            if not totals.unfinished or time.monotonic() > deadline:
+                return totals
+            await asyncio.sleep(DRAIN_POLL_S)
+
+    async def _totals(self, store: DemoStore, conn: Connection, control: SandboxClient,
+                      users: Users, shoppers: Shoppers, replies: Replies,
+                      unhandled: list[tuple[int, str]], generations: GenerationTotals,
                       duration_s: float) -> Totals:
-        """Read the final counts and match replies to messages."""
+        """Read the final counts, match replies to messages, audit the money."""
         await replies.fetch()
-        statuses = await _counts_by_status(conn)
+        statuses = await store.counts_by_status()
+        violations = [f"{v.rule}: user {v.user_id} job {v.job_id}: {v.detail}"
+                      for v in await audit(conn)]
         confirmed: int | None = None
         with contextlib.suppress(SandboxError, OSError, TimeoutError):
             confirmed = int((await control.stats())["confirmed"])
         return Totals(
-            mode=self._options.mode, duration_s=duration_s, chats=users.chats,
-            sent=len(users.sent), inject_errors=users.inject_errors, confirmed=confirmed,
+            mode=self._options.mode, duration_s=duration_s,
+            chats=users.chats + len(shoppers.chat_ids),
+            sent=len(users.sent) + len(shoppers.sent),
+            inject_errors=users.inject_errors + shoppers.errors, confirmed=confirmed,
             done=statuses.get("done", 0), failed=statuses.get("failed", 0), unhandled=unhandled,
             replies=replies.total, error_replies=replies.errors, other_replies=replies.other,
             unanswered=replies.unanswered(users.expected),
             duplicated=replies.duplicated(users.expected),
             duplicated_texts=replies.duplicated_texts(), failovers=list(self._failovers),
-            logs_dir=str(self._logs_dir))
-
-
-async def _counts_by_status(conn: Connection) -> dict[str, int]:
-    """Return stored updates per status."""
-    cur = await conn.execute(QUERIES["counts_by_status"])
-    return {str(row[0]): int(row[1]) for row in await cur.fetchall()}
+            logs_dir=str(self._logs_dir), generations=generations,
+            double_charges=await store.double_charges(), violations=violations,
+            shoppers=len(shoppers.chat_ids), confirms=shoppers.confirmed,
+            results_seen=shoppers.results)
 
 
 def _term(doc: dict[str, object]) -> int:

@@ -18,10 +18,11 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from sandbox.harness.demo_store import SeededUser
 from sandbox.telegram import SandboxClient, SandboxError
 from services.telegram import texts
 from supervisor.aio import wait_event
@@ -32,6 +33,7 @@ TICK_S: Final = 0.1  # one inject call per tick
 MAX_BATCH: Final = 100  # messages per inject call at most (after a stall)
 FIRST_CHAT_ID: Final = 700_001
 SEED: Final = 7
+STARTING_BALANCE_KOP: Final = 50_000  # 500 ₽ per user, topped up before the users start
 OUTBOX_PAGE: Final = 10_000  # outbox entries per control API call
 
 TEXT: Final = "text"  # the key kind of free-text messages (their key is the text itself)
@@ -107,6 +109,11 @@ class Users:
         """Return the number of simulated chats."""
         return len(self._chat_ids)
 
+    @property
+    def chat_ids(self) -> list[int]:
+        """Return the simulated chats' ids."""
+        return list(self._chat_ids)
+
     async def run(self) -> None:
         """Send messages at the target rate until `stop` is set; never stop mid-call."""
         began = time.monotonic()
@@ -143,19 +150,34 @@ class Users:
         self._seq += 1
         return Message(chat_id, f"{FREE_TEXT_PREFIX}{chat_id}-{self._seq}")
 
+    def profiles(self) -> list[SeededUser]:
+        """Return who the users are, to register them with a starting balance."""
+        return [SeededUser(chat_id, _first_name(chat_id), _language(chat_id))
+                for chat_id in self._chat_ids]
+
     def _item(self, message: Message) -> dict[str, Any]:
-        """Return the control API item for a message (odd chats speak Russian)."""
+        """Return the control API item for a message."""
         return {"kind": "message", "chat_id": message.chat_id, "text": message.key,
-                "first_name": f"User{message.chat_id - FIRST_CHAT_ID}",
-                "language_code": "ru" if message.chat_id % 2 else "en"}
+                "first_name": _first_name(message.chat_id),
+                "language_code": _language(message.chat_id)}
+
+
+def _first_name(chat_id: int) -> str:
+    return f"User{chat_id - FIRST_CHAT_ID}"
+
+
+def _language(chat_id: int) -> str:
+    """Return a chat's language: odd chats speak Russian."""
+    return "ru" if chat_id % 2 else "en"
 
 
 class Replies:
     """The bot's sendMessage calls from the sandbox outbox, counted per (chat, key)."""
 
-    def __init__(self, control: SandboxClient) -> None:
-        """Start reading the outbox from its beginning."""
+    def __init__(self, control: SandboxClient, chat_ids: Collection[int]) -> None:
+        """Start reading the outbox from its beginning; count replies in these chats only."""
         self._control = control
+        self._chat_ids = frozenset(chat_ids)
         self._after_seq = 0
         self.per_key: Counter[ChatKey] = Counter()
         self.total = 0
@@ -168,7 +190,8 @@ class Replies:
             items = await self._control.outbox(self._after_seq, OUTBOX_PAGE, method="sendMessage")
             for item in items:
                 self._after_seq = max(self._after_seq, int(item["seq"]))
-                self._count(item)
+                if item["chat_id"] in self._chat_ids:
+                    self._count(item)
             if len(items) < OUTBOX_PAGE:
                 return
 

@@ -7,9 +7,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from sandbox.harness.demo_store import GenerationTotals
+
 CLEAR: Final = "\x1b[H\x1b[J"  # cursor home, clear to the end of the screen
 FAILOVERS_SHOWN: Final = 8  # the table lists this many most recent failovers
 LOST_SHOWN: Final = 10  # the totals list this many unhandled update ids
+VIOLATIONS_SHOWN: Final = 10  # ... and this many broken invariants
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Snapshot:
     confirmed: int | None = None  # sandbox counter
     statuses: dict[str, int] = field(default_factory=dict)  # telegram_updates by status
     replies: int = 0
+    generations: GenerationTotals = field(default_factory=GenerationTotals)
     failovers: list[Failover] = field(default_factory=list)
     next_fault: str = ""
     problem: str = ""
@@ -105,6 +109,9 @@ def render(snap: Snapshot) -> str:
         f"  processed {snap.statuses.get('done', 0) + snap.statuses.get('failed', 0)}"
         f" (failed {snap.statuses.get('failed', 0)})   replies {snap.replies}"
         f"   inject errors {snap.inject_errors}",
+        f"  generations {snap.generations.requested}   delivered"
+        f" {snap.generations.delivered}   failed {snap.generations.failed}   in progress"
+        f" {snap.generations.unfinished}",
         f"  leader {snap.leader}   failovers {len(snap.failovers)}",
         "",
         "  stored / handled: by that process since it started (its /health counters)",
@@ -123,7 +130,9 @@ def status_line(snap: Snapshot) -> str:
     processed = snap.statuses.get("done", 0) + snap.statuses.get("failed", 0)
     line = (f"[{snap.elapsed_s:5.0f} s] {snap.phase}: sent {snap.sent} confirmed"
             f" {_cell(snap.confirmed)} processed {processed} replies {snap.replies}"
-            f" leader {snap.leader} failovers {len(snap.failovers)}")
+            f" generations {snap.generations.requested} delivered"
+            f" {snap.generations.delivered} leader {snap.leader}"
+            f" failovers {len(snap.failovers)}")
     return f"{line} ! {snap.problem}" if snap.problem else line
 
 
@@ -148,11 +157,24 @@ class Totals:
     duplicated_texts: int
     failovers: Sequence[Failover]
     logs_dir: str
+    generations: GenerationTotals = field(default_factory=GenerationTotals)
+    double_charges: int = 0  # holds or commits beyond one per job
+    violations: Sequence[str] = ()  # broken money/job invariants (services.generation.audit)
+    shoppers: int = 0  # chats that browse and generate (demo_shoppers)
+    confirms: int = 0  # their taps on a confirm card's Generate
+    results_seen: int = 0  # results that reached them
 
     @property
     def lost(self) -> int:
         """Return the sent updates not handled (done or failed) after the final wait."""
         return len(self.unhandled)
+
+    @property
+    def nothing_lost(self) -> bool:
+        """Tell whether every update was handled, every generation ended and was told, and
+        the money is right (no double charge, every invariant holds)."""
+        return (self.lost == 0 and self.generations.unfinished == 0
+                and self.double_charges == 0 and not self.violations)
 
 
 def render_totals(t: Totals) -> str:
@@ -178,6 +200,16 @@ def render_totals(t: Totals) -> str:
         + (f", {timed_out} without a new leader in time" if timed_out else ""),
     ]
     lines += [f"  {f.describe()}" for f in t.failovers]
+    g = t.generations
+    lines += [
+        f"shoppers:     {t.shoppers} chats, {t.confirms} confirmed a generation, {t.results_seen}"
+        f" results reached them",
+        f"generations:  {g.requested} requested, {g.delivered} delivered, {g.failed} failed"
+        f" (the user told), {g.undeliverable} undeliverable, {g.unfinished} unfinished",
+        f"double charges: {t.double_charges}",
+        f"invariants:   {'ok' if not t.violations else f'{len(t.violations)} broken'}",
+    ]
+    lines += [f"  {v}" for v in t.violations[:VIOLATIONS_SHOWN]]
     if t.unhandled:
         shown = ", ".join(f"{uid} ({status})" for uid, status in t.unhandled[:LOST_SHOWN])
         lines.append(f"unhandled:    {shown}{' ...' if t.lost > LOST_SHOWN else ''}")

@@ -1,16 +1,14 @@
 """`python -m supervisor local`: talk to the bot in this terminal, nothing to configure.
 
 How it runs
-    `run_local` (sync) starts, in order, and stops in reverse whatever happens (an ExitStack):
-    PostgreSQL (DATABASE_URL when set, else a throwaway cluster), the Telegram sandbox process,
-    and one instance (`python -m supervisor run`) with a complete generated environment
-    (`sandbox.harness.env`); the instance migrates the database itself. Then one asyncio loop
-    (`Chat.run`) with two tasks:
+    `run_local` (sync) starts PostgreSQL, both sandboxes and one instance
+    (`sandbox.harness.local_stack`), stopped in reverse whatever happens (an ExitStack). Then
+    one asyncio loop (`Chat.run`) with two tasks:
     - input: every line typed is injected as a message of one private chat; `/press N` taps
       button N of the latest inline keyboard (a callback query); end of input quits;
     - output: long-polls the sandbox for the chat's log and prints each bot action, inline
       keyboards as numbered buttons.
-    Ctrl-C (or SIGTERM/SIGHUP) ends the loop; the cleanup then stops the bot, the sandbox and
+    Ctrl-C (or SIGTERM/SIGHUP) ends the loop; the cleanup then stops the bot, the sandboxes and
     PostgreSQL. Logs stay in the printed directory.
 """
 
@@ -21,104 +19,27 @@ import asyncio
 import contextlib
 import os
 import re
-import signal
-import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final, TextIO
 
-from config import ConfigError, load_settings
-from sandbox.harness.cluster import InstanceCluster, ServerProcess
-from sandbox.harness.env import BOT_TOKEN, make_env
-from sandbox.harness.postgres import ThrowawayCluster
+from sandbox.harness.cluster import InstanceCluster
+from sandbox.harness.local_stack import EXIT_FAILED, STOP_SIGNALS, run_session
 from sandbox.telegram import SandboxClient, SandboxError, SandboxTimeout
 from supervisor.aio import wait_event
 
 CHAT_ID: Final = 4242  # the one private chat of the person at the terminal
 FIRST_NAME: Final = "You"
-STARTUP_TIMEOUT_S: Final = 60.0
 WAIT_CHUNK_S: Final = 25.0  # one long poll of the sandbox's chat log
 ALIVE_CHECK_S: Final = 1.0  # how often the loop checks that the bot process still runs
-STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PRESS: Final = re.compile(r"^/press\s+(\d+)\s*$")
-SANDBOX_ARGS: Final = ("--port", "0", "--token", BOT_TOKEN, "--per-chat-rate", "0",
-                       "--global-rate", "0", "--log-level", "WARNING")
-EXIT_FAILED: Final = 1
-EXIT_UNAVAILABLE: Final = 69  # EX_UNAVAILABLE: no PostgreSQL
 
 
 def run_local(args: argparse.Namespace) -> int:
-    """Start PostgreSQL, the sandbox and one bot instance; chat on stdin/stdout until Ctrl-C."""
-    logs_dir = Path(tempfile.mkdtemp(prefix="kiebot-local-"))
-    say(f"kiebot local run; logs in {logs_dir}")
-    with contextlib.ExitStack() as cleanup:
-        cleanup.callback(say, f"stopped; logs kept in {logs_dir}")
-        try:
-            database_url = _database(cleanup, logs_dir)
-            sandbox_url = _sandbox(cleanup, logs_dir)
-            # Kie sandbox: when sandbox/kie lands, start it here (like _sandbox) and pass
-            # KIE_BASE_URL=<its base URL> to _bot below, so generations never leave the machine.
-            bot = _bot(cleanup, logs_dir, database_url, sandbox_url)
-            return asyncio.run(Chat(sandbox_url, bot, language=args.language).run())
-        except KeyboardInterrupt:
-            say("interrupted")
-            return 0
-        except (RuntimeError, LookupError, subprocess.CalledProcessError) as exc:
-            print(f"local: {exc}; logs in {logs_dir}", file=sys.stderr)
-            return EXIT_UNAVAILABLE if isinstance(exc, LookupError) else EXIT_FAILED
-        finally:
-            for sig in STOP_SIGNALS:  # a second Ctrl-C must not cut the cleanup short
-                signal.signal(sig, signal.SIG_IGN)
-            say("stopping the bot, the sandbox and PostgreSQL ...")
-
-
-def say(line: str) -> None:
-    """Print a line of the session at once (stdout may be a pipe)."""
-    print(line, flush=True)
-
-
-def _database(cleanup: contextlib.ExitStack, logs_dir: Path) -> str:
-    """Return DATABASE_URL when set, else start a throwaway cluster and return its URL."""
-    if os.environ.get("DATABASE_URL"):
-        say("using the database in DATABASE_URL")
-        return os.environ["DATABASE_URL"]
-    say("starting a throwaway PostgreSQL ...")
-    try:
-        pg = ThrowawayCluster()
-    except RuntimeError as exc:
-        raise LookupError(str(exc)) from exc
-    cleanup.callback(pg.destroy)
-    pg.init().start()
-    return pg.url
-
-
-def _sandbox(cleanup: contextlib.ExitStack, logs_dir: Path) -> str:
-    """Start the Telegram sandbox process; return its base URL."""
-    say("starting the Telegram sandbox ...")
-    server = ServerProcess("sandbox.telegram", SANDBOX_ARGS, logs_dir / "sandbox.log")
-    cleanup.callback(server.stop)
-    return server.start()
-
-
-def _bot(cleanup: contextlib.ExitStack, logs_dir: Path, database_url: str,
-         sandbox_url: str) -> InstanceCluster:
-    """Start one instance talking to the sandbox; return once it leads."""
-    env = make_env(database_url, TELEGRAM_API_BASE=sandbox_url, SHUTDOWN_GRACE="5",
-                   LEADER_STOP_GRACE="2")
-    try:
-        load_settings(env)
-    except ConfigError as exc:
-        raise RuntimeError(f"the generated environment is invalid: {exc}") from exc
-    say("starting the bot (python -m supervisor run) ...")
-    bot = InstanceCluster(1, command=["-m", "supervisor", "run"], env=env, logs_dir=logs_dir,
-                          name="local")
-    cleanup.callback(bot.stop)
-    bot.start()
-    bot.wait_leader(STARTUP_TIMEOUT_S)
-    return bot
+    """Start PostgreSQL, the sandboxes and one bot instance; chat on stdin/stdout until Ctrl-C."""
+    return run_session("local", lambda stack: Chat(stack.telegram_url, stack.bot,
+                                                   language=args.language).run())
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -9,7 +11,9 @@ import orjson
 
 from sandbox.telegram.markup import command_entities
 from sandbox.telegram.media import (
+    EXTENSION_BY_KIND,
     guess_mime,
+    image_size,
     make_fake_video,
     make_png,
     make_wav,
@@ -61,6 +65,20 @@ def _str_field(item: dict[str, Any], name: str) -> str | None:
     if not isinstance(value, str):
         raise InjectError(f"{name} must be a string")
     return value
+
+
+def _content_field(item: dict[str, Any]) -> bytes | None:
+    """Read the optional `content_base64` field: the user's own file bytes."""
+    value = _str_field(item, "content_base64")
+    if value is None:
+        return None
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InjectError("content_base64 must be base64") from exc
+    if not data:
+        raise InjectError("content_base64 must not be empty")
+    return data
 
 
 def make_user(item: dict[str, Any], user_id: int) -> dict[str, Any]:
@@ -286,10 +304,22 @@ def media_object(record: FileRecord, kind: str) -> Any:
     return obj
 
 
+def _uploaded_photo(bot: BotState, data: bytes) -> list[dict[str, Any]]:
+    """Store the user's own picture as the one size of a photo (PNG or JPEG only)."""
+    dims = image_size(data)
+    if dims is None:
+        raise InjectError("content_base64 of a photo must be a PNG or JPEG")
+    extension = "png" if data.startswith(b"\x89PNG") else "jpg"
+    record = bot.files.add("photo", extension, data=data, mime_type=guess_mime(
+        f"photo.{extension}", "photo"), width=dims[0], height=dims[1])
+    return [photo_size(record)]
+
+
 def build_photo(bot: BotState, item: dict[str, Any]) -> Built:
-    """Build a photo message with a generated PNG that getFile can serve."""
+    """Build a photo message with the user's picture or a generated PNG; getFile serves it."""
     chat, user = _chat_and_user(bot, item)
-    sizes = _photo_sizes(bot, item)
+    content = _content_field(item)
+    sizes = _photo_sizes(bot, item) if content is None else _uploaded_photo(bot, content)
     obj = _new_user_message(bot, chat, user, item, "photo")
     obj["photo"] = sizes
     _caption(obj, item)
@@ -297,14 +327,21 @@ def build_photo(bot: BotState, item: dict[str, Any]) -> Built:
 
 
 def build_file_message(bot: BotState, item: dict[str, Any]) -> Built:
-    """Build a document, audio or video message with generated content."""
+    """Build a document, audio or video message with the user's bytes or generated content."""
     kind = str(item["kind"])
     chat, user = _chat_and_user(bot, item)
     file_name = _str_field(item, "file_name")
     duration_s = _int_field(item, "duration") or 1
     width_px: int | None = None
     height_px: int | None = None
-    if kind == "document":
+    content = _content_field(item)
+    if content is not None:
+        data = content
+        file_name = file_name or f"{kind}.{EXTENSION_BY_KIND.get(kind, 'bin')}"
+        if kind == "video":
+            width_px = _int_field(item, "width") or VIDEO_DEFAULT_WIDTH_PX
+            height_px = _int_field(item, "height") or VIDEO_DEFAULT_HEIGHT_PX
+    elif kind == "document":
         data = (_str_field(item, "content") or DEFAULT_DOCUMENT_TEXT).encode()
         file_name = file_name or "document.txt"
     elif kind == "audio":

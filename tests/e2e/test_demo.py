@@ -48,4 +48,8 @@ def test_demo_faults_the_leader_twice_and_loses_nothing() -> None:
                      re.MULTILINE), output
     assert re.search(r"#1 .* SIGKILL .* gap \d+ ms", result.stdout), output
     assert re.search(r"#2 .* SIGTERM .* gap \d+ ms", result.stdout), output
+    assert re.search(r"^generations:\s+[1-9]\d* requested, .* 0 unfinished$", result.stdout,
+                     re.MULTILINE), output
+    assert re.search(r"^double charges: 0$", result.stdout, re.MULTILINE), output
+    assert re.search(r"^invariants:\s+ok$", result.stdout, re.MULTILINE), output
     assert "stopped; logs kept in" in result.stdout, output

@@ -67,7 +67,7 @@ async def test_local_session_stops_everything_on_ctrl_c(database_url: str) -> No
     try:
         await _read_until(session.stdout, "ready:")
         session.send_signal(signal.SIGINT)
-        await _read_until(session.stdout, "stopping the bot, the sandbox and PostgreSQL")
+        await _read_until(session.stdout, "stopping the bot, the sandboxes and PostgreSQL")
         await _read_until(session.stdout, "stopped; logs kept in")
         assert await asyncio.wait_for(session.wait(), EXIT_TIMEOUT_S) == 0
     finally:
