@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from config import load_settings
+from sandbox.kie import KieSandbox, KieSandboxClient
 from sandbox.telegram import SandboxClient, SandboxConfig, TelegramSandbox
 from services.telegram.bot import create_bot
 from tests.e2e.chat import ChatBot
+from tests.e2e.test_sandbox_kie import KEY, CallbackReceiver
 from tests.helpers import BOT_TOKEN, make_env
 
 
@@ -31,3 +34,26 @@ async def chatbot(database_url: str) -> AsyncIterator[ChatBot]:
         finally:
             await chat.stop()
             await bot.session.close()
+
+
+# The Kie sandbox's tests share these; each of their modules runs its own `kie` sandbox.
+@pytest.fixture
+async def control(kie: KieSandbox) -> AsyncIterator[KieSandboxClient]:
+    """Return the control API client of the module's Kie sandbox."""
+    async with KieSandboxClient(kie.base_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def api(kie: KieSandbox) -> AsyncIterator[aiohttp.ClientSession]:
+    """Return an HTTP session that sends the Bearer key to the module's Kie sandbox."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with aiohttp.ClientSession(kie.base_url, headers=headers) as session:
+        yield session
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[CallbackReceiver]:
+    """Run a callback receiver."""
+    async with CallbackReceiver() as server:
+        yield server

@@ -55,26 +55,7 @@ async def kie() -> AsyncIterator[KieSandbox]:
         yield server
 
 
-@pytest.fixture
-async def control(kie: KieSandbox) -> AsyncIterator[KieSandboxClient]:
-    """Return the control API client."""
-    async with KieSandboxClient(kie.base_url) as client:
-        yield client
 
-
-@pytest.fixture
-async def api(kie: KieSandbox) -> AsyncIterator[aiohttp.ClientSession]:
-    """Return an HTTP session that sends the Bearer key."""
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with aiohttp.ClientSession(kie.base_url, headers=headers) as session:
-        yield session
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[CallbackReceiver]:
-    """Run a callback receiver."""
-    async with CallbackReceiver() as server:
-        yield server
 
 
 async def create_family_task(

@@ -39,13 +39,6 @@ async def kie() -> AsyncIterator[KieSandbox]:
 
 
 @pytest.fixture
-async def control(kie: KieSandbox) -> AsyncIterator[KieSandboxClient]:
-    """Return the control API client."""
-    async with KieSandboxClient(kie.base_url) as client:
-        yield client
-
-
-@pytest.fixture
 async def api(kie: KieSandbox) -> AsyncIterator[aiohttp.ClientSession]:
     """Return an HTTP session that sends the Bearer key to the upload host (same server)."""
     headers = {"Authorization": f"Bearer {KEY}"}
