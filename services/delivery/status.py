@@ -38,6 +38,7 @@ from typing import Final
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
+from aiogram.types import InlineKeyboardMarkup
 
 from supervisor.election import FencedError
 
@@ -64,6 +65,7 @@ class _Shown:
     touched_at: float
     pending: str | None = None
     on_shown: OnShown | None = None  # the pending text's
+    markup: InlineKeyboardMarkup | None = None  # the pending text's buttons
     final: bool = False
     timer: asyncio.Task[None] | None = None
 
@@ -71,11 +73,12 @@ class _Shown:
 class StatusBoard:
     """Post status messages and edit them at most once per interval each."""
 
-    def __init__(self, bot: Bot, *, interval_s: float = STATUS_EDIT_INTERVAL_S,
+    def __init__(self, bot: Bot, *, interval_s: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        """Edit through `bot`, no message more often than every interval_s (by `clock`)."""
+        """Edit through `bot`, no message more often than every interval_s (by `clock`;
+        default STATUS_EDIT_INTERVAL_S, read now so tests can shorten it)."""
         self._bot = bot
-        self._interval_s = interval_s
+        self._interval_s = STATUS_EDIT_INTERVAL_S if interval_s is None else interval_s
         self._clock = clock
         self._shown: dict[tuple[int, int], _Shown] = {}
         self._reports: set[asyncio.Task[None]] = set()
@@ -105,9 +108,12 @@ class StatusBoard:
             shown.text, shown.touched_at = text, self._clock()
 
     async def show(self, chat_id: int, message_id: int, text: str, *, final: bool = False,
-                   on_shown: OnShown | None = None) -> None:
-        """Show text in a status message now if the throttle allows, else as soon as it does."""
-        shown = self._take(chat_id, message_id, text, final=final, on_shown=on_shown)
+                   on_shown: OnShown | None = None,
+                   reply_markup: InlineKeyboardMarkup | None = None) -> None:
+        """Show text (with reply_markup's buttons) in a status message now if the throttle
+        allows, else as soon as it does."""
+        shown = self._take(chat_id, message_id, text, final=final, on_shown=on_shown,
+                           markup=reply_markup)
         if shown is None:
             return
         wait_s = shown.touched_at + self._interval_s - self._clock()
@@ -118,14 +124,16 @@ class StatusBoard:
             self._schedule(shown, wait_s)
 
     def queue(self, chat_id: int, message_id: int, text: str, *, final: bool = False,
-              on_shown: OnShown | None = None) -> None:
+              on_shown: OnShown | None = None,
+              reply_markup: InlineKeyboardMarkup | None = None) -> None:
         """Show text in a status message from the board's own task, never waiting here."""
-        shown = self._take(chat_id, message_id, text, final=final, on_shown=on_shown)
+        shown = self._take(chat_id, message_id, text, final=final, on_shown=on_shown,
+                           markup=reply_markup)
         if shown is not None:
             self._schedule(shown, shown.touched_at + self._interval_s - self._clock())
 
     def _take(self, chat_id: int, message_id: int, text: str, *, final: bool,
-              on_shown: OnShown | None) -> _Shown | None:
+              on_shown: OnShown | None, markup: InlineKeyboardMarkup | None) -> _Shown | None:
         """Make text the message's pending one; None when there is nothing to edit."""
         key = (chat_id, message_id)
         shown = self._shown.get(key)
@@ -140,7 +148,7 @@ class StatusBoard:
             if on_shown is not None:
                 self._report(shown, on_shown, True)
             return None
-        shown.pending, shown.on_shown = text, on_shown
+        shown.pending, shown.on_shown, shown.markup = text, on_shown, markup
         return shown
 
     def _schedule(self, shown: _Shown, wait_s: float) -> None:
@@ -197,7 +205,8 @@ class StatusBoard:
         shown.touched_at = self._clock()
         try:
             await self._bot.edit_message_text(text=text, chat_id=shown.chat_id,
-                                              message_id=shown.message_id)
+                                              message_id=shown.message_id,
+                                              reply_markup=shown.markup)
         except TelegramBadRequest as exc:
             if NOT_MODIFIED not in exc.message:
                 logger.info("status_edit_refused", extra={"chat_id": shown.chat_id,

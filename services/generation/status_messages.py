@@ -48,6 +48,7 @@ from services.generation.loops import LoopStore
 from services.generation.store import Job, JobStatus, JobStore, StatusShown
 from services.kie.failures import TEXTS as FAILURE_TEXTS
 from services.telegram import texts
+from services.telegram.results import status_keyboard
 from services.telegram.texts import language_of
 from supervisor.aio import wait_event
 from supervisor.election import Leadership
@@ -109,9 +110,8 @@ class JobStatusMessages:
             # No edit can reach a user who blocked the bot.
             self._spawn(self._record(job.id, StatusShown.GONE, leadership), f"status-gone-{job.id}")
             return
-        stage = final_stage(job)
-        self._queue(job, self._final_text(job, stage, language_of(language)), stage, leadership,
-                    final=True)
+        stage, lang = final_stage(job), language_of(language)
+        self._queue(job, lang, self._final_text(job, stage, lang), stage, leadership, final=True)
 
     async def refresh(self, leadership: Leadership) -> None:
         """Refresh running jobs' elapsed time; make final edits a dead leader never made."""
@@ -123,14 +123,15 @@ class JobStatusMessages:
         now = self._clock()
         for open_status in opens:
             job, language = open_status.job, open_status.language
+            lang = language_of(language)
             if job.delivered_at is not None:
                 self.finished(job, leadership, language=language)
             elif job.status is JobStatus.SUBMITTED and job.submitted_at is not None and budget:
                 budget -= 1
                 self._turn = job.id
-                text = self._text(language_of(language), "status-generating-for", job,
+                text = self._text(lang, "status-generating-for", job,
                                   elapsed=elapsed_text((now - job.submitted_at).total_seconds()))
-                self._queue(job, text, StatusShown.GENERATING, leadership,
+                self._queue(job, lang, text, StatusShown.GENERATING, leadership,
                             record=job.status_shown is not StatusShown.GENERATING)
 
     async def close(self) -> None:
@@ -144,14 +145,17 @@ class JobStatusMessages:
     async def _show_running(self, job: Job, leadership: Leadership) -> None:
         async with self._pool.connection() as conn:
             language = await LoopStore(conn).user_language(job.user_id)
-        self._queue(job, self._text(language_of(language), "status-generating", job),
+        lang = language_of(language)
+        self._queue(job, lang, self._text(lang, "status-generating", job),
                     StatusShown.GENERATING, leadership)
 
-    def _queue(self, job: Job, text: str, stage: StatusShown, leadership: Leadership, *,
+    def _queue(self, job: Job, language: str, text: str, stage: StatusShown,
+               leadership: Leadership, *,
                final: bool = False, record: bool = True) -> None:
         assert job.status_message_id is not None
         self.board.queue(job.chat_id, job.status_message_id, text, final=final,
-                         on_shown=self._on_shown(job.id, stage, leadership) if record else None)
+                         on_shown=self._on_shown(job.id, stage, leadership) if record else None,
+                         reply_markup=status_keyboard(language, job.id))
 
     def _on_shown(self, job_id: int, stage: StatusShown, leadership: Leadership) -> OnShown:
         async def shown(showing: bool) -> None:
@@ -197,10 +201,11 @@ class StatusRefresher:
 
     name = "job-status"
 
-    def __init__(self, messages: JobStatusMessages, *,
-                 interval_s: float = REFRESH_INTERVAL_S) -> None:
+    def __init__(self, messages: JobStatusMessages, *, interval_s: float | None = None) -> None:
+        """Refresh every interval_s (default REFRESH_INTERVAL_S, read now so tests can
+        change it)."""
         self._messages = messages
-        self._interval_s = interval_s
+        self._interval_s = REFRESH_INTERVAL_S if interval_s is None else interval_s
 
     async def run(self, leadership: Leadership | None) -> None:
         """Refresh every interval_s until draining; then drop what is pending."""

@@ -3,7 +3,9 @@ context there, so texts come by language), pressed in the chat, handled by handl
 
 A result that is one message carries them itself; an album cannot carry a keyboard (Telegram
 allows none on a media group), so several files get them on a short follow-up message
-(`next_text`) sent after the last one. A failure notice gets Repeat and Menu.
+(`next_text`) sent after the last one. A failure notice gets Repeat and Menu. A status
+message carries Menu all along (`status_keyboard`): the user browses on while Kie works, and
+the menu comes as a new message, so the status message stays where it is.
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ def result_keyboard(language: str, job_id: int, *, succeeded: bool) -> InlineKey
         kb.row(press("result-other", ResultAct.OTHER), press("ui-menu", ResultAct.MENU))
     else:
         kb.row(press("result-repeat", ResultAct.REPEAT), press("ui-menu", ResultAct.MENU))
+    return kb.as_markup()
+
+
+def status_keyboard(language: str, job_id: int) -> InlineKeyboardMarkup:
+    """Return the buttons of job_id's status message: Menu, opened below it."""
+    kb = InlineKeyboardBuilder()
+    kb.row(button(texts.get(language, "ui-menu"), ResultCb(act=ResultAct.MENU, job=job_id)))
     return kb.as_markup()
 
 

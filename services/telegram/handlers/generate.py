@@ -68,6 +68,7 @@ from services.telegram.forms.engine import Form
 from services.telegram.forms.screens import Quote, Screen, Verb, say
 from services.telegram.forms.values import Refusal, Upload
 from services.telegram.handlers.menu import outdated
+from services.telegram.results import status_keyboard
 from services.telegram.texts import rubles
 from services.telegram.ui import GenerateCb, TopUpCb, add_menu_button, button, show
 
@@ -257,13 +258,13 @@ async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
             # data, so a late tap of this card finds its job.
             await state.set_state(None)
             logger.info("generation_confirmed", extra={"job_id": job.id, "model_id": model.id})
-            await _show_queued(query, queued, board)
-        case Duplicate():
+            await _show_queued(query, queued, status_keyboard(i18n.locale, job.id), board)
+        case Duplicate(job):
             # A double tap, or the re-run of a press whose reply a crash cut off.
             answer.text = say(i18n.get, "duplicate")
             if await state.get_state() is not None:
                 await state.set_state(None)
-                await _show_queued(query, queued, board)
+                await _show_queued(query, queued, status_keyboard(i18n.locale, job.id), board)
         case InsufficientFunds(shortfall_kop=shortfall):
             kb = InlineKeyboardBuilder()
             kb.row(button(say(i18n.get, "button-topup"), TopUpCb()))
@@ -283,9 +284,10 @@ async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
                 i18n.get, model, Refusal("rule-invalid", {"field": name, "reason": rule})))
 
 
-async def _show_queued(query: CallbackQuery, text: str, board: StatusBoard | None) -> None:
+async def _show_queued(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup,
+                       board: StatusBoard | None) -> None:
     """Turn the card into the job's status message, and start its edit interval there."""
-    await show(query, text)
+    await show(query, text, markup)
     if board is not None and query.message is not None:
         board.note(query.message.chat.id, query.message.message_id, text)
 

@@ -1,4 +1,5 @@
-"""The buttons under a delivered result (services/telegram/results.py builds them).
+"""The buttons under a delivered result, and a status message's Menu (services/telegram/
+results.py builds them).
 
 Repeat (a new confirm card with the job's model and parameters), Change parameters (the same
 form, its first question asked again), Another model (the catalog at the job's category) and
