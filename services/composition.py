@@ -19,6 +19,7 @@ from services.admin.service import Admin
 from services.broadcast.sender import BroadcastSender
 from services.catalog import load_catalog
 from services.checks import checks
+from services.delivery.status import StatusBoard
 from services.generation import JobLimits
 from services.generation.engine import build_engine
 from services.generation.service import Generations
@@ -97,9 +98,12 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
                   leadership=lambda: term.leadership)
     alerts = AuditAlerts(pool, bot, operators=settings.admin_ids)
     i18n_core = await asyncio.to_thread(texts.core)
+    # One board per process: the confirm handler notes the card it turns into a job's status
+    # message, and the engine's loops edit it under the same per-message throttle.
+    status_board = StatusBoard(bot)
     aiogram_dp = build_dispatcher(
         storage=storage, i18n_core=i18n_core, accounts=accounts, storefront=storefront,
-        generations=generations, payments=payments, admin=admin,
+        generations=generations, payments=payments, admin=admin, status_board=status_board,
         support=Support(username=settings.support_telegram, text=settings.support_text))
     pressure = IngressPressure()
     dispatcher = InboxDispatcher(pool, bot, aiogram_dp, state, inbox=inbox, term=term,
@@ -109,7 +113,7 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
                                  flooded=pressure.high)
     allowed_updates = aiogram_dp.resolve_used_update_types()
     engine = build_engine(settings, pool, state, bot=bot, catalog=catalog,
-                          listen_connect=listen_connect)
+                          listen_connect=listen_connect, status_board=status_board)
     leader_only: list[Service] = [
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
         # Each area registers its periodic jobs here; Maintenance only schedules them.

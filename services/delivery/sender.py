@@ -16,6 +16,8 @@ Kie's URLs expired.
 Several files go out as albums (sendMediaGroup, 2-10 items; photos and videos together, audio
 and documents each on their own, larger sets split evenly); an album Telegram refuses is
 sent again file by file. Links go in one text message. The caption rides on the first message.
+Buttons (`reply_markup`) ride on a result that is one message; several files get them on a
+follow-up text (`markup_text`) after the last one, since an album takes no keyboard.
 
 Outcomes: SENT (with the file_id and message of every item sent), BLOCKED (403: the user
 blocked the bot; nothing more is tried), REJECTED (Telegram refuses the chat itself), or
@@ -47,6 +49,7 @@ from aiogram.methods import (
     SendVideo,
 )
 from aiogram.types import (
+    InlineKeyboardMarkup,
     InputFile,
     InputMediaAudio,
     InputMediaDocument,
@@ -246,17 +249,27 @@ class ResultSender:
         self._bot = bot
         self._http = http
 
-    async def send(self, chat_id: int, files: list[ResultFile], *, caption: str = "") -> Delivery:
-        """Send every file to chat_id, the caption on the first message; see the module doc."""
+    async def send(self, chat_id: int, files: list[ResultFile], *, caption: str = "",
+                   reply_markup: InlineKeyboardMarkup | None = None,
+                   markup_text: str = "") -> Delivery:
+        """Send every file to chat_id, the caption on the first message, the buttons on the
+        only message or on a follow-up with markup_text; see the module doc."""
         delivery = Delivery(Outcome.SENT)
         items = await self._plan(files, delivery)
         caption = clip(caption, MAX_CAPTION_UTF16)
+        # One file is one message (or one link message): the buttons go on it.
+        markup = reply_markup if len(items) == 1 else None
         try:
             caption = await self._send_media(chat_id, [i for i in items if i.route], caption,
-                                             delivery)
+                                             delivery, markup)
             links = [item for item in items if item.route is None]
             if links:
-                await self._send_links(chat_id, links, caption, delivery)
+                await self._send_links(chat_id, links, caption, delivery, markup)
+            if reply_markup is not None and len(items) > 1 and delivery.sent:
+                message = await self._call(SendMessage(
+                    chat_id=chat_id, text=clip(markup_text or "…", MAX_TEXT_UTF16),
+                    reply_markup=reply_markup))
+                delivery.message_ids.append(message.message_id)
         except _Stop as stop:
             delivery.outcome, delivery.detail = stop.outcome, stop.detail
             logger.info("delivery_stopped", extra={"chat_id": chat_id, "outcome": stop.outcome,
@@ -298,7 +311,7 @@ class ResultSender:
         return routes
 
     async def _send_media(self, chat_id: int, items: list[_Item], caption: str,
-                          delivery: Delivery) -> str:
+                          delivery: Delivery, markup: InlineKeyboardMarkup | None) -> str:
         """Send items as albums by family (or singly); return the caption if still unused."""
         families: dict[Media, list[_Item]] = {}
         for item in items:
@@ -310,7 +323,7 @@ class ResultSender:
                     caption = ""
                     continue
                 for item in chunk:
-                    if await self._send_single(chat_id, item, caption, delivery):
+                    if await self._send_single(chat_id, item, caption, delivery, markup):
                         caption = ""
         return caption
 
@@ -336,7 +349,7 @@ class ResultSender:
         return True
 
     async def _send_single(self, chat_id: int, item: _Item, caption: str,
-                           delivery: Delivery) -> bool:
+                           delivery: Delivery, markup: InlineKeyboardMarkup | None) -> bool:
         """Send one file, moving down its routes on refusal (a link at the end); return
         whether a message went out (and so carried the caption)."""
         while (route := item.route) is not None:
@@ -344,7 +357,8 @@ class ResultSender:
             try:
                 async with self._source(item) as source:
                     message = await self._call(
-                        method(chat_id=chat_id, caption=caption or None, **{field_name: source}),
+                        method(chat_id=chat_id, caption=caption or None, reply_markup=markup,
+                               **{field_name: source}),
                         uploading=_uploads([item]))
             except TelegramBadRequest as exc:
                 logger.info("route_refused", extra={"chat_id": chat_id, "index": item.index,
@@ -362,7 +376,7 @@ class ResultSender:
         if item.file.url is None:
             delivery.unavailable.append(item.index)
             return False
-        await self._send_links(chat_id, [item], caption, delivery)
+        await self._send_links(chat_id, [item], caption, delivery, markup)
         return True
 
     @contextlib.asynccontextmanager
@@ -404,14 +418,15 @@ class ResultSender:
         delivery.message_ids.append(message.message_id)
 
     async def _send_links(self, chat_id: int, items: list[_Item], caption: str,
-                          delivery: Delivery) -> None:
+                          delivery: Delivery, markup: InlineKeyboardMarkup | None) -> None:
         """Send files too big for Telegram as links in one text message."""
         lines = [item.file.url for item in items if item.file.url]
         text = "\n".join(lines)
         if caption:
             room = MAX_TEXT_UTF16 - utf16_len(text) - 2
             text = f"{clip(caption, max(room, 0))}\n\n{text}" if room > 1 else text
-        message = await self._call(SendMessage(chat_id=chat_id, text=clip(text, MAX_TEXT_UTF16)))
+        message = await self._call(SendMessage(chat_id=chat_id, text=clip(text, MAX_TEXT_UTF16),
+                                               reply_markup=markup))
         for item in items:
             delivery.sent.append(SentItem(item.index, message.message_id, None, None))
         delivery.message_ids.append(message.message_id)

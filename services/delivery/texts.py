@@ -9,20 +9,12 @@ from services.telegram.texts import language_of
 
 TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
     "ru": MappingProxyType({
-        "queued": "⏳ {model}: в очереди.",
-        "generating": "⚙️ {model}: генерируется…",
-        "progress": "⚙️ {model}: генерируется… {percent}%",
-        "done": "✅ {model}: готово.",
         "failed": ("❌ {model}: не получилось. {reason}\nДеньги не списаны: резерв вернулся "
                    "на баланс."),
         "result_unavailable": ("❌ {model}: результат готов, но его файл больше недоступен. "
                                "Напишите в поддержку."),
     }),
     "en": MappingProxyType({
-        "queued": "⏳ {model}: queued.",
-        "generating": "⚙️ {model}: generating…",
-        "progress": "⚙️ {model}: generating… {percent}%",
-        "done": "✅ {model}: done.",
         "failed": ("❌ {model}: it did not work. {reason}\nYou were not charged: the hold is back "
                    "on your balance."),
         "result_unavailable": ("❌ {model}: the result is ready but its file is no longer "

@@ -7,7 +7,11 @@ Overview (a supervisor.worker.Worker over DeliveryQueue)
               upload, document or link by size; albums), caption = the model's title;
               failed or expired: one message with the user-safe reason (ru/en, from
               services.kie's failure texts) and that the hold was released;
-              then `record_delivered` (fenced) with Telegram's file_ids and message ids
+              each with its buttons (services.telegram.results: Repeat, Change parameters,
+              Another model, Menu; a failure Repeat and Menu);
+              then `record_delivered` (fenced) with Telegram's file_ids and message ids,
+              and only then the job's status message is queued to show the final stage
+              (never awaited: a status edit never delays a delivery)
     settle    a dead-lettered job is recorded undeliverable (its reason kept); the
               dead-letter hook tells the user, best effort
 
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Hashable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -36,6 +40,7 @@ import orjson
 import psycopg
 from aiogram import Bot
 from aiogram.exceptions import TelegramForbiddenError
+from aiogram.types import InlineKeyboardMarkup
 from psycopg_pool import AsyncConnectionPool
 
 import supervisor.worker as worker
@@ -56,9 +61,13 @@ from services.generation.loops import LoopStore
 from services.generation.store import JobStore
 from services.kie import FailureReason, failure_reason
 from services.kie.failures import TEXTS as FAILURE_TEXTS
+from services.telegram.results import next_text, result_keyboard
 from services.telegram.texts import language_of
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
+
+if TYPE_CHECKING:
+    from services.generation.status_messages import JobStatusMessages
 
 logger = logging.getLogger(__name__)
 
@@ -149,9 +158,11 @@ class DeliveryWorker:
                  state: RuntimeState, *, instance_id: str,
                  listen_connect: worker.ConnectFn | None = None,
                  lease_s: float = DELIVERY_LEASE_S,
-                 max_attempts: int = MAX_DELIVERY_ATTEMPTS) -> None:
+                 max_attempts: int = MAX_DELIVERY_ATTEMPTS,
+                 status: JobStatusMessages | None = None) -> None:
         """Send with bot; claims carry instance_id and last lease_s."""
         self._pool = pool
+        self._status = status
         self._bot = bot
         self._catalog = catalog
         self._state = state
@@ -179,32 +190,41 @@ class DeliveryWorker:
         lang = await self._language(job.user_id)
         model = self._catalog.get(job.model_id)
         title = model.title.get(lang) if model is not None else job.model_id
-        if job.status is JobStatus.SUCCEEDED:
-            delivery = await self._send_results(job, model, title)
+        succeeded = job.status is JobStatus.SUCCEEDED
+        buttons = result_keyboard(lang, job.id, succeeded=succeeded)
+        if succeeded:
+            delivery = await self._send_results(job, model, title, lang, buttons)
         else:
-            delivery = await self._send_failure(job, lang, title)
+            delivery = await self._send_failure(job, lang, title, buttons)
+        reason = None if delivery.outcome is Outcome.SENT else _reason(delivery)
         async with leadership.fenced(self._pool) as conn:
-            if delivery.outcome is Outcome.SENT:
+            if reason is None:
                 await record_delivered(
                     conn, job, file_ids=[file_id or "" for file_id in
                                          delivery.file_ids(len(job.result_urls or []))],
                     message_ids=delivery.message_ids)
             else:
-                await record_undeliverable(conn, job, reason=_reason(delivery))
+                await record_undeliverable(conn, job, reason=reason)
         self._state.count(f"deliveries_{delivery.outcome}")
+        if self._status is not None:
+            self._status.finished(job, leadership, language=lang, undeliverable_reason=reason)
 
-    async def _send_results(self, job: Job, model: Model | None, title: str) -> Delivery:
+    async def _send_results(self, job: Job, model: Model | None, title: str, lang: str,
+                            buttons: InlineKeyboardMarkup) -> Delivery:
         """Send a succeeded job's files; raise ResultsUnavailable when none can be read."""
         assert self._sender is not None
         if not job.result_urls:
-            return await self._send_text_result(job, model, title)
+            return await self._send_text_result(job, model, title, buttons)
         files = [ResultFile(result_kind(url, model), url) for url in job.result_urls]
-        delivery = await self._sender.send(job.chat_id, files, caption=title)
+        delivery = await self._sender.send(
+            job.chat_id, files, caption=title, reply_markup=buttons,
+            markup_text=next_text(lang, title))
         if delivery.outcome is Outcome.UNAVAILABLE:
             raise ResultsUnavailable(f"job {job.id}: no result file could be read")
         return delivery
 
-    async def _send_text_result(self, job: Job, model: Model | None, title: str) -> Delivery:
+    async def _send_text_result(self, job: Job, model: Model | None, title: str,
+                                buttons: InlineKeyboardMarkup) -> Delivery:
         """Send a result that is text (speech to text), read from the job's Kie answer."""
         text = ""
         if model is not None:
@@ -218,24 +238,26 @@ class DeliveryWorker:
                         state.result_object).decode()
                     break
         message = await self._send_text(job.chat_id, clip(f"{title}\n\n{text}".strip(),
-                                                          MAX_TEXT_UTF16))
+                                                          MAX_TEXT_UTF16), buttons)
         if message is None:
             return Delivery(Outcome.BLOCKED, detail=BLOCKED_REASON)
         return Delivery(Outcome.SENT, message_ids=[message])
 
-    async def _send_text(self, chat_id: int, text: str) -> int | None:
+    async def _send_text(self, chat_id: int, text: str,
+                         buttons: InlineKeyboardMarkup | None = None) -> int | None:
         """Send a text message; return its id, None when the user blocked the bot."""
         try:
-            message = await self._bot.send_message(chat_id, text)
+            message = await self._bot.send_message(chat_id, text, reply_markup=buttons)
         except TelegramForbiddenError:
             return None
         return message.message_id
 
-    async def _send_failure(self, job: Job, lang: str, title: str) -> Delivery:
+    async def _send_failure(self, job: Job, lang: str, title: str,
+                            buttons: InlineKeyboardMarkup) -> Delivery:
         """Tell the user why a job failed or expired (and that nothing was charged)."""
         reason = FAILURE_TEXTS[failure_of(job)].get(lang)
         message = await self._send_text(job.chat_id, texts.get(lang, "failed", model=title,
-                                                                reason=reason))
+                                                                reason=reason), buttons)
         if message is None:
             return Delivery(Outcome.BLOCKED, detail=BLOCKED_REASON)
         return Delivery(Outcome.SENT, message_ids=[message])

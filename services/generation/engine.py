@@ -5,6 +5,8 @@
     applier    (leader)  stored callbacks and poll answers -> settlement (fenced)
     poller     (leader)  recordInfo for quiet jobs -> stored like a callback; expiry
     delivery   (leader)  finished jobs -> Telegram -> file_ids recorded
+    status     (leader)  each job's status message: "generating" (submitter), the final
+                         stage (delivery), elapsed time and catch-up (refresher)
     invariants (leader, scheduled) audit() -> /health and /metrics
 
 Each step wakes the next through PostgreSQL, so the path works across processes and a
@@ -24,12 +26,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from config import Settings
 from services.catalog import Catalog
+from services.delivery.status import StatusBoard
 from services.generation.applier import CallbackApplier
 from services.generation.callback_ingress import CallbackIngress
 from services.generation.delivery_worker import DELIVERY_LEASE_S, DeliveryWorker
 from services.generation.invariants_job import InvariantsJob
 from services.generation.poller import POLL_INTERVAL_S, StatusPoller
 from services.generation.settlement import expiry_deadlines
+from services.generation.status_messages import JobStatusMessages, StatusRefresher
 from services.generation.submission import (
     FIRST_POLL_AFTER_S,
     POLL_BASE_INTERVAL_S,
@@ -62,19 +66,24 @@ class Engine:
     leader_only: list[Service]
     routes: list[RouteInstaller]
     scheduled: list[ScheduledJob]
+    status: JobStatusMessages
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeState, *,
                  bot: Bot, catalog: Catalog,
                  listen_connect: Callable[[], Awaitable[psycopg.AsyncConnection]],
-                 kie: KieClient | None = None, timings: Timings = Timings()) -> Engine:
-    """Wire the generation loops for one instance (no I/O)."""
+                 kie: KieClient | None = None, timings: Timings = Timings(),
+                 status_board: StatusBoard | None = None) -> Engine:
+    """Wire the generation loops for one instance (no I/O); status_board is the one the
+    chat's confirm handler notes its "queued" edits on (else the engine makes its own)."""
     if kie is None:
         kie = KieClient.from_settings(settings)
         kie.bucket = submit_bucket()
+    status = JobStatusMessages(pool, status_board or StatusBoard(bot), catalog)
     delivery = DeliveryWorker(pool, bot, catalog, state, instance_id=settings.instance_id,
-                              listen_connect=listen_connect, lease_s=timings.delivery_lease_s)
+                              listen_connect=listen_connect, lease_s=timings.delivery_lease_s,
+                              status=status)
     applier = CallbackApplier(pool, catalog, state, listen_connect=listen_connect)
     poller = StatusPoller(pool, kie, catalog, state, deadlines_s=expiry_deadlines(settings),
                           poll_base_s=timings.poll_base_s, poll_max_s=timings.poll_max_s,
@@ -82,9 +91,10 @@ def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeSt
     submitter = Submitter(pool, kie, catalog, state, webhook_base_url=settings.webhook_base_url,
                           max_attempts=settings.max_submit_attempts,
                           listen_connect=listen_connect, lease_s=timings.submit_lease_s,
-                          first_poll_s=timings.first_poll_s)
+                          first_poll_s=timings.first_poll_s, status=status)
     ingress = CallbackIngress(pool, state, hmac_key=settings.kie_webhook_hmac_key)
     invariants = InvariantsJob(pool, state)
-    return Engine(leader_only=[submitter, applier, poller, delivery], routes=[ingress.install],
+    return Engine(leader_only=[submitter, applier, poller, delivery, StatusRefresher(status)],
+                  routes=[ingress.install],
                   scheduled=[ScheduledJob(invariants.name, invariants.every_s, invariants.run)],
-                  on_close=[kie.close])
+                  status=status, on_close=[kie.close])

@@ -10,7 +10,8 @@
    re-run handler creates nothing twice; the same key with another request is a conflict);
 4. count the user's active jobs (`MAX_ACTIVE_JOBS`) and, for a free SKU, their free jobs
    since midnight UTC (`FREE_DAILY_QUOTA`), and check the balance covers the price;
-5. insert the job (`pending`), then the ledger `hold` entry keyed by the job.
+5. insert the job (`pending`; with the confirm card's message id as its status message,
+   showing `queued`), then the ledger `hold` entry keyed by the job.
 
 The limits are enforced by the database, race-free: the count of step 4 is a new statement
 after the lock of step 2, so in READ COMMITTED it sees every request of the user that
@@ -109,7 +110,8 @@ def hold_key(job_id: int) -> str:
 async def request_generation(conn: psycopg.AsyncConnection, *, catalog: Catalog,
                              markup: Decimal, limits: JobLimits, user_id: int, chat_id: int,
                              model_id: str, params: Mapping[str, object],
-                             idempotency_key: str) -> RequestOutcome:
+                             idempotency_key: str,
+                             status_message_id: int | None = None) -> RequestOutcome:
     """Validate, price, hold and create a job once per idempotency key; return the outcome.
 
     Raise GenerationError if the user has no wallet, RequestConflict if the key already made
@@ -147,7 +149,8 @@ async def request_generation(conn: psycopg.AsyncConnection, *, catalog: Catalog,
 
     job = await jobs.insert_job(user_id=user_id, chat_id=chat_id, model_id=model_id,
                                 params=clean, price_kop=price_kop, category=model.category,
-                                free=sku.free, idempotency_key=idempotency_key)
+                                free=sku.free, idempotency_key=idempotency_key,
+                                status_message_id=status_message_id)
     if price_kop > 0:
         await apply_entry(conn, user_id=user_id, kind=EntryKind.HOLD,
                           balance_delta_kop=-price_kop, hold_delta_kop=price_kop,

@@ -123,9 +123,10 @@ class Generations:
         return Price(price_kop=kop, free=sku.free)
 
     async def request(self, *, user_id: int, chat_id: int, model_id: str,
-                      params: Mapping[str, object],
-                      idempotency_key: str) -> RequestOutcome | RateLimited:
-        """Request a job once per idempotency key, in one fenced unit of work."""
+                      params: Mapping[str, object], idempotency_key: str,
+                      status_message_id: int | None = None) -> RequestOutcome | RateLimited:
+        """Request a job once per idempotency key, in one fenced unit of work (the message
+        status_message_id, if given, becomes the job's status message)."""
         wait_s = self._throttle.try_acquire(user_id)
         if wait_s > 0:
             logger.info("generation_rate_limited", extra={"user_id": user_id,
@@ -138,4 +139,4 @@ class Generations:
             return await request_generation(
                 conn, catalog=self.catalog, markup=self._markup, limits=self._limits,
                 user_id=user_id, chat_id=chat_id, model_id=model_id, params=params,
-                idempotency_key=idempotency_key)
+                idempotency_key=idempotency_key, status_message_id=status_message_id)

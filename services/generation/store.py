@@ -43,6 +43,23 @@ class CallbackSource(StrEnum):
     ORPHAN = "orphan"      # arrived by task id before the job had it; matched later
 
 
+class StatusShown(StrEnum):
+    """What a job's status message last showed, mirrored by the CHECK on
+    generation_jobs.status_shown (NULL: the job has no status message)."""
+
+    QUEUED = "queued"          # the confirm card, edited by the handler that made the job
+    GENERATING = "generating"  # Kie took the task (elapsed time refreshed while running)
+    DONE = "done"              # final: the result was delivered below it
+    FAILED = "failed"          # final: the reason, and that nothing was charged
+    EXPIRED = "expired"        # final: no result in time, nothing charged
+    GONE = "gone"              # deleted by the user, or the bot blocked: never edited again
+
+    @property
+    def final(self) -> bool:
+        """Tell whether the message is never edited after showing this."""
+        return self not in (StatusShown.QUEUED, StatusShown.GENERATING)
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One generation job row."""
@@ -72,12 +89,16 @@ class Job:
     delivered_at: datetime | None
     delivered_file_ids: list[str] | None
     undeliverable_reason: str | None
+    status_message_id: int | None
+    status_shown: StatusShown | None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
         """Build a job from a generation_jobs row (extra columns are ignored)."""
         values = {f.name: row[f.name] for f in fields(cls)}
         values["status"] = JobStatus(values["status"])
+        if values["status_shown"] is not None:
+            values["status_shown"] = StatusShown(values["status_shown"])
         return cls(**values)
 
 
@@ -97,6 +118,14 @@ class UserLoad:
 
     active: int
     free_today: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenStatus:
+    """A status message not showing its final stage yet, with what it needs to be shown."""
+
+    job: Job
+    language: str | None  # the user's chosen language, else Telegram's code
 
 
 class JobStore:
@@ -126,12 +155,14 @@ class JobStore:
 
     async def insert_job(self, *, user_id: int, chat_id: int, model_id: str,
                          params: Mapping[str, object], price_kop: int, category: str,
-                         free: bool, idempotency_key: str) -> Job:
-        """Insert a pending job and return it."""
+                         free: bool, idempotency_key: str,
+                         status_message_id: int | None = None) -> Job:
+        """Insert a pending job (showing `queued` on its status message, if any); return it."""
         job = await self._one_job("insert_job", {
             "user_id": user_id, "chat_id": chat_id, "model_id": model_id,
             "params": Jsonb(dict(params)), "price_kop": price_kop, "category": category,
-            "free": free, "idempotency_key": idempotency_key})
+            "free": free, "idempotency_key": idempotency_key,
+            "status_message_id": status_message_id})
         assert job is not None  # INSERT ... RETURNING
         return job
 
@@ -256,6 +287,17 @@ class JobStore:
         row = await self._one("record_undeliverable", {"job_id": job_id, "attempt": attempt,
                                                        "reason": reason})
         return row is not None
+
+    async def record_status_shown(self, job_id: int, shown: StatusShown) -> bool:
+        """Record what the job's status message shows now; False once it showed a final
+        stage (or has no status message)."""
+        row = await self._one("record_status_shown", {"job_id": job_id, "shown": str(shown)})
+        return row is not None
+
+    async def open_statuses(self, *, limit: int) -> list[OpenStatus]:
+        """Return jobs whose status message shows a stage before the final one, oldest first."""
+        rows = await self._all("open_statuses", {"limit": limit})
+        return [OpenStatus(Job.from_row(r), r["language"]) for r in rows]
 
     async def user_jobs(self, user_id: int, *, offset: int, limit: int) -> tuple[list[Job], int]:
         """Return one page of the user's jobs, newest first, and their number in all."""

@@ -11,7 +11,8 @@ turn, one transaction for a whole batch)
                  after a token from the 20-per-10 s bucket (in the Kie client)
               4. `record_submitted` (fenced, the job's own transaction: with Kie fast, the
                  applier may be finishing the same job, and only this job should wait for
-                 it): the task id, guarded by status `pending`
+                 it): the task id, guarded by status `pending`; then the job's status
+                 message is queued to show "generating" (never awaited here)
     settle    a dead-lettered job fails (`apply_outcome`: hold released); done and retried
               jobs need no write (a retried job is offered again after its lease)
 
@@ -60,6 +61,7 @@ from services.generation import (
     record_submitted,
 )
 from services.generation.callback_ingress import callback_url
+from services.generation.status_messages import JobStatusMessages
 from services.generation.store import JobStore
 from services.generation.submission import FIRST_POLL_AFTER_S, SubmitTicket
 from services.kie import KieClient, KieFinal, TokenBucket
@@ -151,7 +153,8 @@ class Submitter:
                  state: RuntimeState, *, webhook_base_url: str,
                  max_attempts: int, listen_connect: worker.ConnectFn | None = None,
                  max_concurrency: int = MAX_CONCURRENCY, lease_s: float = SUBMIT_LEASE_S,
-                 first_poll_s: float = FIRST_POLL_AFTER_S) -> None:
+                 first_poll_s: float = FIRST_POLL_AFTER_S,
+                 status: JobStatusMessages | None = None) -> None:
         """Submit through kie (at most max_attempts per job); callbacks go to
         webhook_base_url."""
         self._pool = pool
@@ -161,6 +164,7 @@ class Submitter:
         self._base_url = webhook_base_url
         self._max_concurrency = max_concurrency
         self._first_poll_s = first_poll_s
+        self._status = status
         self.worker = worker.Worker(
             worker.WorkerConfig(name=self.name, concurrency=max_concurrency,
                                 max_attempts=max_attempts,
@@ -216,8 +220,11 @@ class Submitter:
             await self._fail(leadership, job, f"kie_{exc.code}", str(exc))
             return
         async with leadership.fenced(self._pool) as conn:
-            await record_submitted(conn, job.id, task_id, first_poll_s=self._first_poll_s)
+            submitted = await record_submitted(conn, job.id, task_id,
+                                               first_poll_s=self._first_poll_s)
         self._state.count("kie_tasks_created")
+        if submitted is not None and self._status is not None:
+            self._status.running(submitted, leadership)
 
     async def _fail(self, leadership: Leadership, job: Job, code: str, message: str) -> None:
         """Fail a job Kie will never take (its hold is released)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from enum import StrEnum
 
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters.callback_data import CallbackData
@@ -44,6 +45,23 @@ class GenerateCb(CallbackData, prefix="gen"):
 
 class TopUpCb(CallbackData, prefix="topup"):
     """Open the top-up screen (handled by payments)."""
+
+
+class ResultAct(StrEnum):
+    """What a button under a delivered result (or a failure notice) does."""
+
+    REPEAT = "r"  # a new confirm card with the job's model and parameters
+    CHANGE = "c"  # the job's form again, prefilled: its first question, then the card
+    OTHER = "o"   # the catalog at the job's category
+    MENU = "m"    # the main menu
+
+
+class ResultCb(CallbackData, prefix="res"):
+    """A button under job `job`'s result (built by the delivery worker, handled by
+    handlers/results.py; the job must be the pressing user's)."""
+
+    act: ResultAct
+    job: int
 
 
 # The screens the menu opens (each handled by its feature's router).

@@ -22,6 +22,7 @@ from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.accounts import Accounts
 from services.admin.service import Admin
 from services.catalog import get_catalog
+from services.delivery.status import StatusBoard
 from services.generation import JobLimits
 from services.generation.service import Generations
 from services.payments.service import Payments, PaymentTerms
@@ -33,6 +34,7 @@ from services.telegram.handlers import build_dispatcher
 from services.telegram.handlers.support import Support
 from services.telegram.notices import dead_letter_notice
 from services.telegram.poller import TelegramPoller
+from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
 from tests.helpers import BOT_TOKEN, eventually, inbox_store, lead
 
@@ -78,8 +80,14 @@ class ChatBot:
     """Poller + dispatcher + product handlers of one leader, until closed."""
 
     def __init__(self, pool: AsyncConnectionPool, bot: Bot, sandbox: TelegramSandbox,
-                 control: SandboxClient, *, support: Support | None = None) -> None:
+                 control: SandboxClient, *, support: Support | None = None,
+                 leadership: Leadership | None = None,
+                 status_board: StatusBoard | None = None) -> None:
+        """Lead with `leadership` when given (the engine's, to run beside it), else alone;
+        the confirm handler notes its edits on status_board (the engine's) when given."""
         self.pool = pool
+        self._leadership = leadership
+        self.status_board = status_board
         self.bot = bot
         self.sandbox = sandbox
         self.control = control
@@ -104,8 +112,10 @@ class ChatBot:
         dp = build_dispatcher(PostgresStorage(self.pool, fenced=self.term.fenced),
                               accounts=accounts, storefront=self.storefront,
                               support=self.support, generations=generations,
-                              payments=self.payments, admin=self.admin)
-        self.leadership = await lead(self.pool)
+                              payments=self.payments, admin=self.admin,
+                              **({"status_board": self.status_board} if self.status_board
+                                 else {}))
+        self.leadership = self._leadership or await lead(self.pool)
         self.allowed_updates = dp.resolve_used_update_types()
         poller = TelegramPoller(self.pool, self.state, api_base=self.sandbox.base_url,
                                 token=BOT_TOKEN, allowed_updates=self.allowed_updates,

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiogram import Bot
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from config import load_settings
 from sandbox.telegram import SandboxClient, SandboxConfig, TelegramSandbox
@@ -247,3 +248,36 @@ async def test_files_too_big_for_telegram_go_out_as_links_beside_the_media(
     assert _methods(log) == ["sendPhoto", "sendMessage"]
     assert log[0]["caption"] == "Done" and huge in log[1]["text"]
     assert delivery.file_ids(2) == [log[0]["media"]["file_id"], None]
+
+
+def _keyboard(text: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=text,
+                                                                       callback_data="x")]])
+
+
+async def test_one_result_carries_the_buttons_itself(
+        sender: ResultSender, control: SandboxClient, files: ResultFiles) -> None:
+    delivery = await sender.send(CHAT, [ResultFile(ResultKind.IMAGE, files.url("a.png", 900))],
+                                 caption="One", reply_markup=_keyboard("Repeat"),
+                                 markup_text="What next?")
+    log = await control.chat_messages(CHAT)
+    assert _methods(log) == ["sendPhoto"]
+    message = await control.message(CHAT, log[0]["message_id"])
+    assert message["reply_markup"]["inline_keyboard"][0][0]["text"] == "Repeat"
+    assert delivery.message_ids == [log[0]["message_id"]]
+
+
+async def test_an_album_gets_its_buttons_on_a_follow_up_message_after_it(
+        sender: ResultSender, control: SandboxClient, files: ResultFiles) -> None:
+    results = [ResultFile(ResultKind.IMAGE, files.url(f"b{n}.png", 900)) for n in range(2)]
+    delivery = await sender.send(CHAT, results, caption="Two", reply_markup=_keyboard("Repeat"),
+                                 markup_text="What next?")
+    log = await control.chat_messages(CHAT)
+    assert _methods(log) == ["sendMediaGroup", "sendMediaGroup", "sendMessage"]
+    for entry in log[:2]:
+        assert "reply_markup" not in await control.message(CHAT, entry["message_id"])
+    follow_up = await control.message(CHAT, log[2]["message_id"])
+    assert follow_up["text"] == "What next?"
+    assert follow_up["reply_markup"]["inline_keyboard"][0][0]["text"] == "Repeat"
+    assert delivery.message_ids == [entry["message_id"] for entry in log]
+    assert delivery.file_ids(2) == [entry["media"]["file_id"] for entry in log[:2]]

@@ -230,7 +230,9 @@ async def test_every_catalog_model_is_ordered_through_the_chat_with_its_typed_in
             assert (price_kop, free) == (r.shown_price_kop, r.free), r.model.id
             hold = await (await conn.execute(HOLD_SQL, (job_id,))).fetchone()
             assert (hold[0] if hold else 0) == r.shown_price_kop, r.model.id
-            assert "Queued" in r.answer, (r.model.id, r.answer)
+            # The card became the job's status message (the engine may have moved it on).
+            assert any(stage in r.answer for stage in ("queued", "generating")), (
+                r.model.id, r.answer)
 
 
 async def fsm(database_url: str, chat_id: int) -> tuple[Any, ...] | None:

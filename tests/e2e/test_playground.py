@@ -260,7 +260,17 @@ async def test_playground_generates_a_free_image_into_the_chat(browser: Browser,
         picture = page.locator(".msg.bot img.photo").last
         await expect(picture).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
         await expect(picture).not_to_have_js_property("naturalWidth", 0)
+        # The card became the job's status message, edited to its final stage; the result
+        # carries its buttons, and Repeat brings a new card.
+        status = page.locator(".msg.bot", has_text=re.compile("Z-Image: done in"))
+        await expect(status).to_have_count(1, timeout=GENERATION_TIMEOUT_MS)
+        result = page.locator(".msg.bot", has=page.locator("img.photo")).last
+        for name in ("Repeat", "Change parameters", "Another model", "Menu"):
+            await expect(result.get_by_role("button", name=re.compile(name))).to_be_visible()
         await _maybe_screenshot(page)
+        await result.get_by_role("button", name=re.compile("Repeat")).click()
+        again = page.locator(".msg.bot").last
+        await expect(again.get_by_role("button", name=re.compile(r"Generate ·"))).to_be_visible()
 
 
 async def _maybe_screenshot(page: Page) -> None:

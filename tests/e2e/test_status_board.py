@@ -9,7 +9,7 @@ from aiogram import Bot
 
 from config import load_settings
 from sandbox.telegram import SandboxClient, SandboxConfig, TelegramSandbox
-from services.delivery.status import StatusBoard
+from services.delivery.status import OnShown, StatusBoard
 from services.telegram.bot import create_bot
 from tests.helpers import BOT_TOKEN, eventually, make_env
 
@@ -48,6 +48,13 @@ async def bot(sandbox: TelegramSandbox) -> AsyncIterator[Bot]:
         yield b
     finally:
         await b.session.close()
+
+
+async def posted(board: StatusBoard) -> int:
+    """Post a "queued" status message; return its id."""
+    message_id = await board.post(CHAT, "queued")
+    assert message_id is not None
+    return message_id
 
 
 async def edits(control: SandboxClient) -> list[str]:
@@ -125,3 +132,56 @@ async def test_a_user_who_blocked_the_bot_gets_no_status_and_no_error(
     assert board.pending == 0
     assert await board.post(CHAT, "queued") is None
     await board.close()
+
+
+async def test_an_edit_made_elsewhere_starts_the_interval_and_queue_never_waits(
+        bot: Bot, control: SandboxClient) -> None:
+    clock = Clock()
+    board = StatusBoard(bot, interval_s=3.0, clock=clock)
+    sent = await bot.send_message(CHAT, "card")
+    await bot.edit_message_text("queued", chat_id=CHAT, message_id=sent.message_id)
+    board.note(CHAT, sent.message_id, "queued")
+    board.queue(CHAT, sent.message_id, "generating…")  # within the interval: waits
+    assert await edits(control) == ["queued"] and board.pending == 1
+    clock.now_s += 3.0
+    board.queue(CHAT, sent.message_id, "generating… 0:05")  # due now: its own task edits
+
+    async def shown() -> bool:
+        return await edits(control) == ["queued", "generating… 0:05"]
+
+    await eventually(shown, what="the queued edit")
+    await board.close()
+
+
+async def test_after_a_final_text_nothing_goes_back_and_each_shown_text_is_reported(
+        bot: Bot, control: SandboxClient) -> None:
+    board = StatusBoard(bot, interval_s=0.0)
+    message_id = await posted(board)
+    reports: list[tuple[str, bool]] = []
+
+    def report(text: str) -> OnShown:
+        async def on_shown(showing: bool) -> None:
+            reports.append((text, showing))
+        return on_shown
+
+    await board.show(CHAT, message_id, "generating…", on_shown=report("generating…"))
+    await board.show(CHAT, message_id, "done", final=True, on_shown=report("done"))
+    await board.show(CHAT, message_id, "generating… 0:35", on_shown=report("late"))
+    await board.close()  # waits for the reports
+    assert await edits(control) == ["generating…", "done"]
+    assert reports == [("generating…", True), ("done", True)]
+
+
+async def test_a_deleted_message_is_reported_gone_and_forgotten(
+        bot: Bot, control: SandboxClient) -> None:
+    board = StatusBoard(bot, interval_s=0.0)
+    message_id = await posted(board)
+    await bot.delete_message(CHAT, message_id)
+    reports: list[bool] = []
+
+    async def on_shown(showing: bool) -> None:
+        reports.append(showing)
+
+    await board.show(CHAT, message_id, "generating…", on_shown=on_shown)
+    await board.close()
+    assert reports == [False] and board.pending == 0

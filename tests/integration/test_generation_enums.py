@@ -11,6 +11,7 @@ import pytest
 from config import load_settings
 from services.billing.ledger import EntryKind
 from services.generation import CallbackSource, JobLimits, JobStatus, expiry_deadlines
+from services.generation.store import StatusShown
 from tests.helpers import make_env
 
 CONSTRAINT_SQL = b"""
@@ -24,7 +25,8 @@ SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
     (JobStatus, "generation_jobs", "status"),
     (CallbackSource, "job_callbacks", "source"),
     (EntryKind, "ledger", "kind"),
-], ids=["job-status", "callback-source", "entry-kind"])
+    (StatusShown, "generation_jobs", "status_shown"),
+], ids=["job-status", "callback-source", "entry-kind", "status-shown"])
 async def test_each_enum_lists_exactly_the_values_its_check_allows(
         database_url: str, enum: type[StrEnum], table: str, column: str) -> None:
     async with await psycopg.AsyncConnection.connect(database_url) as conn:

@@ -12,6 +12,7 @@ from services.telegram.forms.screens import Verb
 from services.telegram.handlers.admin import Screen
 from services.telegram.handlers.catalog import BACK_TO_CATEGORY, BACK_TO_FREE, BACK_TO_SEARCH
 from services.telegram.handlers.menu import FREE
+from services.telegram.ui import ResultAct
 from services.users import Language
 
 TELEGRAM_MAX_CALLBACK_BYTES = 64
@@ -22,6 +23,7 @@ LONGEST_TEXT = {
     "language": max((str(lang) for lang in Language), key=len),
     "verb": max((str(verb) for verb in Verb), key=len),
     "screen": max(Screen, key=len),
+    "act": max((str(act) for act in ResultAct), key=len),
 }
 LONGEST_INT = -(2 ** 63)
 

@@ -20,11 +20,13 @@ SELECT (SELECT count(*) FROM generation_jobs
 -- name: insert_job
 -- Create a pending job (its hold, if priced, is the next ledger entry of the transaction) and
 -- wake the leader's submitter (the notification is delivered when the transaction commits).
+-- A job with a status message (the confirm card) starts as showing `queued`.
 WITH inserted AS (
     INSERT INTO generation_jobs (user_id, chat_id, model_id, params, price_kop, category, free,
-                                 idempotency_key)
+                                 idempotency_key, status_message_id, status_shown)
     VALUES (%(user_id)s, %(chat_id)s, %(model_id)s, %(params)s, %(price_kop)s, %(category)s,
-            %(free)s, %(idempotency_key)s)
+            %(free)s, %(idempotency_key)s, %(status_message_id)s,
+            CASE WHEN %(status_message_id)s::bigint IS NOT NULL THEN 'queued' END)
     RETURNING *
 )
 SELECT inserted.*, pg_notify('job_requested', inserted.id::text) AS notified FROM inserted;
@@ -253,6 +255,25 @@ UPDATE generation_jobs
    SET delivered_at = now(), undeliverable_reason = %(reason)s
  WHERE id = %(job_id)s AND delivered_at IS NULL AND delivery_attempts = %(attempt)s
 RETURNING id;
+
+-- name: record_status_shown
+-- Record the stage a job's status message shows now. A final stage is never replaced (an
+-- older edit landing late changes nothing), and a job without a status message has none.
+UPDATE generation_jobs SET status_shown = %(shown)s
+ WHERE id = %(job_id)s AND status_shown IN ('queued', 'generating')
+RETURNING id;
+
+-- name: open_statuses
+-- Jobs whose status message shows a stage before the final one: running jobs (for the
+-- elapsed time) and finished ones whose final edit was never made (a leader died before
+-- it), oldest first, with the language to speak.
+SELECT j.*, COALESCE(u.ui_language, u.language_code) AS language
+  FROM generation_jobs j
+  JOIN users u ON u.user_id = j.user_id
+ WHERE j.status_shown IN ('queued', 'generating')
+   AND (j.status = 'submitted' OR j.delivered_at IS NOT NULL)
+ ORDER BY j.id
+ LIMIT %(limit)s;
 
 -- name: recent_jobs
 -- The user's latest jobs, newest first (history; delivered ones carry Telegram file_ids).

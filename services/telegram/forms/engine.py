@@ -90,6 +90,23 @@ def start_with_prompt(model: Model, text: str, *, card: str) -> Form | Refusal:
     return _advance(model, Form(model_id=model.id, card=card, values={target.name: value}))
 
 
+def prefilled(model: Model, params: Mapping[str, object], *, card: str,
+              ask_first: bool = False) -> Form:
+    """Return a form holding an earlier job's params (Repeat: the card; ask_first: its first
+    question again, answerable or kept with Back). Values equal to a default stay unset, so
+    the card marks them as defaults; inputs the model no longer has are dropped."""
+    values = {}
+    for name, value in params.items():
+        f = model.field(name)
+        if f is not None and value != f.default:
+            values[name] = value
+    form = _advance(model, Form(model_id=model.id, card=card, values=values))
+    asked = asked_fields(model)
+    if ask_first and form.asking is None and asked:
+        form = replace(form, asking=asked[0].name)
+    return form
+
+
 def current_field(model: Model, form: Form) -> InputField | None:
     """Return the input being asked now, or None when the card is showing."""
     return model.field(form.asking) if form.asking else None

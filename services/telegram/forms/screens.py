@@ -135,9 +135,10 @@ def ask(t: Translate, lang: str, model: Model, form: Form) -> Screen:
     else:
         key, limits = _typed_question(target)
         text = say(t, key, model=title, label=label(t, target), **limits)
-    if target.name in {f.name for f in engine.card_fields(model)}:
-        if target.name in form.values:
-            rows.append((Button(say(t, "button-default"), Action(Verb.RESET)),))
+    on_card = target.name in {f.name for f in engine.card_fields(model)}
+    if on_card and target.name in form.values:
+        rows.append((Button(say(t, "button-default"), Action(Verb.RESET)),))
+    if on_card or not engine.missing(model, form):  # a prefilled form keeps its value on Back
         rows.append((Button(say(t, "button-back"), Action(Verb.BACK)),))
     rows.append((Button(say(t, "button-cancel"), Action(Verb.CANCEL)),))
     return Screen(text, tuple(rows))

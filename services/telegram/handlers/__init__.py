@@ -23,6 +23,7 @@ from services.telegram.handlers import (
     history,
     language,
     menu,
+    results,
     stars,
     support,
     topup,
@@ -34,8 +35,8 @@ from services.telegram.middlewares import AnswerEveryCallback, MemberMiddleware
 # topup and stars come last but fallback: a prompt awaiting a receipt takes any message, so
 # every command and every other feature's prompt is routed before it. admin passes operators'
 # updates only (the rest fall through, so /admin from anyone else gets the ordinary fallback).
-FEATURES = (menu, admin, catalog, history, balance, help, language, support, generate, stars, topup,
-            fallback)
+FEATURES = (menu, admin, catalog, history, balance, help, language, support, generate, results,
+            stars, topup, fallback)
 
 
 def build_dispatcher(storage: BaseStorage, *, i18n_core: FluentRuntimeCore | None = None,

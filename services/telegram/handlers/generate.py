@@ -9,6 +9,13 @@ last model or the free `z-image`) -> one question per required input -> the card
 parameter with its default, each tappable; the price on the Generate button follows the
 SKU; balance after; "charged only on success") -> Generate -> `Generations.request`.
 
+The card becomes the job's status message: its message id is stored with the job (same
+transaction), the card is edited to "queued" and noted on the StatusBoard, and from then on
+the leader's loops edit it (services/generation/status_messages.py). `open_again` is the one
+implementation of Repeat (a new card with an earlier job's model and parameters) and Change
+parameters (the same form, its first question asked again), for the buttons under a result
+and for history.
+
 Idempotency: the job's key is `gen:<chat>:<card>`, the card id being the update that last
 changed the form (see engine). A re-run of the Generate update and a double tap of one card
 carry the same card, so the second finds the Duplicate; after Created only the state goes
@@ -44,6 +51,7 @@ from aiogram_i18n import I18nContext
 
 from services.accounts import Accounts, Member
 from services.catalog import Model
+from services.delivery.status import StatusBoard
 from services.generation import (
     ActiveJobsLimit,
     Created,
@@ -51,6 +59,7 @@ from services.generation import (
     FreeQuotaExhausted,
     InsufficientFunds,
     InvalidParams,
+    Job,
 )
 from services.generation.service import Generations, RateLimited
 from services.storefront import Storefront
@@ -59,6 +68,7 @@ from services.telegram.forms.engine import Form
 from services.telegram.forms.screens import Quote, Screen, Verb, say
 from services.telegram.forms.values import Refusal, Upload
 from services.telegram.handlers.menu import outdated
+from services.telegram.results import status_keyboard
 from services.telegram.texts import rubles
 from services.telegram.ui import GenerateCb, TopUpCb, add_menu_button, button, show
 
@@ -177,7 +187,8 @@ async def uploaded(message: Message, state: FSMContext, i18n: I18nContext, membe
 @router.callback_query(FormPress.filter())
 async def pressed(query: CallbackQuery, callback_data: FormPress, state: FSMContext,
                   i18n: I18nContext, member: Member, generations: Generations,
-                  callback_answer: CallbackAnswer, event_update: Update) -> None:
+                  callback_answer: CallbackAnswer, event_update: Update,
+                  status_board: StatusBoard | None = None) -> None:
     """Apply a form button: pick, toggle, open, reset, done, back, cancel or generate."""
     loaded = await _load(state, generations)
     if loaded is None:
@@ -194,7 +205,8 @@ async def pressed(query: CallbackQuery, callback_data: FormPress, state: FSMCont
         await show(query, say(i18n.get, "cancelled"), _menu_only(i18n))
         return
     if callback_data.verb is Verb.GO:
-        await _generate(query, i18n, member, generations, callback_answer, form, state)
+        await _generate(query, i18n, member, generations, callback_answer, form, state,
+                        status_board)
         return
     step = _press(model, form, callback_data, _card_id(event_update))
     if isinstance(step, Refusal):
@@ -227,7 +239,7 @@ def _press(model: Model, form: Form, press: FormPress, card: str) -> Form | Refu
 
 async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
                     generations: Generations, answer: CallbackAnswer, form: Form,
-                    state: FSMContext) -> None:
+                    state: FSMContext, board: StatusBoard | None) -> None:
     """Request the card's job; a card that already made its job finds it (Duplicate)."""
     model = generations.catalog.get(form.model_id)
     message = query.message
@@ -237,21 +249,22 @@ async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
     chat_id = message.chat.id
     outcome = await generations.request(
         user_id=member.user_id, chat_id=chat_id, model_id=model.id,
-        params=engine.params(form), idempotency_key=f"gen:{chat_id}:{form.card}")
-    title = model.title.get(i18n.locale)
+        params=engine.params(form), idempotency_key=f"gen:{chat_id}:{form.card}",
+        status_message_id=message.message_id)
+    queued = i18n.get("status-queued", model=model.title.get(i18n.locale))
     match outcome:
         case Created(job):
             # Back at the menu (plain text is the quick path again); the form stays in the
             # data, so a late tap of this card finds its job.
             await state.set_state(None)
             logger.info("generation_confirmed", extra={"job_id": job.id, "model_id": model.id})
-            await show(query, say(i18n.get, "queued", model=title))
-        case Duplicate():
+            await _show_queued(query, queued, status_keyboard(i18n.locale, job.id), board)
+        case Duplicate(job):
             # A double tap, or the re-run of a press whose reply a crash cut off.
             answer.text = say(i18n.get, "duplicate")
             if await state.get_state() is not None:
                 await state.set_state(None)
-                await show(query, say(i18n.get, "queued", model=title))
+                await _show_queued(query, queued, status_keyboard(i18n.locale, job.id), board)
         case InsufficientFunds(shortfall_kop=shortfall):
             kb = InlineKeyboardBuilder()
             kb.row(button(say(i18n.get, "button-topup"), TopUpCb()))
@@ -269,6 +282,32 @@ async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
         case InvalidParams(field=name, rule=rule):
             await message.answer(screens.refusal_text(
                 i18n.get, model, Refusal("rule-invalid", {"field": name, "reason": rule})))
+
+
+async def _show_queued(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup,
+                       board: StatusBoard | None) -> None:
+    """Turn the card into the job's status message, and start its edit interval there."""
+    await show(query, text, markup)
+    if board is not None and query.message is not None:
+        board.note(query.message.chat.id, query.message.message_id, text)
+
+
+async def open_again(target: Message | CallbackQuery, i18n: I18nContext, member: Member,
+                     generations: Generations, storefront: Storefront, state: FSMContext,
+                     job: Job, *, change: bool, card: str) -> bool:
+    """Open a form with a job's model and parameters: the confirm card (Repeat), or its first
+    question again (change); False when the model is no longer on sale (outdated).
+
+    Nothing is requested here: the card's Generate makes the new job under its own card id,
+    so a Repeat is never a charge by itself.
+    """
+    listing = (await storefront.shelf()).by_id(job.model_id)
+    if listing is None:
+        return False
+    form = engine.prefilled(listing.model, job.params, card=card, ask_first=change)
+    await _store(state, form)
+    await show(target, *_render(i18n, member, generations, listing.model, form))
+    return True
 
 
 async def _after_message(message: Message, state: FSMContext, i18n: I18nContext,

@@ -2,7 +2,9 @@
 
 A finished generation's result is sent again by the Telegram file ids its delivery stored
 (Kie's own URLs expire), so a re-send costs no Kie call and no money. A double tap on
-"send again" sends once. Repeat opens the model's card, where Generate starts a new one.
+"send again" sends once. Repeat opens a new confirm card with the generation's model and
+parameters (`generate.open_again`, the same as the Repeat button under a result), where
+Generate starts a new one.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery
+from aiogram.types import CallbackQuery, Update
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
 from services.accounts import Accounts, Member
 from services.generation import Job, JobStatus
+from services.generation.service import Generations
 from services.storefront import Storefront
-from services.telegram.handlers.catalog import show_card
+from services.telegram.handlers.generate import open_again
 from services.telegram.handlers.menu import outdated
 from services.telegram.texts import rubles
 from services.telegram.ui import (
@@ -59,7 +62,7 @@ class ResendCb(CallbackData, prefix="resend"):
 
 
 class RepeatCb(CallbackData, prefix="again"):
-    """Open the card of a generation's model to make another."""
+    """Open a new confirm card with a generation's model and parameters."""
 
     job: int
 
@@ -120,7 +123,7 @@ async def job_card(query: CallbackQuery, callback_data: JobCb, i18n: I18nContext
     if job.status == JobStatus.SUCCEEDED and files_of(job):
         kb.row(button(i18n.get("job-resend"), ResendCb(job=job.id)))
     if (await storefront.shelf()).by_id(job.model_id) is not None:
-        kb.row(button(i18n.get("job-repeat"), RepeatCb(job=job.id)))
+        kb.row(button(i18n.get("result-repeat"), RepeatCb(job=job.id)))
     kb.row(button(i18n.get("job-history"), HistoryCb(page=callback_data.page)))
     text = i18n.get("job-card", id=str(job.id), model=title_of(storefront, job, i18n.locale),
                     status=str(job.status), price=price_of(i18n, job),
@@ -174,11 +177,10 @@ async def send_file(bot: Bot, chat_id: int, file_id: str, *, category: str) -> N
 @router.callback_query(RepeatCb.filter())
 async def repeat(query: CallbackQuery, callback_data: RepeatCb, i18n: I18nContext,
                  member: Member, storefront: Storefront, accounts: Accounts,
-                 callback_answer: CallbackAnswer, state: FSMContext) -> None:
-    """Open the card of the generation's model (its Generate makes a new one)."""
+                 generations: Generations, callback_answer: CallbackAnswer, state: FSMContext,
+                 event_update: Update) -> None:
+    """Open a new confirm card with the generation's parameters (its Generate makes a new one)."""
     job = await accounts.job(member.user_id, callback_data.job)
-    listing = (await storefront.shelf()).by_id(job.model_id) if job else None
-    if listing is None:
+    if job is None or not await open_again(query, i18n, member, generations, storefront, state,
+                                           job, change=False, card=str(event_update.update_id)):
         await outdated(query, i18n, member, storefront, accounts, callback_answer, state)
-        return
-    await show_card(query, i18n, listing, back=None)

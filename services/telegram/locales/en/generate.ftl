@@ -75,7 +75,6 @@ generate-rule-stale = This button is out of date; here is the current form.
 generate-rule-unsupported = { $label } cannot be set in the chat.
 generate-rule-invalid = { $label }: { $reason }.
 
-generate-queued = Queued: { $model }. I will send the result here.
 generate-duplicate = Already queued.
 generate-funds = Not enough money: { $shortfall } more is needed.
 generate-active-limit = You already have { $limit } generations running. Wait for one to finish, then try again.

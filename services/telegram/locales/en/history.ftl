@@ -23,7 +23,6 @@ job-card = Generation #{ $id }: { $model }
     Started: { $date }
 job-free = free
 job-resend = 📤 Send the result again
-job-repeat = ↻ Repeat
 job-history = ‹ History
 job-resent = Sent again.
 job-no-files = This result has no file to send again.

@@ -76,7 +76,6 @@ generate-rule-stale = Эта кнопка устарела; вот текуща�
 generate-rule-unsupported = «{ $label }» нельзя задать в чате.
 generate-rule-invalid = «{ $label }»: { $reason }.
 
-generate-queued = В очереди: { $model }. Результат пришлю сюда.
 generate-duplicate = Уже в очереди.
 generate-funds = Не хватает денег: нужно ещё { $shortfall }.
 generate-active-limit = У вас уже идут { $limit } генерации. Дождитесь окончания одной из них и попробуйте снова.
