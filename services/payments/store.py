@@ -249,11 +249,6 @@ class PaymentStore:
         return [AuditRow(**(row | {"action": AuditAction(row["action"])}))
                 for row in await cur.fetchall()]
 
-    async def languages(self, user_ids: Sequence[int]) -> dict[int, tuple[str | None, str | None]]:
-        """Return (chosen UI language, Telegram language_code) of the known users."""
-        cur = await self._conn.execute(QUERIES["languages"], {"user_ids": list(user_ids)})
-        return {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
-
     async def insert_notices(self, payment_id: int, kind: NoticeKind,
                              recipients: Sequence[tuple[int, str]]) -> None:
         """Queue one notice per (chat id, language)."""

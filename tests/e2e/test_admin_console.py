@@ -7,7 +7,7 @@ import asyncio
 
 from services.billing.ledger import read_wallet
 from services.broadcast.sender import BroadcastSender
-from services.telegram.handlers.admin import AdminCb, Screen
+from services.telegram.handlers.admin import AdminCb, RefundOkCb, Screen
 from tests.e2e.chat import OPERATORS, ChatBot
 from tests.helpers import eventually
 
@@ -104,6 +104,29 @@ async def test_the_operator_screens_answer_and_a_model_toggle_is_audited(
         actions = [r[0] for r in await (await conn.execute(
             b"SELECT action FROM operator_audit ORDER BY id")).fetchall()]
     assert actions == ["model_toggle"]
+    assert await chatbot.trouble() == []
+
+
+async def test_each_operator_gets_the_console_and_its_refusals_in_their_own_language(
+        chatbot: ChatBot) -> None:
+    await chatbot.person(504).send("/start")
+    olga = chatbot.person(OPERATORS[0], language="ru", name="Olga")
+    bob = chatbot.person(OPERATORS[1], language="en", name="Bob")
+    for operator, home_text, stats_text in ((olga, "🛠 Пульт операторов", "📊 Пользователи:"),
+                                            (bob, "🛠 Operators' console", "📊 Users:")):
+        home = await operator.send("/admin")
+        assert home.text.startswith(home_text)
+        stats = await operator.press(AdminCb(screen=Screen.STATS).pack())
+        assert stats.text.startswith(stats_text)
+        models = await operator.press(AdminCb(screen=Screen.MODELS).pack())
+        await operator.press(models.data()[0])
+    assert "Включена: да" in (await olga.screen()).text
+    assert "Enabled: yes" in (await bob.screen()).text
+    # A refusal names its rule in the operator's language (job 999 does not exist).
+    refused_ru = await olga.press(RefundOkCb(job=999).pack())
+    refused_en = await bob.press(RefundOkCb(job=999).pack())
+    assert refused_ru.text == "Отказано: генерации #999 нет."
+    assert refused_en.text == "Refused: there is no job #999."
     assert await chatbot.trouble() == []
 
 

@@ -90,10 +90,6 @@ VALUES (%(operator_id)s, %(action)s, %(subject)s, %(before)s, %(after)s);
 SELECT operator_id, action, subject, before, after, created_at
   FROM operator_audit WHERE subject = %(subject)s ORDER BY id;
 
--- name: languages
--- The known users' interface languages (chosen, else Telegram's code).
-SELECT user_id, ui_language, language_code FROM users WHERE user_id = ANY(%(user_ids)s);
-
 -- name: insert_notices
 -- Queue one message per chat about a payment (a replay queues nothing new).
 INSERT INTO payment_notices (payment_id, kind, chat_id, language)
