@@ -93,14 +93,20 @@ async def test_a_transfer_is_credited_once_when_two_operators_press_approve(
     assert await chatbot.trouble() == []
 
 
-async def test_a_stranger_pressing_an_old_approve_button_gets_nothing(chatbot: ChatBot) -> None:
+async def test_a_stranger_pressing_an_old_decision_button_gets_nothing(chatbot: ChatBot) -> None:
     await transfer(chatbot.person(302))
     [receipt] = await receipts(chatbot, OPERATORS[0])
-    approve = receipt["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     stranger = chatbot.person(303)
-    await stranger.send("/start")
-    screen = await stranger.press(approve)
-    assert screen.text.startswith("This button is outdated")
+    menu = await stranger.send("/start")
+    before = [e for e in await stranger.log() if e["method"] != "answerCallbackQuery"]
+    for row in receipt["reply_markup"]["inline_keyboard"]:  # Approve, Another amount, Reject
+        for button in row:
+            await stranger.press(button["callback_data"], message_id=menu.message_id)
+    after = [e for e in await stranger.log() if e["method"] != "answerCallbackQuery"]
+    assert after == before  # no text, no screen, no prompt: nothing revealed
+    await stranger.send("999")  # were an amount prompt open, this would credit 999 ₽
+    answers = [e for e in await stranger.log() if e["method"] == "answerCallbackQuery"]
+    assert len(answers) == 3 and all(not e.get("text") for e in answers)
     assert await balance(chatbot, 302) == 0 and await topups(chatbot, 302) == 0
     [still] = await receipts(chatbot, OPERATORS[0])
     assert "reply_markup" in still  # the operators can still decide
