@@ -11,8 +11,10 @@ How it runs
     - faults: every `--fault-every` seconds the leader gets SIGKILL or SIGTERM (alternating);
       the gap is the time until another member's /health says leader with a higher term
       (polled every 20 ms); then the faulted member is restarted.
-    Ctrl-C or the end of `--duration` stops the users, waits (at most 15 s) until every sent
-    update is handled, and prints the totals. The exit code is 0 only if nothing was lost.
+    Ctrl-C or the end of `--duration` stops the users and shoppers, lets the operator decide
+    the receipts still pending (at most 45 s), waits (at most 15 s) until every sent update
+    is handled, and prints the totals. The exit code is 0 only if nothing was lost and the
+    money is right (no double charge or top-up; the generation and payments audits clean).
 
 The instance and server helpers (`sandbox.harness.cluster`) block, so the loop calls them through
 `asyncio.to_thread`; the loop itself only does async I/O.
@@ -42,9 +44,10 @@ import psycopg
 
 from config import ConfigError, load_settings
 from sandbox.harness.cluster import InstanceCluster, ServerProcess
+from sandbox.harness.demo_operator import OPERATOR_ID, WATCHER_ID, Operator
 from sandbox.harness.demo_shoppers import Shoppers
-from sandbox.harness.demo_store import DemoStore, GenerationTotals, seed_balances
-from sandbox.harness.demo_users import STARTING_BALANCE_KOP, Replies, Users
+from sandbox.harness.demo_store import DemoStore, GenerationTotals
+from sandbox.harness.demo_users import Replies, Users
 from sandbox.harness.demo_view import (
     CLEAR,
     Failover,
@@ -59,6 +62,7 @@ from sandbox.harness.env import BOT_TOKEN, make_env
 from sandbox.harness.local_stack import apply_kie_profile, kie_process
 from sandbox.harness.postgres import ThrowawayCluster, free_port, server_version
 from sandbox.telegram import SandboxClient, SandboxError
+from services.admin.store import AdminStore
 from services.generation import audit
 from supervisor import migrations
 from supervisor.aio import wait_event
@@ -75,6 +79,8 @@ FAULTS_STOP_S: Final = 90.0  # a failover still being measured at the end gets t
 DRAIN_TIMEOUT_S: Final = 15.0  # at the end, wait this long for every sent update to be handled
 # ... and this long for every generation to be delivered (a video task alone takes 8 s).
 GENERATIONS_DRAIN_TIMEOUT_S: Final = 45.0
+# ... and this long for the operator to decide the receipts still pending.
+TOPUPS_DRAIN_TIMEOUT_S: Final = 45.0
 DRAIN_POLL_S: Final = 0.2
 THREADS: Final = 16  # worker threads for the blocking helpers
 FAULT_SIGNALS: Final = (signal.SIGKILL, signal.SIGTERM)
@@ -109,7 +115,8 @@ def instance_env(*, database_url: str, api_base: str, kie_base: str, webhook_bas
     """Return the full environment every demo instance shares (id and port are per member)."""
     return make_env(database_url, BOT_MODE=mode, DB_MAXCONN="10", TELEGRAM_API_BASE=api_base,
                     KIE_BASE_URL=kie_base, KIE_UPLOAD_BASE_URL=kie_base,
-                    WEBHOOK_BASE_URL=webhook_base, LOG_LEVEL="INFO")
+                    WEBHOOK_BASE_URL=webhook_base, LOG_LEVEL="INFO",
+                    ADMIN_ID=f"{OPERATOR_ID},{WATCHER_ID}")
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -211,15 +218,16 @@ class Demo:
             users = Users(control)
             replies = Replies(control, users.chat_ids)
             shoppers = Shoppers(control, users.stop)
+            operator = Operator(control)
             store = DemoStore(conn)
-            await seed_balances(conn, [*users.profiles(), *shoppers.profiles()],
-                                STARTING_BALANCE_KOP)
             self._began = time.monotonic()
             self._phase = "running"
             users_task = asyncio.create_task(users.run(), name="demo-users")
             shoppers_task = asyncio.create_task(shoppers.run(), name="demo-shoppers")
+            operator_task = asyncio.create_task(operator.run(), name="demo-operator")
             view_task = asyncio.create_task(
-                self._view(cluster, users, shoppers, replies, control), name="demo-view")
+                self._view(cluster, users, shoppers, operator, replies, control),
+                name="demo-view")
             faults_task = asyncio.create_task(self._faults(cluster), name="demo-faults")
             if self._options.duration_s:
                 await wait_event(self._stop, self._options.duration_s)
@@ -233,14 +241,19 @@ class Demo:
             await shoppers_task
             self._phase = "finishing the failover in progress"
             await self._bounded(faults_task, FAULTS_STOP_S)
+            self._phase = "waiting until the operator decided every top-up"
+            await self._wait_topups(store)
+            operator.stop.set()
+            await operator_task
             self._phase = "waiting until every sent update is handled"
-            unhandled = await self._wait_handled(store, [*users.sent, *shoppers.sent])
+            unhandled = await self._wait_handled(store,
+                                                 [*users.sent, *shoppers.sent, *operator.sent])
             self._phase = "waiting until every generation is delivered"
             generations = await self._wait_generations(store)
             self._view_stop.set()
             await view_task
-            totals = await self._totals(store, conn, control, users, shoppers, replies,
-                                        unhandled, generations, duration_s)
+            totals = await self._totals(store, conn, control, users, shoppers, operator,
+                                        replies, unhandled, generations, duration_s)
         print(render_totals(totals), flush=True)
         return 0 if totals.nothing_lost else EXIT_LOST
 
@@ -386,14 +399,15 @@ class Demo:
     # ------------------------------------------------------------ view
 
     async def _view(self, cluster: InstanceCluster, users: Users, shoppers: Shoppers,
-                    replies: Replies, control: SandboxClient) -> None:
+                    operator: Operator, replies: Replies, control: SandboxClient) -> None:
         """Redraw the table every REFRESH_S (or print a status line) until told to stop."""
         tty = sys.stdout.isatty()
         last_line = -math.inf
         async with await psycopg.AsyncConnection.connect(self._database_url,
                                                          autocommit=True) as conn:
             while True:
-                snap = await self._snapshot(cluster, users, shoppers, replies, control, conn)
+                snap = await self._snapshot(cluster, users, shoppers, operator, replies, control,
+                                            conn)
                 if tty:
                     sys.stdout.write(CLEAR + render(snap))
                     sys.stdout.flush()
@@ -404,7 +418,7 @@ class Demo:
                     return
 
     async def _snapshot(self, cluster: InstanceCluster, users: Users, shoppers: Shoppers,
-                        replies: Replies, control: SandboxClient,
+                        operator: Operator, replies: Replies, control: SandboxClient,
                         conn: Connection) -> Snapshot:
         """Collect what the table shows; a failing source is shown, not raised."""
         next_fault = ""
@@ -413,8 +427,8 @@ class Demo:
                           f" {self._next_fault_at - time.monotonic():.0f} s")
         snap = Snapshot(mode=self._options.mode, phase=self._phase,
                         elapsed_s=time.monotonic() - self._began, logs_dir=str(self._logs_dir),
-                        chats=users.chats + len(shoppers.chat_ids),
-                        sent=len(users.sent) + len(shoppers.sent),
+                        chats=users.chats + len(shoppers.chat_ids) + 1 + len(operator.watchers),
+                        sent=len(users.sent) + len(shoppers.sent) + len(operator.sent),
                         inject_errors=users.inject_errors, failovers=list(self._failovers),
                         next_fault=next_fault)
         members = list(cluster.members)
@@ -432,6 +446,7 @@ class Demo:
             store = DemoStore(conn)
             snap.statuses = await store.counts_by_status()
             snap.generations = await store.generation_totals()
+            snap.topups = await store.topup_totals()
         except psycopg.Error as exc:
             problems.append(f"database: {exc}")
         snap.problem = "; ".join(problems)
@@ -449,6 +464,14 @@ class Demo:
                 return unhandled
             await asyncio.sleep(DRAIN_POLL_S)
 
+    async def _wait_topups(self, store: DemoStore) -> None:
+        """Wait (at most TOPUPS_DRAIN_TIMEOUT_S) until no top-up waits for the operator."""
+        deadline = time.monotonic() + TOPUPS_DRAIN_TIMEOUT_S
+        while True:
+            if not (await store.topup_totals()).pending or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(DRAIN_POLL_S)
+
     async def _wait_generations(self, store: DemoStore) -> GenerationTotals:
         """Wait (at most GENERATIONS_DRAIN_TIMEOUT_S) until every job is delivered or its
         failure told; return the totals then."""
@@ -460,7 +483,7 @@ class Demo:
             await asyncio.sleep(DRAIN_POLL_S)
 
     async def _totals(self, store: DemoStore, conn: Connection, control: SandboxClient,
-                      users: Users, shoppers: Shoppers, replies: Replies,
+                      users: Users, shoppers: Shoppers, operator: Operator, replies: Replies,
                       unhandled: list[tuple[int, str]], generations: GenerationTotals,
                       duration_s: float) -> Totals:
         """Read the final counts, match replies to messages, audit the money."""
@@ -468,14 +491,17 @@ class Demo:
         statuses = await store.counts_by_status()
         violations = [f"{v.rule}: user {v.user_id} job {v.job_id}: {v.detail}"
                       for v in await audit(conn)]
+        violations += [f"{v.rule}: user {v.user_id} payment {v.payment_id}: {v.detail}"
+                       for v in await AdminStore(conn).payment_violations()]
         confirmed: int | None = None
         with contextlib.suppress(SandboxError, OSError, TimeoutError):
             confirmed = int((await control.stats())["confirmed"])
         return Totals(
             mode=self._options.mode, duration_s=duration_s,
-            chats=users.chats + len(shoppers.chat_ids),
-            sent=len(users.sent) + len(shoppers.sent),
-            inject_errors=users.inject_errors + shoppers.errors, confirmed=confirmed,
+            chats=users.chats + len(shoppers.chat_ids) + 1 + len(operator.watchers),
+            sent=len(users.sent) + len(shoppers.sent) + len(operator.sent),
+            inject_errors=users.inject_errors + shoppers.errors + operator.errors,
+            confirmed=confirmed,
             done=statuses.get("done", 0), failed=statuses.get("failed", 0), unhandled=unhandled,
             replies=replies.total, error_replies=replies.errors, other_replies=replies.other,
             unanswered=replies.unanswered(users.expected),
@@ -484,7 +510,9 @@ class Demo:
             logs_dir=str(self._logs_dir), generations=generations,
             double_charges=await store.double_charges(), violations=violations,
             shoppers=len(shoppers.chat_ids), confirms=shoppers.confirmed,
-            results_seen=shoppers.results)
+            results_seen=shoppers.results, topups=await store.topup_totals(),
+            decisions_told=shoppers.approved_seen + shoppers.rejected_seen,
+            double_topups=await store.double_topups())
 
 
 def _term(doc: dict[str, object]) -> int:

@@ -1,6 +1,14 @@
 """Simulated shoppers for the demo: users who browse the catalog, fill a form and generate.
 
-Each shopper is one private chat that reacts to what the bot shows, as a person would:
+Each shopper is one private chat that reacts to what the bot shows, as a person would.
+Shoppers start with no money. A shopper without money (new, or whose last top-up was
+rejected), and now and then one with money, first tops up by bank transfer:
+
+    /start -> Top up (`topup`) -> a preset amount (`tamt:<rub>`), or Another amount (`toth`)
+    and a typed one -> the transfer instructions -> a receipt photo -> waits for the
+    operator's decision (the bot's "Top-up #n is approved / was rejected" message)
+
+(the simulated operator, demo_operator, decides it). Then, and on every other visit:
 
     /start (the menu) -> a category (its `cat:` button) -> a model (`mdl:`) -> the card's
     Generate (`gen:`) -> the form: a choice button (`gf:p|y|n`) for a choice, for a typed
@@ -22,8 +30,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from sandbox.harness.demo_store import SeededUser
+from sandbox.harness.demo_users import template_pattern
 from sandbox.telegram import SandboxClient, SandboxError, SandboxTimeout
+from services.telegram import texts
 from supervisor.aio import wait_event
 
 SHOPPERS: Final = 10
@@ -40,14 +49,24 @@ PROMPTS: Final = ("a red fox in the snow", "a lighthouse at dawn, oil painting",
 SAMPLE_LINKS: Final[Mapping[str, str]] = {
     "video": "https://cdn.example.test/in.mp4", "audio": "https://cdn.example.test/in.mp3",
     "image": "https://cdn.example.test/in.png"}
-# Where a category's weight is higher, more shoppers go (most people make pictures).
+# Where a category's weight is higher, more shoppers go (most people make pictures; with the
+# money they topped up, most pay).
 CATEGORY_WEIGHTS: Final[Mapping[str, float]] = {
-    "free": 3.0, "image": 3.0, "video": 1.0, "audio": 1.0, "upscale": 0.5}
+    "free": 1.0, "image": 3.0, "video": 1.0, "audio": 1.0, "upscale": 0.5}
 CHOICE_VERBS: Final = frozenset({"p", "y", "n"})  # the form's PICK, YES, NO
 GO_VERB: Final = "g"
 MEDIA_METHODS: Final = frozenset({"sendPhoto", "sendVideo", "sendAudio", "sendDocument",
                                   "sendAnimation", "sendVoice", "sendMediaGroup"})
 NUMBER_RANGE: Final = re.compile(r"from (-?\d+(?:\.\d+)?) to (-?\d+(?:\.\d+)?)")
+# Top-ups: a shopper with money tops up again on this share of visits; this share of top-ups
+# is a typed amount (else a preset); typed amounts are whole roubles in this range.
+TOPUP_AGAIN_SHARE: Final = 0.15
+TYPED_SHARE: Final = 0.3
+TYPED_RUB: Final = (150, 2500)
+DECISION_TIMEOUT_S: Final = 60.0  # the operator's decision reaches the shopper within this
+LANGUAGE: Final = "en"
+APPROVED: Final = template_pattern(texts.template(LANGUAGE, "topup-user-approved"))
+REJECTED: Final = template_pattern(texts.template(LANGUAGE, "topup-user-rejected"))
 
 
 class Shoppers:
@@ -62,12 +81,10 @@ class Shoppers:
         self.sent: list[int] = []  # update ids of everything the shoppers sent
         self.confirmed = 0  # confirm taps (Generate on the confirm card)
         self.results = 0  # media results that reached a shopper
+        self.receipts = 0  # receipts sent for a top-up
+        self.approved_seen = 0  # top-up decisions the shoppers were told
+        self.rejected_seen = 0
         self.errors = 0
-
-    def profiles(self) -> list[SeededUser]:
-        """Return who the shoppers are, to register them with a starting balance."""
-        return [SeededUser(chat_id, f"Shopper{chat_id - FIRST_SHOPPER_ID}", "en")
-                for chat_id in self.chat_ids]
 
     async def run(self) -> None:
         """Run every shopper until `stop` is set."""
@@ -99,15 +116,19 @@ class _Shopper:
         self._chat_id = chat_id
         self._seen = 0  # entries of the chat log read so far
         self._after_seq = 0
+        self._has_money = False  # told of an approved top-up (and not rejected since)
 
     async def visit(self) -> None:
-        """Open the menu, then follow screens until a generation ends or a screen is unclear."""
+        """Top up if need be; open the menu, then follow screens until a generation ends or a
+        screen is unclear."""
+        if not self._has_money or self._random.random() < TOPUP_AGAIN_SHARE:
+            await self.top_up()
+            return
         await self._send_text("/start")
         for _ in range(MAX_STEPS):
             if self._crowd.stop.is_set():
                 return
-            entries = await self._next_entries(SCREEN_TIMEOUT_S)
-            screen = await self._latest_screen(entries)
+            screen = await self._next_screen()
             if screen is None or not await self._act(screen):
                 return
 
@@ -132,6 +153,8 @@ class _Shopper:
             await self._press(message_id, self._random.choice(choices))
         elif by_prefix.get("gen"):
             await self._press(message_id, by_prefix["gen"][0])
+        elif by_prefix.get("cat") and by_prefix.get("topup"):  # the menu: its last model
+            await self._press(message_id, self._pick_category(by_prefix["cat"]))  # aside
         elif by_prefix.get("mdl"):
             await self._press(message_id, self._random.choice(by_prefix["mdl"]))
         elif by_prefix.get("cat"):
@@ -141,6 +164,52 @@ class _Shopper:
         else:
             return False
         return True
+
+    async def top_up(self) -> None:
+        """Ask for a top-up by transfer, send the receipt and wait for the operator."""
+        await self._send_text("/start")
+        menu = await self._next_screen()
+        if menu is None or not (top_up := _button(menu, "topup")):
+            return
+        await self._press(int(menu["message_id"]), top_up)
+        amounts = await self._next_screen()
+        presets = [b for b in _buttons(amounts) if b["callback_data"].startswith("tamt:")]
+        if amounts is None or not presets:
+            return
+        await wait_event(self._crowd.stop, self._random.uniform(*THINK_S))
+        other = _button(amounts, "toth")
+        if other and self._random.random() < TYPED_SHARE:
+            await self._press(int(amounts["message_id"]), other)
+            if await self._next_screen() is None:
+                return
+            await self._send_text(str(self._random.randrange(*TYPED_RUB, 50)))
+        else:
+            await self._press(int(amounts["message_id"]), self._random.choice(presets))
+        instructions = await self._next_screen()
+        if instructions is None or "KB-" not in str(instructions.get("text") or ""):
+            return  # not the transfer instructions: start over next visit
+        await wait_event(self._crowd.stop, self._random.uniform(*THINK_S))
+        await self._crowd.inject({"kind": "photo", "chat_id": self._chat_id, **self._who()})
+        self._crowd.receipts += 1
+        await self._await_decision()
+
+    async def _await_decision(self) -> None:
+        """Wait until the bot tells the operator's decision (or DECISION_TIMEOUT_S passes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DECISION_TIMEOUT_S
+        while (left := deadline - loop.time()) > 0 and not self._crowd.stop.is_set():
+            for entry in await self._next_entries(min(left, SCREEN_TIMEOUT_S)):
+                text = str(entry.get("text") or "")
+                if entry.get("method") != "sendMessage":
+                    continue
+                if APPROVED.match(text):
+                    self._crowd.approved_seen += 1
+                    self._has_money = True
+                    return
+                if REJECTED.match(text):
+                    self._crowd.rejected_seen += 1
+                    self._has_money = False
+                    return
 
     def _pick_category(self, buttons: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
         """Pick a category button, weighted by CATEGORY_WEIGHTS."""
@@ -189,6 +258,17 @@ class _Shopper:
             self._after_seq = max(int(entry["seq"]) for entry in entries)
         return entries
 
+    async def _next_screen(self) -> Mapping[str, Any] | None:
+        """Return the next message the bot sends or edits here (skipping answers to presses),
+        or None when none comes within SCREEN_TIMEOUT_S."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SCREEN_TIMEOUT_S
+        while (left := deadline - loop.time()) > 0 and not self._crowd.stop.is_set():
+            screen = await self._latest_screen(await self._next_entries(left))
+            if screen is not None:
+                return screen
+        return None
+
     async def _latest_screen(self, entries: Sequence[Mapping[str, Any]]
                              ) -> Mapping[str, Any] | None:
         """Return the newest message the bot sent or edited, as it is now."""
@@ -211,7 +291,18 @@ class _Shopper:
 
     def _who(self) -> dict[str, str]:
         return {"first_name": f"Shopper{self._chat_id - FIRST_SHOPPER_ID}",
-                "language_code": "en"}
+                "language_code": LANGUAGE}
+
+
+def _buttons(message: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """Return a message's buttons that carry callback data."""
+    rows = ((message or {}).get("reply_markup") or {}).get("inline_keyboard", [])
+    return [b for row in rows for b in row if isinstance(b.get("callback_data"), str)]
+
+
+def _button(message: Mapping[str, Any] | None, data: str) -> Mapping[str, Any] | None:
+    """Return the button whose callback data is `data`, or None."""
+    return next((b for b in _buttons(message) if b["callback_data"] == data), None)
 
 
 def _is_question(message: Mapping[str, Any]) -> bool:

@@ -1,14 +1,11 @@
-"""The demo's database side: its read-only views (sql/demo.sql) and the users' starting
-balance.
+"""The demo's database side: its read-only views (sql/demo.sql).
 
-The starting balance is a ledger top-up per user under the key `demo-seed:<user id>`
-(`services.billing.ledger.apply_entry`): never a direct wallet write (the database refuses
-those), and a second seeding of the same user changes nothing.
+Nobody is given money: the shoppers top up by bank transfer and the simulated operator
+approves (demo_operator), so every kopeck the demo spends came in through the payments flow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -16,12 +13,9 @@ from typing import Any, Final
 import psycopg
 from psycopg.rows import dict_row
 
-from services.billing.ledger import EntryKind, apply_entry
-from services.users import ensure_user
 from supervisor.sqlstore import QueryStore
 
 QUERIES: Final = QueryStore(Path(__file__).with_name("sql") / "demo.sql")
-SEED_KEY_PREFIX: Final = "demo-seed:"
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -35,15 +29,19 @@ class GenerationTotals:
     failed: int = 0
     undeliverable: int = 0
     unfinished: int = 0
+    charged_kop: int = 0  # committed holds: what the shoppers paid for results
 
 
 @dataclass(frozen=True)
-class SeededUser:
-    """A simulated user to register with a starting balance."""
+class TopUpTotals:
+    """Top-ups by bank transfer by outcome (see the `topup_totals` query)."""
 
-    user_id: int
-    first_name: str
-    language: str
+    requested: int = 0
+    approved: int = 0
+    amended: int = 0  # approved with another amount than asked
+    rejected: int = 0
+    pending: int = 0
+    credited_kop: int = 0
 
 
 class DemoStore:
@@ -70,27 +68,21 @@ class DemoStore:
         return GenerationTotals(**{k: int(v) for k, v in row.items()}) if row else (
             GenerationTotals())
 
+    async def topup_totals(self) -> TopUpTotals:
+        """Return the top-ups by bank transfer by outcome."""
+        cur = self._conn.cursor(row_factory=dict_row)
+        await cur.execute(QUERIES["topup_totals"])
+        row = await cur.fetchone()
+        return TopUpTotals(**{k: int(v) for k, v in row.items()}) if row else TopUpTotals()
+
+    async def double_topups(self) -> int:
+        """Return the top-up entries beyond one per payment."""
+        cur = await self._conn.execute(QUERIES["double_topups"])
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def double_charges(self) -> int:
         """Return the holds and commits beyond one per job."""
         cur = await self._conn.execute(QUERIES["double_charges"])
         row = await cur.fetchone()
         return int(row[0]) if row else 0
-
-
-async def seed_balances(conn: Connection, users: Iterable[SeededUser], balance_kop: int) -> int:
-    """Register each user and top their wallet up once; return how many top-ups were new.
-
-    Crash between users: the ones done stay done (one transaction each); a rerun replays
-    their keys and tops up only the rest.
-    """
-    applied = 0
-    for user in users:
-        async with conn.transaction():
-            await ensure_user(conn, user_id=user.user_id, username=None,
-                              first_name=user.first_name, language_code=user.language)
-            result = await apply_entry(conn, user_id=user.user_id, kind=EntryKind.TOPUP,
-                                       balance_delta_kop=balance_kop, hold_delta_kop=0,
-                                       idempotency_key=f"{SEED_KEY_PREFIX}{user.user_id}",
-                                       note="demo starting balance")
-        applied += result.applied
-    return applied

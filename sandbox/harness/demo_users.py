@@ -22,7 +22,6 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sandbox.harness.demo_store import SeededUser
 from sandbox.telegram import SandboxClient, SandboxError
 from services.telegram import texts
 from supervisor.aio import wait_event
@@ -33,7 +32,6 @@ TICK_S: Final = 0.1  # one inject call per tick
 MAX_BATCH: Final = 100  # messages per inject call at most (after a stall)
 FIRST_CHAT_ID: Final = 700_001
 SEED: Final = 7
-STARTING_BALANCE_KOP: Final = 50_000  # 500 ₽ per user, topped up before the users start
 OUTBOX_PAGE: Final = 10_000  # outbox entries per control API call
 
 TEXT: Final = "text"  # the key kind of free-text messages (their key is the text itself)
@@ -60,7 +58,7 @@ class Message:
     key: str
 
 
-def _template_pattern(template: str) -> re.Pattern[str]:
+def template_pattern(template: str) -> re.Pattern[str]:
     """Compile a reply template into a regex; the `{text}` field becomes group `text`."""
     parts = re.split(r"\{(\w+)\}", template)
     regex = "".join(
@@ -70,7 +68,7 @@ def _template_pattern(template: str) -> re.Pattern[str]:
 
 
 _PATTERNS: Final = [
-    (key, _template_pattern(texts.template(language, name)))
+    (key, template_pattern(texts.template(language, name)))
     for language in LANGUAGES
     for name, key in KEY_OF_TEMPLATE.items()
 ]
@@ -149,11 +147,6 @@ class Users:
             return Message(chat_id, kind)
         self._seq += 1
         return Message(chat_id, f"{FREE_TEXT_PREFIX}{chat_id}-{self._seq}")
-
-    def profiles(self) -> list[SeededUser]:
-        """Return who the users are, to register them with a starting balance."""
-        return [SeededUser(chat_id, _first_name(chat_id), _language(chat_id))
-                for chat_id in self._chat_ids]
 
     def _item(self, message: Message) -> dict[str, Any]:
         """Return the control API item for a message."""

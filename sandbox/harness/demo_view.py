@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sandbox.harness.demo_store import GenerationTotals
+from sandbox.harness.demo_store import GenerationTotals, TopUpTotals
+from services.telegram.texts import rubles
 
 CLEAR: Final = "\x1b[H\x1b[J"  # cursor home, clear to the end of the screen
 FAILOVERS_SHOWN: Final = 8  # the table lists this many most recent failovers
@@ -63,6 +64,7 @@ class Snapshot:
     statuses: dict[str, int] = field(default_factory=dict)  # telegram_updates by status
     replies: int = 0
     generations: GenerationTotals = field(default_factory=GenerationTotals)
+    topups: TopUpTotals = field(default_factory=TopUpTotals)
     failovers: list[Failover] = field(default_factory=list)
     next_fault: str = ""
     problem: str = ""
@@ -112,6 +114,9 @@ def render(snap: Snapshot) -> str:
         f"  generations {snap.generations.requested}   delivered"
         f" {snap.generations.delivered}   failed {snap.generations.failed}   in progress"
         f" {snap.generations.unfinished}",
+        f"  top-ups {snap.topups.requested}   approved {snap.topups.approved}   rejected"
+        f" {snap.topups.rejected}   waiting for the operator {snap.topups.pending}"
+        f"   credited {rubles(snap.topups.credited_kop)}",
         f"  leader {snap.leader}   failovers {len(snap.failovers)}",
         "",
         "  stored / handled: by that process since it started (its /health counters)",
@@ -131,7 +136,8 @@ def status_line(snap: Snapshot) -> str:
     line = (f"[{snap.elapsed_s:5.0f} s] {snap.phase}: sent {snap.sent} confirmed"
             f" {_cell(snap.confirmed)} processed {processed} replies {snap.replies}"
             f" generations {snap.generations.requested} delivered"
-            f" {snap.generations.delivered} leader {snap.leader}"
+            f" {snap.generations.delivered} top-ups {snap.topups.requested} approved"
+            f" {snap.topups.approved} rejected {snap.topups.rejected} leader {snap.leader}"
             f" failovers {len(snap.failovers)}")
     return f"{line} ! {snap.problem}" if snap.problem else line
 
@@ -159,10 +165,13 @@ class Totals:
     logs_dir: str
     generations: GenerationTotals = field(default_factory=GenerationTotals)
     double_charges: int = 0  # holds or commits beyond one per job
-    violations: Sequence[str] = ()  # broken money/job invariants (services.generation.audit)
-    shoppers: int = 0  # chats that browse and generate (demo_shoppers)
+    violations: Sequence[str] = ()  # broken invariants (generation audit, payment_violations)
+    shoppers: int = 0  # chats that top up, browse and generate (demo_shoppers)
     confirms: int = 0  # their taps on a confirm card's Generate
     results_seen: int = 0  # results that reached them
+    topups: TopUpTotals = field(default_factory=TopUpTotals)  # by bank transfer, from the DB
+    decisions_told: int = 0  # top-up decisions that reached the shoppers
+    double_topups: int = 0  # top-up entries beyond one per payment
 
     @property
     def lost(self) -> int:
@@ -171,10 +180,12 @@ class Totals:
 
     @property
     def nothing_lost(self) -> bool:
-        """Tell whether every update was handled, every generation ended and was told, and
-        the money is right (no double charge, every invariant holds)."""
+        """Tell whether every update was handled, every generation ended and was told, every
+        top-up was decided, and the money is right (no double charge or top-up, every
+        invariant of generations and payments holds)."""
         return (self.lost == 0 and self.generations.unfinished == 0
-                and self.double_charges == 0 and not self.violations)
+                and self.topups.pending == 0 and self.double_charges == 0
+                and self.double_topups == 0 and not self.violations)
 
 
 def render_totals(t: Totals) -> str:
@@ -200,14 +211,20 @@ def render_totals(t: Totals) -> str:
         + (f", {timed_out} without a new leader in time" if timed_out else ""),
     ]
     lines += [f"  {f.describe()}" for f in t.failovers]
-    g = t.generations
+    g, m = t.generations, t.topups
     lines += [
+        f"top-ups:      {m.requested} requested, {m.approved} approved ({m.amended} another"
+        f" amount), {m.rejected} rejected, {m.pending} pending; {rubles(m.credited_kop)}"
+        f" credited (decisions told to the shoppers: {t.decisions_told})",
+        f"double top-ups: {t.double_topups}",
         f"shoppers:     {t.shoppers} chats, {t.confirms} confirmed a generation, {t.results_seen}"
         f" results reached them",
         f"generations:  {g.requested} requested, {g.delivered} delivered, {g.failed} failed"
-        f" (the user told), {g.undeliverable} undeliverable, {g.unfinished} unfinished",
+        f" (the user told), {g.undeliverable} undeliverable, {g.unfinished} unfinished;"
+        f" {rubles(g.charged_kop)} charged",
         f"double charges: {t.double_charges}",
-        f"invariants:   {'ok' if not t.violations else f'{len(t.violations)} broken'}",
+        f"invariants:   {'ok' if not t.violations else f'{len(t.violations)} broken'}"
+        " (generations and payments)",
     ]
     lines += [f"  {v}" for v in t.violations[:VIOLATIONS_SHOWN]]
     if t.unhandled:

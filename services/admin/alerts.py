@@ -6,7 +6,7 @@ Every ALERTS_EVERY_S (a Maintenance ScheduledJob) the leader runs the generation
 charge id backs one payment). Each violation has a fingerprint (rule + where), remembered in
 `alerted_violations` (fenced, ON CONFLICT DO NOTHING), so a violation that persists is
 alerted once, ever. Then every remembered, unalerted violation is sent to each operator and
-marked alerted (fenced).
+marked alerted (fenced). Each operator reads it in their own language (`chat_languages`).
 
 Crash analysis: before the remember commits, nothing changed (the next run finds it again);
 between the remember and the sends, the next run sends it; between a send and its mark, the
@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.admin.store import AdminStore
 from services.generation import audit
 from services.telegram import texts
+from services.telegram.i18n import chat_languages
 from supervisor.election import Leadership
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class AuditAlerts:
                      for v in await audit(conn)]
             found += [(f"{v.rule}:user={v.user_id}:payment={v.payment_id}", v.rule, v.detail)
                       for v in await AdminStore(conn).payment_violations()]
+            languages = await chat_languages(conn, self._operators)
         async with leadership.fenced(self._pool) as conn:
             store = AdminStore(conn)
             for fingerprint, rule, detail in found:
@@ -63,9 +65,9 @@ class AuditAlerts:
                                                detail=detail)
             alerts = await store.unalerted(limit=MAX_ALERTS_PER_RUN)
         for alert in alerts:
-            text = texts.get(None, "admin-alert", rule=alert.rule,
-                             where=alert.fingerprint, detail=alert.detail)
             for operator in self._operators:
+                text = texts.get(languages[operator], "admin-alert", rule=alert.rule,
+                                 where=alert.fingerprint, detail=alert.detail)
                 try:
                     await self._bot.send_message(operator, text)
                 except (TelegramForbiddenError, TelegramBadRequest) as exc:

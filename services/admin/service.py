@@ -31,6 +31,7 @@ from services.broadcast import set_progress_message, start_broadcast
 from services.catalog import Model, price_kopecks
 from services.payments.store import Payment, PaymentStore
 from services.storefront import Override, OverrideStore, Storefront
+from services.telegram.texts import rubles
 from supervisor.election import FencedError, Leadership
 from supervisor.stores import ElectionStore, InstanceStore
 
@@ -47,7 +48,14 @@ MAX_ADJUST_KOP = 100_000_000
 
 
 class AdminError(Exception):
-    """An operator's request was refused; the message names the rule."""
+    """An operator's request was refused; `key` names the rule's text (locales admin.ftl)."""
+
+    def __init__(self, key: str, **values: object) -> None:
+        """Refuse for the rule `key`, its text formatted with values (in the operator's
+        language, by the handler)."""
+        super().__init__(key, *(f"{name}={value}" for name, value in values.items()))
+        self.key = key
+        self.values = {name: str(value) for name, value in values.items()}
 
 
 class NotRefundable(AdminError):
@@ -158,14 +166,14 @@ class Admin:
         billing.InsufficientFunds when a debit would take the balance below zero.
         """
         if amount_kop == 0 or abs(amount_kop) > MAX_ADJUST_KOP:
-            raise AdminError(f"amount must be non-zero and at most {MAX_ADJUST_KOP} kop")
+            raise AdminError("admin-err-amount", max=rubles(MAX_ADJUST_KOP))
         if not reason.strip():
-            raise AdminError("a reason is required")
+            raise AdminError("admin-err-reason")
         async with self._fenced() as conn:
             ledger = LedgerStore(conn)
             before = await ledger.lock_wallet(user_id)
             if before is None:
-                raise AdminError(f"user {user_id} has no wallet")
+                raise AdminError("admin-err-no-wallet", user=user_id)
             result = await apply_entry(conn, user_id=user_id, kind=EntryKind.ADJUSTMENT,
                                        balance_delta_kop=amount_kop, hold_delta_kop=0,
                                        idempotency_key=f"admin:adjust:{key}",
@@ -191,9 +199,9 @@ class Admin:
         async with self._fenced() as conn:
             job = await AdminStore(conn).job_for_refund(job_id)
             if job is None:
-                raise NotRefundable(f"job {job_id} does not exist")
+                raise NotRefundable("admin-err-no-job", job=job_id)
             if not job.committed or job.price_kop == 0:
-                raise NotRefundable(f"job {job_id} was not charged ({job.status})")
+                raise NotRefundable("admin-err-not-charged", job=job_id, status=job.status)
             before = await LedgerStore(conn).lock_wallet(job.user_id)
             result = await apply_entry(conn, user_id=job.user_id, kind=EntryKind.ADJUSTMENT,
                                        balance_delta_kop=job.price_kop, hold_delta_kop=0,
@@ -245,9 +253,9 @@ class Admin:
         """Store a model's override (on/off, price) with its audit row; return the new row."""
         models = self._storefront.catalog.models
         if not 0 <= index < len(models):
-            raise AdminError(f"no model at catalog index {index}")
+            raise AdminError("admin-err-no-model", index=index)
         if price_kop is not None and price_kop < 0:
-            raise AdminError("a price cannot be negative")
+            raise AdminError("admin-err-negative-price")
         model = models[index]
         async with self._fenced() as conn:
             store = OverrideStore(conn)

@@ -35,8 +35,7 @@ from services.payments.store import (
     PaymentStore,
     ReceiptKind,
 )
-from services.telegram.i18n import language_of
-from services.users import Language
+from services.telegram.i18n import chat_languages
 
 # Operators' notes are kept short (a Telegram caption holds 1,024 characters in all).
 MAX_NOTE_CHARS = 500
@@ -134,7 +133,7 @@ async def record_receipt(conn: psycopg.AsyncConnection, *, user_id: int, amount_
         return ReceiptResult(ReceiptOutcome.REFERENCE_USED,
                              await store.payment_by_reference(reference))
     await store.insert_notices(payment.id, NoticeKind.OPERATOR_RECEIPT,
-                               await _recipients(store, operators))
+                               await _recipients(conn, operators))
     return ReceiptResult(ReceiptOutcome.RECORDED, payment)
 
 
@@ -175,7 +174,7 @@ async def decide(conn: psycopg.AsyncConnection, payment_id: int, *, decision: De
     await store.insert_audit(operator_id=operator_id, action=AUDIT_ACTIONS[decision],
                              subject=subject(payment_id), before=before.snapshot(),
                              after=after.snapshot())
-    await _queue_outcome(store, after, tell_user=True)
+    await _queue_outcome(conn, after, tell_user=True)
     return DecisionResult(applied=True, payment=after)
 
 
@@ -185,7 +184,7 @@ async def cancel(conn: psycopg.AsyncConnection, payment_id: int, *,
     store = PaymentStore(conn)
     cancelled = await store.cancel(payment_id, user_id=user_id)
     if cancelled is not None:
-        await _queue_outcome(store, cancelled, tell_user=False)  # they know: they pressed it
+        await _queue_outcome(conn, cancelled, tell_user=False)  # they know: they pressed it
     return cancelled
 
 
@@ -194,7 +193,7 @@ async def expire_overdue(conn: psycopg.AsyncConnection, *, limit: int) -> list[P
     store = PaymentStore(conn)
     expired = await store.expire_overdue(limit=limit)
     for payment in expired:
-        await _queue_outcome(store, payment, tell_user=True)
+        await _queue_outcome(conn, payment, tell_user=True)
     return expired
 
 
@@ -247,18 +246,16 @@ async def request_refund(conn: psycopg.AsyncConnection, payment_id: int,
     return after
 
 
-async def _queue_outcome(store: PaymentStore, payment: Payment, *, tell_user: bool) -> None:
+async def _queue_outcome(conn: psycopg.AsyncConnection, payment: Payment, *,
+                         tell_user: bool) -> None:
+    store = PaymentStore(conn)
     await store.insert_decision_edits(payment.id)
     if tell_user:
         await store.insert_notices(payment.id, NoticeKind.USER_DECISION,
-                                   await _recipients(store, [payment.user_id]))
+                                   await _recipients(conn, [payment.user_id]))
 
 
-async def _recipients(store: PaymentStore, chat_ids: Sequence[int]) -> list[tuple[int, str]]:
-    known = await store.languages(chat_ids)
-    recipients = []
-    for chat_id in chat_ids:
-        chosen, code = known.get(chat_id, (None, None))
-        language = Language(chosen) if chosen else language_of(code) if code else Language.RU
-        recipients.append((chat_id, str(language)))
-    return recipients
+async def _recipients(conn: psycopg.AsyncConnection,
+                      chat_ids: Sequence[int]) -> list[tuple[int, str]]:
+    languages = await chat_languages(conn, chat_ids)
+    return [(chat_id, str(languages[chat_id])) for chat_id in chat_ids]

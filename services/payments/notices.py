@@ -2,10 +2,11 @@
 
 Overview
     A decision (or a receipt, a cancel, an expiry) commits its `payment_notices` rows with
-    the payment's new state. `NoticeSender.send_due` leases due rows (FOR UPDATE SKIP LOCKED,
-    for LEASE_S), sends each through the Bot API, and records the outcome in its own fenced
-    transaction. Handlers call it for their payment right after their commit (the operators'
-    messages change at once); the leader's sweep job calls it for everything left over.
+    the payment's new state. `NoticeSender.send_due` leases due rows to its term (FOR UPDATE
+    SKIP LOCKED; `leased_term`, and `leased_until` = now + LEASE_S), sends each through the
+    Bot API, and records the outcome in its own fenced transaction. Handlers call it for
+    their payment right after their commit (the operators' messages change at once); the
+    leader's sweep job calls it for everything left over.
 
 Kinds
     operator_receipt   the receipt (photo or document) with Approve / Another amount /
@@ -20,8 +21,16 @@ Failure handling
     refusal that no retry can change (the user blocked the bot, the message is gone) fails
     the notice for good, keeping the error. An edit to identical content counts as sent.
 
+Leases
+    A lease belongs to a term: a notice leased by an older term is free to a newer one at
+    once (the leader that leased it is dead or deposed, and its fenced record can no longer
+    commit), so a failover sends the dead leader's notices at the new leader's first sweep.
+    The time lease is only the backstop inside one term (the sweep job restarted while its
+    sender was mid-send) and carries the retry backoff, which belongs to no term.
+
 Crash analysis
-    Before the send: the lease runs out and the next sweep sends it. Between the send and
+    Before the send: the next leader's first sweep sends it (within one term: once the time
+    lease runs out). Between the send and
     its record: the next sweep sends it again (an edit is harmless; a receipt or a user
     message may show twice: at-least-once, like every Bot API call of the dispatcher).
     Recording a sent receipt locks the payment row FOR SHARE first: a decision committed
@@ -53,7 +62,8 @@ from supervisor.election import Leadership
 
 logger = logging.getLogger(__name__)
 
-# A sender that died mid-send frees its notices after this long.
+# A sender that died mid-send frees its notices after this long within its term (a newer
+# term takes them over at once).
 LEASE_S = 30.0
 RETRY_BASE_S = 2.0
 RETRY_MAX_S = 300.0
@@ -142,8 +152,8 @@ class NoticeSender:
         if leader is None:
             return 0
         async with leader.fenced(self._pool) as conn:
-            notices = await PaymentStore(conn).lease_notices(payment_id=payment_id,
-                                                             limit=limit, lease_s=LEASE_S)
+            notices = await PaymentStore(conn).lease_notices(
+                term=leader.term, payment_id=payment_id, limit=limit, lease_s=LEASE_S)
         sent = 0
         for notice in notices:
             sent += await self._send(leader, notice)

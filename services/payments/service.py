@@ -27,6 +27,8 @@ from services.payments.decisions import Decision, DecisionResult, Receipt, Recei
 from services.payments.notices import NoticeSender
 from services.payments.stars import StarPackage, packages
 from services.payments.store import Payment, PaymentStore
+from services.telegram.i18n import chat_languages
+from services.users import Language
 from supervisor.election import FencedError, Leadership
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,11 @@ class Payments:
     def is_operator(self, user_id: int) -> bool:
         """Tell whether this Telegram user may decide payments."""
         return user_id in self.terms.operators
+
+    async def operator_languages(self) -> dict[int, Language]:
+        """Return the language each operator is written to in (see `chat_languages`)."""
+        async with self._pool.connection() as conn:
+            return await chat_languages(conn, self.terms.operators)
 
     def _fenced(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection]:
         leadership = self._leadership()

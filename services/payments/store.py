@@ -249,11 +249,6 @@ class PaymentStore:
         return [AuditRow(**(row | {"action": AuditAction(row["action"])}))
                 for row in await cur.fetchall()]
 
-    async def languages(self, user_ids: Sequence[int]) -> dict[int, tuple[str | None, str | None]]:
-        """Return (chosen UI language, Telegram language_code) of the known users."""
-        cur = await self._conn.execute(QUERIES["languages"], {"user_ids": list(user_ids)})
-        return {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
-
     async def insert_notices(self, payment_id: int, kind: NoticeKind,
                              recipients: Sequence[tuple[int, str]]) -> None:
         """Queue one notice per (chat id, language)."""
@@ -272,12 +267,12 @@ class PaymentStore:
         """Hold the payment against a concurrent decision until the transaction ends."""
         await self._conn.execute(QUERIES["lock_payment_shared"], {"payment_id": payment_id})
 
-    async def lease_notices(self, *, payment_id: int | None, limit: int,
+    async def lease_notices(self, *, term: int, payment_id: int | None, limit: int,
                             lease_s: float) -> list[Notice]:
-        """Lease due notices (of one payment, or any); return them."""
+        """Lease due notices (of one payment, or any) to term; return them."""
         cur = self._conn.cursor(row_factory=dict_row)
         await cur.execute(QUERIES["lease_notices"], {
-            "payment_id": payment_id, "limit": limit, "lease_s": lease_s})
+            "term": term, "payment_id": payment_id, "limit": limit, "lease_s": lease_s})
         return [Notice(**(row | {"kind": NoticeKind(row["kind"])}))
                 for row in await cur.fetchall()]
 

@@ -8,9 +8,11 @@ be, kk; English otherwise). Handlers take `i18n: I18nContext` and call `i18n.get
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from aiogram import Dispatcher
 from aiogram_i18n import I18nMiddleware
 from aiogram_i18n.cores import FluentRuntimeCore
@@ -18,7 +20,7 @@ from aiogram_i18n.managers import BaseManager
 from fluent.syntax import FluentParser, ast, visitor
 
 from services.accounts import Accounts, Member
-from services.users import Language
+from services.users import Language, UserStore
 
 LOCALES_DIR = Path(__file__).with_name("locales")
 DEFAULT_LANGUAGE = Language.EN
@@ -31,6 +33,23 @@ def language_of(code: str | None) -> Language:
     if code and code.split("-")[0].lower() in RUSSIAN_UI_CODES:
         return Language.RU
     return DEFAULT_LANGUAGE
+
+
+def preferred_language(chosen: Language | None, code: str | None) -> Language:
+    """Return the language to write in to someone who did not just write to us (an operator
+    told of a receipt, a user told of a decision): the one they chose, else their Telegram
+    language_code's, else Russian (the bot's home language)."""
+    if chosen is not None:
+        return chosen
+    return language_of(code) if code else Language.RU
+
+
+async def chat_languages(conn: psycopg.AsyncConnection,
+                         user_ids: Sequence[int]) -> dict[int, Language]:
+    """Return each user's `preferred_language` (Russian for one the bot never met)."""
+    known = await UserStore(conn).languages(user_ids)
+    return {user_id: preferred_language(*known.get(user_id, (None, None)))
+            for user_id in user_ids}
 
 
 def member_language(member: Member) -> Language:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -81,6 +82,13 @@ class UserStore:
         """Store the user's chosen UI language."""
         await self._conn.execute(QUERIES["set_ui_language"], {
             "user_id": user_id, "ui_language": str(language) if language else None})
+
+    async def languages(self, user_ids: Sequence[int]
+                        ) -> dict[int, tuple[Language | None, str | None]]:
+        """Return (chosen UI language, Telegram language_code) of the known users."""
+        cur = await self._conn.execute(QUERIES["languages"], {"user_ids": list(user_ids)})
+        return {row[0]: (Language(row[1]) if row[1] else None, row[2])
+                for row in await cur.fetchall()}
 
     async def remember_start_payload(self, user_id: int, payload: str) -> bool:
         """Keep the user's first deep-link payload; return whether this one was kept."""

@@ -13,7 +13,6 @@ import pytest
 
 from sandbox.harness.cluster import InstanceCluster
 from sandbox.telegram import SandboxClient, SandboxConfig, SandboxError, TelegramSandbox
-from services.payments.notices import LEASE_S
 from tests.helpers import BOT_TOKEN, eventually, make_env
 
 pytestmark = pytest.mark.chaos
@@ -97,8 +96,8 @@ async def test_a_leader_killed_between_the_approval_and_its_messages_ends_consis
                 return len(captions) == 2 and all("Approved" in c or "Подтвердил" in c
                                                   for c in captions)
 
-            # The dead leader's lease on the notices runs out, then the next sweep sends them.
-            await eventually(all_edited, timeout_s=LEASE_S + FLOW_TIMEOUT_S,
+            # The dead term's leases on the notices are free to the next term at once.
+            await eventually(all_edited, timeout_s=FLOW_TIMEOUT_S,
                              what="both operators' receipts edited by the next leader")
 
             async def user_told() -> bool:

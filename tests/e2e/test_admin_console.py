@@ -7,7 +7,13 @@ import asyncio
 
 from services.billing.ledger import read_wallet
 from services.broadcast.sender import BroadcastSender
-from services.telegram.handlers.admin import AdminCb, Screen
+from services.telegram.handlers.admin import (
+    AdjustOkCb,
+    AdminCb,
+    BroadcastOkCb,
+    RefundOkCb,
+    Screen,
+)
 from tests.e2e.chat import OPERATORS, ChatBot
 from tests.helpers import eventually
 
@@ -31,10 +37,17 @@ async def test_a_non_operator_gets_the_ordinary_fallback_and_old_console_buttons
     assert screen.text.startswith("I did not understand")
     assert "Operators' console" not in screen.text
     before = [e for e in await stranger.log() if e["method"] in SCREEN_METHODS]
-    for pressed in Screen:
-        await stranger.press(AdminCb(screen=pressed, arg=1).pack(), message_id=screen.message_id)
+    old_buttons = [AdminCb(screen=pressed, arg=1) for pressed in Screen] + [
+        AdjustOkCb(user=501, kop=100_000), RefundOkCb(job=1), BroadcastOkCb()]
+    for pressed in old_buttons:  # e.g. forwarded by an operator, or pressed by an ex-operator
+        await stranger.press(pressed.pack(), message_id=screen.message_id)
     after = [e for e in await stranger.log() if e["method"] in SCREEN_METHODS]
     assert after == before  # no text, no screen: nothing revealed
+    async with chatbot.pool.connection() as conn:
+        changes = await (await conn.execute(
+            b"SELECT (SELECT count(*) FROM operator_audit) + (SELECT count(*) FROM broadcasts)"
+            b" + (SELECT count(*) FROM ledger WHERE kind = 'adjustment')")).fetchone()
+    assert changes == (0,)  # and nothing done
     answers = [e for e in await stranger.log() if e["method"] == "answerCallbackQuery"]
     assert all(not e.get("text") for e in answers)
     assert await chatbot.trouble() == []
@@ -104,6 +117,29 @@ async def test_the_operator_screens_answer_and_a_model_toggle_is_audited(
         actions = [r[0] for r in await (await conn.execute(
             b"SELECT action FROM operator_audit ORDER BY id")).fetchall()]
     assert actions == ["model_toggle"]
+    assert await chatbot.trouble() == []
+
+
+async def test_each_operator_gets_the_console_and_its_refusals_in_their_own_language(
+        chatbot: ChatBot) -> None:
+    await chatbot.person(504).send("/start")
+    olga = chatbot.person(OPERATORS[0], language="ru", name="Olga")
+    bob = chatbot.person(OPERATORS[1], language="en", name="Bob")
+    for operator, home_text, stats_text in ((olga, "🛠 Пульт операторов", "📊 Пользователи:"),
+                                            (bob, "🛠 Operators' console", "📊 Users:")):
+        home = await operator.send("/admin")
+        assert home.text.startswith(home_text)
+        stats = await operator.press(AdminCb(screen=Screen.STATS).pack())
+        assert stats.text.startswith(stats_text)
+        models = await operator.press(AdminCb(screen=Screen.MODELS).pack())
+        await operator.press(models.data()[0])
+    assert "Включена: да" in (await olga.screen()).text
+    assert "Enabled: yes" in (await bob.screen()).text
+    # A refusal names its rule in the operator's language (job 999 does not exist).
+    refused_ru = await olga.press(RefundOkCb(job=999).pack())
+    refused_en = await bob.press(RefundOkCb(job=999).pack())
+    assert refused_ru.text == "Отказано: генерации #999 нет."
+    assert refused_en.text == "Refused: there is no job #999."
     assert await chatbot.trouble() == []
 
 

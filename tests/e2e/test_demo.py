@@ -1,4 +1,5 @@
-"""Smoke test of `python -m supervisor demo`: a short real run with two leader faults."""
+"""Smoke test of `python -m supervisor demo`: a short real run with two leader faults, the
+shoppers' top-ups decided by the simulated operator, and money spent on generations."""
 
 from __future__ import annotations
 
@@ -48,8 +49,18 @@ def test_demo_faults_the_leader_twice_and_loses_nothing() -> None:
                      re.MULTILINE), output
     assert re.search(r"#1 .* SIGKILL .* gap \d+ ms", result.stdout), output
     assert re.search(r"#2 .* SIGTERM .* gap \d+ ms", result.stdout), output
-    assert re.search(r"^generations:\s+[1-9]\d* requested, .* 0 unfinished$", result.stdout,
-                     re.MULTILINE), output
+    assert re.search(r"^generations:\s+[1-9]\d* requested, .* 0 unfinished; [\d ]+\.\d\d ₽"
+                     r" charged$", result.stdout, re.MULTILINE), output
+    topups = re.search(r"^top-ups:\s+(\d+) requested, (\d+) approved \((\d+) another amount\),"
+                       r" (\d+) rejected, 0 pending; ([\d ]+)\.\d\d ₽ credited", result.stdout,
+                       re.MULTILINE)
+    assert topups, output
+    requested, approved, _, rejected, credited = topups.groups()
+    # Every receipt decided by the operator, across both faults; the approved ones credited.
+    assert int(approved) >= 1 and int(requested) == int(approved) + int(rejected), output
+    assert int(credited.replace(" ", "")) > 0, output
+    assert re.search(r"^double top-ups: 0$", result.stdout, re.MULTILINE), output
     assert re.search(r"^double charges: 0$", result.stdout, re.MULTILINE), output
-    assert re.search(r"^invariants:\s+ok$", result.stdout, re.MULTILINE), output
+    assert re.search(r"^invariants:\s+ok \(generations and payments\)$", result.stdout,
+                     re.MULTILINE), output
     assert "stopped; logs kept in" in result.stdout, output

@@ -10,6 +10,7 @@ from services.billing.ledger import read_wallet
 from services.payments import decisions
 from services.payments.decisions import Decision
 from services.payments.store import NoticeStatus, PaymentStore, RefundStatus
+from services.telegram.ui import LanguageCb
 from tests.e2e.chat import OPERATORS, STATUS_SQL, ChatBot, Person, Screen
 from tests.helpers import eventually
 
@@ -92,14 +93,20 @@ async def test_a_transfer_is_credited_once_when_two_operators_press_approve(
     assert await chatbot.trouble() == []
 
 
-async def test_a_stranger_pressing_an_old_approve_button_gets_nothing(chatbot: ChatBot) -> None:
+async def test_a_stranger_pressing_an_old_decision_button_gets_nothing(chatbot: ChatBot) -> None:
     await transfer(chatbot.person(302))
     [receipt] = await receipts(chatbot, OPERATORS[0])
-    approve = receipt["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     stranger = chatbot.person(303)
-    await stranger.send("/start")
-    screen = await stranger.press(approve)
-    assert screen.text.startswith("This button is outdated")
+    menu = await stranger.send("/start")
+    before = [e for e in await stranger.log() if e["method"] != "answerCallbackQuery"]
+    for row in receipt["reply_markup"]["inline_keyboard"]:  # Approve, Another amount, Reject
+        for button in row:
+            await stranger.press(button["callback_data"], message_id=menu.message_id)
+    after = [e for e in await stranger.log() if e["method"] != "answerCallbackQuery"]
+    assert after == before  # no text, no screen, no prompt: nothing revealed
+    await stranger.send("999")  # were an amount prompt open, this would credit 999 ₽
+    answers = [e for e in await stranger.log() if e["method"] == "answerCallbackQuery"]
+    assert len(answers) == 3 and all(not e.get("text") for e in answers)
     assert await balance(chatbot, 302) == 0 and await topups(chatbot, 302) == 0
     [still] = await receipts(chatbot, OPERATORS[0])
     assert "reply_markup" in still  # the operators can still decide
@@ -307,3 +314,36 @@ async def test_a_refund_telegram_already_made_counts_as_done(chatbot: ChatBot) -
     async with chatbot.pool.connection() as conn:
         status = await PaymentStore(conn).refund_of(payment_id)
     assert status is not None and status[0] is RefundStatus.DONE
+
+
+async def test_each_operator_reads_receipts_decisions_and_paysupport_in_their_own_language(
+        chatbot: ChatBot) -> None:
+    # Olga's Telegram speaks English but she chose Russian in the bot; Bob's speaks English.
+    olga = chatbot.person(OPERATORS[0], language="en", name="Olga")
+    await olga.send("/start")
+    await olga.press(LanguageCb(language="ru").pack())
+    bob = chatbot.person(OPERATORS[1], language="en", name="Bob")
+    await bob.send("/start")
+    user = chatbot.person(315, language="ru")
+    await transfer(user)
+    [for_olga], [for_bob] = [await receipts(chatbot, op) for op in OPERATORS]
+    assert "Пользователь: 315" in for_olga["caption"] and "User: 315" in for_bob["caption"]
+    olga_buttons = [b["text"] for row in for_olga["reply_markup"]["inline_keyboard"] for b in row]
+    bob_buttons = [b["text"] for row in for_bob["reply_markup"]["inline_keyboard"] for b in row]
+    assert olga_buttons == ["✅ Подтвердить", "✏️ Другая сумма", "❌ Отклонить"]
+    assert bob_buttons == ["✅ Approve", "✏️ Another amount", "❌ Reject"]
+
+    approve = for_bob["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    await bob.press(approve, message_id=for_bob["message_id"])
+    [for_olga], [for_bob] = [await receipts(chatbot, op) for op in OPERATORS]
+    assert "Подтвердил Bob: зачислено 500.00 ₽" in for_olga["caption"]
+    assert "Approved by Bob: 500.00 ₽ credited" in for_bob["caption"]
+    told = [e["text"] for e in await user.log() if e["method"] == "sendMessage"]
+    assert any(text.startswith("✅ Пополнение №") and "подтверждено: 500.00 ₽" in text
+               for text in told)
+
+    await user.send("/paysupport не пришли деньги")
+    [to_olga] = [e["text"] for e in await olga.log() if "/paysupport" in (e["text"] or "")]
+    [to_bob] = [e["text"] for e in await bob.log() if "/paysupport" in (e["text"] or "")]
+    assert to_olga.startswith("💬 /paysupport от пользователя 315")
+    assert to_bob.startswith("💬 /paysupport from user 315")

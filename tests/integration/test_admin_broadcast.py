@@ -22,6 +22,7 @@ from services.broadcast.store import RecipientStatus
 from services.generation import Created, Failed, Succeeded, apply_outcome
 from services.payments.store import AuditAction
 from services.storefront import Storefront
+from services.users import Language, UserStore, ensure_user
 from tests.helpers import lead
 from tests.integration.generation_support import (
     CATALOG,
@@ -34,6 +35,7 @@ from tests.integration.generation_support import (
 )
 
 OPERATORS = (9001, 9002)
+ENGLISH_OPERATOR = 9003
 CONSTRAINT_SQL = b"""
 SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
  WHERE c.conrelid = %s::regclass AND c.contype = 'c'
@@ -95,16 +97,28 @@ async def test_a_second_confirm_press_finds_the_first_broadcast(
 async def test_a_payment_violation_is_alerted_to_every_operator_once(
         pool: AsyncConnectionPool, bot: Bot, control: SandboxClient) -> None:
     leadership = await lead(pool)
-    alerts = AuditAlerts(pool, bot, operators=OPERATORS)
+    async with pool.connection() as conn:  # the first chose Russian; the second never came
+        await ensure_user(conn, user_id=OPERATORS[0], username=None, first_name="Olga",
+                          language_code="en")
+        await UserStore(conn).set_ui_language(OPERATORS[0], Language.RU)
+    alerts = AuditAlerts(pool, bot, operators=(*OPERATORS, ENGLISH_OPERATOR))
+    async with pool.connection() as conn:
+        await ensure_user(conn, user_id=ENGLISH_OPERATOR, username=None, first_name="Bob",
+                          language_code="en-GB")
     assert await alerts.run(leadership) == 0
     async with pool.connection() as conn:
         await conn.execute(APPROVED_WITHOUT_TOPUP_SQL)
     assert await alerts.run(leadership) == 1
     assert await alerts.run(leadership) == 0  # still broken, already told
-    for operator in OPERATORS:
+    heads = {}
+    for operator in (*OPERATORS, ENGLISH_OPERATOR):
         [alert] = [m for m in await control.chat_messages(operator)
                    if m["method"] == "sendMessage"]
         assert "approved_has_one_topup" in alert["text"] and "payment=" in alert["text"]
+        heads[operator] = alert["text"].split(":")[0]
+    # Each in their language: chosen, else Telegram's, else Russian (the bot's home language).
+    assert heads == {OPERATORS[0]: "⚠️ Нарушение инварианта", OPERATORS[1]: "⚠️ Нарушение инварианта",
+                     ENGLISH_OPERATOR: "⚠️ Audit violation"}
 
 
 async def admin_service(pool: AsyncConnectionPool) -> Admin:

@@ -8,14 +8,19 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
+from aiogram import Bot
+from aiogram.types import BufferedInputFile
 from psycopg_pool import AsyncConnectionPool
 
+from sandbox.common.media import encode_png
+from sandbox.telegram import SandboxClient
 from services.billing.ledger import InsufficientFunds, Wallet, read_wallet
-from services.payments import decisions
+from services.payments import decisions, notices
 from services.payments.decisions import Decision, Receipt, ReceiptOutcome
 from services.payments.store import (
     AuditAction,
     NoticeKind,
+    NoticeStatus,
     PaymentStatus,
     PaymentStore,
     ReceiptKind,
@@ -234,7 +239,8 @@ async def test_a_decision_queues_the_edit_of_every_sent_receipt_and_tells_the_us
     payment_id = submitted.payment.id
     async with leader.fenced(pool) as conn:
         store = PaymentStore(conn)
-        leased = await store.lease_notices(payment_id=payment_id, limit=10, lease_s=30)
+        leased = await store.lease_notices(term=leader.term, payment_id=payment_id, limit=10,
+                                           lease_s=30)
         for message_id, notice in enumerate(leased, start=70):
             await store.mark_notice_sent(notice.id, message_id=message_id)
     await decide(pool, leader, payment_id)
@@ -243,6 +249,51 @@ async def test_a_decision_queues_the_edit_of_every_sent_receipt_and_tells_the_us
     edits = [(n.chat_id, n.message_id) for n in notices if n.kind is NoticeKind.OPERATOR_DECISION]
     assert sorted(edits) == [(OPERATORS[0], 70), (OPERATORS[1], 71)]
     assert [n.chat_id for n in notices if n.kind is NoticeKind.USER_DECISION] == [USER]
+
+
+async def test_a_notice_leased_by_a_term_that_died_is_sent_by_the_next_term_at_once(
+        pool: AsyncConnectionPool, leader: Leadership, bot: Bot, control: SandboxClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A lease no test outlives: only the term can free these notices.
+    monkeypatch.setattr(notices, "LEASE_S", 3_600.0)
+    upload = await bot.send_photo(USER, BufferedInputFile(encode_png(8, 8, (9, 9, 9)), "r.png"))
+    assert upload.photo is not None
+    photo = upload.photo[-1]
+    file = Receipt(photo.file_id, photo.file_unique_id, ReceiptKind.PHOTO)
+    submitted = await submit(pool, leader, file=file)
+    assert submitted.payment is not None
+    payment_id = submitted.payment.id
+    async with leader.fenced(pool) as conn:  # term 1's sender leases them, then dies
+        leased = await PaymentStore(conn).lease_notices(
+            term=leader.term, payment_id=payment_id, limit=10, lease_s=notices.LEASE_S)
+    assert len(leased) == len(OPERATORS)
+    # Within term 1 the lease holds (a restarted sweep must not send them twice) ...
+    assert await notices.NoticeSender(pool, bot, leadership=lambda: leader).send_due() == 0
+    # ... and term 2's first sweep sends them, the lease an hour from running out.
+    successor = await lead(pool, term=leader.term + 1)
+    sender = notices.NoticeSender(pool, bot, leadership=lambda: successor)
+    assert await sender.send_due() == len(OPERATORS)
+    async with pool.connection() as conn:
+        sent = await PaymentStore(conn).notices_of(payment_id)
+    assert [(n.chat_id, n.status) for n in sent] == [(op, NoticeStatus.SENT) for op in OPERATORS]
+    for operator in OPERATORS:
+        assert [e["method"] for e in await control.chat_messages(operator)] == ["sendPhoto"]
+
+
+async def test_a_notice_in_its_retry_backoff_waits_whatever_the_term(
+        pool: AsyncConnectionPool, leader: Leadership) -> None:
+    submitted = await submit(pool, leader)
+    assert submitted.payment is not None
+    async with leader.fenced(pool) as conn:
+        store = PaymentStore(conn)
+        leased = await store.lease_notices(term=leader.term, payment_id=submitted.payment.id,
+                                           limit=10, lease_s=30)
+        for notice in leased:  # Telegram answered 5xx: back off, whoever leads next
+            await store.mark_notice_retry(notice.id, delay_s=3_600, error="HTTP 502")
+    successor = await lead(pool, term=leader.term + 1)
+    async with successor.fenced(pool) as conn:
+        assert await PaymentStore(conn).lease_notices(
+            term=successor.term, payment_id=None, limit=10, lease_s=30) == []
 
 
 async def test_overdue_payments_expire_and_their_users_are_told(

@@ -90,10 +90,6 @@ VALUES (%(operator_id)s, %(action)s, %(subject)s, %(before)s, %(after)s);
 SELECT operator_id, action, subject, before, after, created_at
   FROM operator_audit WHERE subject = %(subject)s ORDER BY id;
 
--- name: languages
--- The known users' interface languages (chosen, else Telegram's code).
-SELECT user_id, ui_language, language_code FROM users WHERE user_id = ANY(%(user_ids)s);
-
 -- name: insert_notices
 -- Queue one message per chat about a payment (a replay queues nothing new).
 INSERT INTO payment_notices (payment_id, kind, chat_id, language)
@@ -116,11 +112,15 @@ ON CONFLICT (payment_id, kind, chat_id) DO NOTHING;
 SELECT status FROM payments WHERE id = %(payment_id)s FOR SHARE;
 
 -- name: lease_notices
--- Lease due notices (one payment's, or any) to this sender for lease_s, counting the attempt.
+-- Lease due notices (one payment's, or any) to this term's sender for lease_s, counting the
+-- attempt. A notice leased by an older term is free at once: that term's sender is gone (its
+-- fenced record could no longer commit); the time lease only guards a lease of this term.
 UPDATE payment_notices n
-   SET leased_until = now() + make_interval(secs => %(lease_s)s), attempts = n.attempts + 1
+   SET leased_until = now() + make_interval(secs => %(lease_s)s), leased_term = %(term)s,
+       attempts = n.attempts + 1
   FROM (SELECT id FROM payment_notices
-         WHERE status = 'pending' AND (leased_until IS NULL OR leased_until <= now())
+         WHERE status = 'pending'
+           AND (leased_until IS NULL OR leased_until <= now() OR leased_term < %(term)s)
            AND (%(payment_id)s::bigint IS NULL OR payment_id = %(payment_id)s::bigint)
          ORDER BY id LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED) AS due
@@ -130,20 +130,23 @@ RETURNING n.id, n.payment_id, n.kind, n.chat_id, n.language, n.message_id, n.att
 -- name: mark_notice_sent
 -- Record that Telegram confirmed a notice (and the message it made).
 UPDATE payment_notices
-   SET status = 'sent', sent_at = now(), leased_until = NULL, last_error = NULL,
+   SET status = 'sent', sent_at = now(), leased_until = NULL, leased_term = NULL,
+       last_error = NULL,
        message_id = coalesce(%(message_id)s, message_id)
  WHERE id = %(notice_id)s AND status = 'pending';
 
 -- name: mark_notice_retry
--- Put a notice back for a later attempt, keeping the error.
+-- Put a notice back for a later attempt, keeping the error: the backoff holds for every term
+-- (it is Telegram's trouble, not a sender's), so the row belongs to no term meanwhile.
 UPDATE payment_notices
-   SET leased_until = now() + make_interval(secs => %(delay_s)s), last_error = %(error)s
+   SET leased_until = now() + make_interval(secs => %(delay_s)s), leased_term = NULL,
+       last_error = %(error)s
  WHERE id = %(notice_id)s AND status = 'pending';
 
 -- name: mark_notice_failed
 -- Give a notice up for good (Telegram refuses it whatever we do), keeping the error.
 UPDATE payment_notices
-   SET status = 'failed', leased_until = NULL, last_error = %(error)s
+   SET status = 'failed', leased_until = NULL, leased_term = NULL, last_error = %(error)s
  WHERE id = %(notice_id)s AND status = 'pending';
 
 -- name: notices_of

@@ -252,7 +252,7 @@ async def confirm_adjustment(query: CallbackQuery, callback_data: AdjustOkCb, i1
         await show(query, i18n.get("admin-adjust-funds"), _back(i18n).as_markup())
         return
     except AdminError as exc:
-        await show(query, i18n.get("admin-refused", reason=str(exc)), _back(i18n).as_markup())
+        await show(query, refused(i18n, exc), _back(i18n).as_markup())
         return
     balance = rubles(result.wallet.balance_kop) if result.wallet else "-"
     key_text = "admin-adjust-done" if result.applied else "admin-adjust-again"
@@ -267,7 +267,7 @@ async def confirm_refund(query: CallbackQuery, callback_data: RefundOkCb, i18n: 
     try:
         result = await admin.refund_job(callback_data.job, operator_id=query.from_user.id)
     except AdminError as exc:
-        await show(query, i18n.get("admin-refused", reason=str(exc)), _back(i18n).as_markup())
+        await show(query, refused(i18n, exc), _back(i18n).as_markup())
         return
     balance = rubles(result.wallet.balance_kop) if result.wallet else "-"
     key_text = "admin-refund-done" if result.applied else "admin-refund-again"
@@ -336,7 +336,7 @@ async def _show_model(target: Message | CallbackQuery, i18n: I18nContext, index:
                       model_id: str, min_kop: int, max_kop: int, *, enabled: bool,
                       price_kop: int | None) -> None:
     text = i18n.get("admin-model", id=model_id, min=rubles(min_kop), max=rubles(max_kop),
-                    enabled="yes" if enabled else "no",
+                    enabled=i18n.get("admin-enabled-yes" if enabled else "admin-enabled-no"),
                     price="-" if price_kop is None else rubles(price_kop))
     toggle = "admin-btn-disable" if enabled else "admin-btn-enable"
     await show(target, text, _back(
@@ -426,6 +426,11 @@ async def _cluster(query: CallbackQuery, i18n: I18nContext, admin: Admin) -> Non
 @router.callback_query(BroadcastOkCb.filter())
 async def ignore_stranger(query: CallbackQuery) -> None:
     """Do nothing for a console button pressed by a non-operator (nothing is revealed)."""
+
+
+def refused(i18n: I18nContext, exc: AdminError) -> str:
+    """Return the refusal of an operator's request in the operator's language."""
+    return i18n.get("admin-refused", reason=i18n.get(exc.key, **exc.values))
 
 
 def _kopecks(text: str) -> int | None:

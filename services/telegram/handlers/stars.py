@@ -24,6 +24,7 @@ from services.accounts import Accounts, Member
 from services.payments.service import Payments
 from services.payments.stars import CURRENCY, check_checkout, parse_payload
 from services.storefront import Storefront
+from services.telegram import texts
 from services.telegram.handlers.menu import outdated
 from services.telegram.handlers.support import Support
 from services.telegram.texts import rubles
@@ -123,9 +124,11 @@ async def paysupport(message: Message, command: CommandObject, i18n: I18nContext
                      member: Member, payments: Payments, support: Support) -> None:
     """Say how to get help with a payment; with words after it, pass them to the operators."""
     if command.args and message.bot is not None:
-        for operator in payments.terms.operators:
-            await message.bot.send_message(operator, i18n.get(
-                "paysupport-to-operator", user=str(member.user_id), text=command.args))
+        languages = await payments.operator_languages()
+        for operator in payments.terms.operators:  # each in the operator's own language
+            await message.bot.send_message(operator, texts.get(
+                languages[operator], "paysupport-to-operator", user=str(member.user_id),
+                text=command.args))
         await message.answer(i18n.get("paysupport-forwarded"), reply_markup=menu_only(i18n))
         return
     if support.username:

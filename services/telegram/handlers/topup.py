@@ -8,7 +8,8 @@ screen, each with its Cancel button.
 An operator (ADMIN_ID): Approve, Another amount (typed next) or Reject (the reason typed
 next) under the receipt. `Payments.decide` moves the payment once whoever presses first; the
 receipt messages of every operator are then edited to show who decided, and the user is
-told. A press by anyone else, or on a payment decided before, changes nothing.
+told. A press on a payment decided before changes nothing; a press by anyone else changes
+nothing and shows nothing (the press is answered empty).
 """
 
 from __future__ import annotations
@@ -249,24 +250,17 @@ async def cancel(query: CallbackQuery, callback_data: CancelTopUpCb, i18n: I18nC
 
 # ---- the operators' side ----
 
-async def _not_operator(query: CallbackQuery, i18n: I18nContext, member: Member,
-                        storefront: Storefront, accounts: Accounts, payments: Payments,
-                        answer: CallbackAnswer, state: FSMContext) -> bool:
-    if payments.is_operator(member.user_id):
-        return False
-    # An old forwarded button or a former operator: the same as any outdated button.
-    await outdated(query, i18n, member, storefront, accounts, answer, state)
-    return True
+def _not_operator(member: Member, payments: Payments) -> bool:
+    # An old forwarded button or a former operator: nothing happens and nothing is shown (the
+    # press is answered empty), as with the console's buttons; the payment is not revealed.
+    return not payments.is_operator(member.user_id)
 
 
 @router.callback_query(ApproveCb.filter())
 async def approve(query: CallbackQuery, callback_data: ApproveCb, i18n: I18nContext,
-                  member: Member, storefront: Storefront, accounts: Accounts,
-                  payments: Payments, callback_answer: CallbackAnswer,
-                  state: FSMContext) -> None:
+                  member: Member, payments: Payments, callback_answer: CallbackAnswer) -> None:
     """Credit the amount asked (once, whoever presses first)."""
-    if await _not_operator(query, i18n, member, storefront, accounts, payments,
-                           callback_answer, state):
+    if _not_operator(member, payments):
         return
     result = await payments.decide(callback_data.payment, operator_id=member.user_id,
                                    operator_name=member.first_name, decision=Decision.APPROVE)
@@ -297,7 +291,7 @@ async def reject(query: CallbackQuery, callback_data: RejectCb, i18n: I18nContex
 async def _ask(query: CallbackQuery, payment_id: int, prompt: State, key: str,
                i18n: I18nContext, member: Member, storefront: Storefront, accounts: Accounts,
                payments: Payments, answer: CallbackAnswer, state: FSMContext) -> None:
-    if await _not_operator(query, i18n, member, storefront, accounts, payments, answer, state):
+    if _not_operator(member, payments):
         return
     payment = await payments.payment(payment_id)
     if payment is None:

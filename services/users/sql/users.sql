@@ -55,3 +55,7 @@ UPDATE users SET ui_language = %(ui_language)s, updated_at = now()
 -- Keep the first /start deep-link payload of a user (later ones never overwrite it).
 UPDATE users SET start_payload = %(payload)s, start_payload_at = now()
  WHERE user_id = %(user_id)s AND start_payload IS NULL;
+
+-- name: languages
+-- The known users' interface languages: the one chosen in the bot, and Telegram's code.
+SELECT user_id, ui_language, language_code FROM users WHERE user_id = ANY(%(user_ids)s);

@@ -66,3 +66,12 @@ admin-cluster-events = Last leader events:
 admin-alert = ⚠️ Audit violation: { $rule }
     Where: { $where }
     { $detail }
+admin-enabled-yes = yes
+admin-enabled-no = no
+admin-err-amount = the amount must not be zero and at most { $max } either way.
+admin-err-reason = a reason is required.
+admin-err-no-wallet = user { $user } has no wallet.
+admin-err-no-job = there is no job #{ $job }.
+admin-err-not-charged = job #{ $job } was not charged ({ $status }): a failed or expired job's hold was released, a running one's is released if it fails.
+admin-err-no-model = there is no model #{ $index } in the catalog.
+admin-err-negative-price = a price cannot be negative.

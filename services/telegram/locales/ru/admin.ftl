@@ -66,3 +66,12 @@ admin-cluster-events = Последние события лидерства:
 admin-alert = ⚠️ Нарушение инварианта: { $rule }
     Где: { $where }
     { $detail }
+admin-enabled-yes = да
+admin-enabled-no = нет
+admin-err-amount = сумма не может быть нулевой и больше { $max } в любую сторону.
+admin-err-reason = нужна причина.
+admin-err-no-wallet = у пользователя { $user } нет кошелька.
+admin-err-no-job = генерации #{ $job } нет.
+admin-err-not-charged = за генерацию #{ $job } не списывали ({ $status }): резерв неудачной или просроченной генерации уже снят, у идущей снимется, если она не удастся.
+admin-err-no-model = модели #{ $index } в каталоге нет.
+admin-err-negative-price = цена не может быть отрицательной.
