@@ -1,4 +1,4 @@
--- Payment notices leased by term (brief: `016_...` after the lead's renumbering): a new leader
+-- Payment notices leased by term (migration 015): a new leader
 -- takes over the notices a dead term had leased at once, instead of waiting out their time
 -- lease. The time lease (leased_until) stays as the backstop inside one term (a sender
 -- restarted within its term) and as the retry backoff, which belongs to no term.
