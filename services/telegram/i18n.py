@@ -29,8 +29,9 @@ RUSSIAN_UI_CODES = frozenset({"ru", "uk", "be", "kk"})
 
 
 def language_of(code: str | None) -> Language:
-    """Map a Telegram language_code to a supported language."""
-    if code and code.split("-")[0].lower() in RUSSIAN_UI_CODES:
+    """Map a Telegram language_code to a supported language: none at all is Russian (the
+    bot's home language), a code we have no texts for is English."""
+    if not code or code.split("-")[0].lower() in RUSSIAN_UI_CODES:
         return Language.RU
     return DEFAULT_LANGUAGE
 
@@ -38,10 +39,8 @@ def language_of(code: str | None) -> Language:
 def preferred_language(chosen: Language | None, code: str | None) -> Language:
     """Return the language to write in to someone who did not just write to us (an operator
     told of a receipt, a user told of a decision): the one they chose, else their Telegram
-    language_code's, else Russian (the bot's home language)."""
-    if chosen is not None:
-        return chosen
-    return language_of(code) if code else Language.RU
+    language_code's, the same rule as on their screens."""
+    return chosen if chosen is not None else language_of(code)
 
 
 async def chat_languages(conn: psycopg.AsyncConnection,

@@ -42,9 +42,11 @@ def test_english_counts_take_one_and_other() -> None:
     assert "2 models." in texts.core().get("catalog-free", "en", count=2)
 
 
-def test_russian_speakers_get_russian_and_everyone_else_english() -> None:
-    assert texts.get("uk", "ui-menu") == "☰ Меню"
-    assert texts.get("de", "ui-menu") == texts.get(None, "ui-menu") == "☰ Menu"
+def test_russian_speakers_and_unknown_codes_get_russian_and_everyone_else_english() -> None:
+    # No language code at all is the bot's home language, on screens and in unprompted
+    # messages alike (one rule: services.telegram.i18n.language_of).
+    assert texts.get("uk", "ui-menu") == texts.get(None, "ui-menu") == "☰ Меню"
+    assert texts.get("de", "ui-menu") == "☰ Menu"
 
 
 def test_rubles_are_grouped_with_two_decimals() -> None:
