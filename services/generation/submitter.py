@@ -32,9 +32,11 @@ Crash analysis
       one.
     - between 3 and 4 (Kie accepted, task id not stored): the callback URL names the job and
       its token, so Kie's callback alone settles it (stored, then applied to the pending job);
-      a job with a stored callback is never claimed again. If the lease passes first, it is
-      submitted again: a second Kie task (counted, bounded by MAX_SUBMIT_ATTEMPTS), but one
-      charge, since settlement is once per job.
+      a job with a stored callback is never claimed again. The next leader's submitter frees
+      every claim no task of its own holds when it starts (`release_claims`), so a job the
+      dead leader claimed is submitted again at once rather than after the lease: if Kie had
+      accepted it, a second Kie task (counted on /metrics, bounded by MAX_SUBMIT_ATTEMPTS; at
+      most MAX_CONCURRENCY per crash), but one charge, since settlement is once per job.
     - after 4: the job is `submitted`; its callback or the status poller finishes it.
 """
 
@@ -138,8 +140,16 @@ class SubmitQueue:
                              held: Collection[Hashable],
                              older_than_s: float,
                              max_attempts: int) -> list[worker.Released[Attempt]]:
-        """Free nothing: an unheld claim frees itself when its lease passes."""
-        return []
+        """Free the claims no task of ours holds (at start: a dead leader's, at once).
+
+        Nothing is dead-lettered here: the next claim's `begin_submit` fails a job whose
+        attempts are used up (hold released)."""
+        freed = await JobStore(conn).release_submissions(
+            held=[key for key in held if isinstance(key, int)], older_than_s=older_than_s)
+        # Only the token's hash is kept; nobody reads this ticket (nothing is dead-lettered).
+        return [worker.Released(worker.Job(key=job.id, attempts=job.submit_attempts,
+                                           payload=Attempt(job, SubmitTicket(0, ""))),
+                                dead_lettered=False) for job in freed]
 
 
 class Submitter:
