@@ -72,7 +72,7 @@ def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeSt
     """Wire the generation loops for one instance (no I/O)."""
     if kie is None:
         kie = KieClient.from_settings(settings)
-        kie.bucket = submit_bucket()
+        kie.bucket = submit_bucket(settings.kie_create_limit)
     delivery = DeliveryWorker(pool, bot, catalog, state, instance_id=settings.instance_id,
                               listen_connect=listen_connect, lease_s=timings.delivery_lease_s)
     applier = CallbackApplier(pool, catalog, state, listen_connect=listen_connect)

@@ -88,14 +88,15 @@ MODEL_GONE_CODE: Final[str] = "model_unavailable"
 SUBMIT_FAILED_CODE: Final[str] = "submit_failed"
 
 
-def submit_bucket() -> TokenBucket:
-    """Return the createTask bucket: Kie's 20 per 10 s, each token back a little later.
+def submit_bucket(limit: int = CREATE_LIMIT_PER_WINDOW) -> TokenBucket:
+    """Return the createTask bucket: `limit` (Kie's 20, or the account's raised limit,
+    KIE_CREATE_LIMIT) per 10 s, each token back a little later.
 
     A grant becomes a request at Kie some milliseconds after it; Kie counts arrivals in its
     own sliding window, so a token returned exactly 10 s after the previous grant could make
     the 21st arrival of a window (a 429). The margin keeps every window at 20.
     """
-    return TokenBucket(CREATE_LIMIT_PER_WINDOW, CREATE_WINDOW_S + ARRIVAL_MARGIN_S)
+    return TokenBucket(limit, CREATE_WINDOW_S + ARRIVAL_MARGIN_S)
 
 
 @dataclass(frozen=True, slots=True)
