@@ -160,6 +160,11 @@ class JobStore:
                                                        "older_than_s": older_than_s})
         return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
 
+    async def recent_submissions(self, *, window_s: float, limit: int) -> list[float]:
+        """Return how many seconds ago each of the last attempts (within window_s) began."""
+        rows = await self._all("recent_submissions", {"window_s": window_s, "limit": limit})
+        return [float(r["age_s"]) for r in rows]
+
     async def begin_submit(self, job_id: int, *, token_hash: bytes,
                            max_attempts: int) -> int | None:
         """Count an attempt and store its token hash; return the attempt number or None."""

@@ -15,6 +15,10 @@ turn, one transaction for a whole batch)
     settle    a dead-lettered job fails (`apply_outcome`: hold released); done and retried
               jobs need no write (a retried job is offered again after its lease)
 
+Pace across terms: on start the bucket is primed with the attempts the database recorded
+in the last window (a dead leader's too), so a new leader's first window holds what Kie's
+still counts, not a full bucket on top of it (the chaos test saw ~40 429s per failover).
+
 Fairness and pace: the worker may run only as many submissions as the bucket can grant now,
 plus one (`concurrency`), so jobs do not pile up inside the bucket's queue in claim order: a
 user's long queue delays another user's first job by at most one slot.
@@ -184,12 +188,26 @@ class Submitter:
     async def run(self, leadership: Leadership | None) -> None:
         """Run the worker (and the bucket watch) until draining."""
         assert leadership is not None, "leader-only service"
+        await self._prime_bucket()
         watch = asyncio.create_task(self._wake_on_refill(leadership), name="kie-submitter-bucket")
         try:
             await self.worker.run(leadership)
         finally:
             watch.cancel()
             await asyncio.wait([watch])
+
+    async def _prime_bucket(self) -> None:
+        """Count the createTasks of the last window in the bucket, a dead leader's included:
+        Kie still counts them, and a full bucket would spend them again (429s)."""
+        bucket = self._kie.bucket
+        try:
+            async with self._pool.connection() as conn:
+                ages = await JobStore(conn).recent_submissions(window_s=bucket.window_s,
+                                                               limit=bucket.capacity)
+        except worker.DB_ERRORS as exc:  # the bucket stays as it is; a 429 is retried
+            logger.warning("submit_bucket_prime_failed", extra={"error": str(exc)[:200]})
+            return
+        bucket.prime(ages)
 
     async def _wake_on_refill(self, leadership: Leadership) -> None:
         """Wake the worker as soon as the bucket has tokens again, so a window's submissions

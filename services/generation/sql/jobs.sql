@@ -84,6 +84,15 @@ UPDATE generation_jobs
    AND NOT (id = ANY(%(held)s::bigint[]))
 RETURNING *;
 
+-- name: recent_submissions
+-- How long ago (s) the last `limit` submission attempts started within the last window_s:
+-- every createTask follows its attempt's start, so these are Kie's window as seen from here.
+SELECT extract(epoch FROM now() - started_at)::float8 AS age_s
+  FROM job_submissions
+ WHERE started_at > now() - make_interval(secs => %(window_s)s)
+ ORDER BY started_at DESC
+ LIMIT %(limit)s;
+
 -- name: begin_submit
 -- Count one more submission attempt of a pending job and keep its token's hash beside the
 -- earlier ones (a late callback of an earlier attempt still verifies). No row: the job is not
