@@ -42,11 +42,15 @@ Crash analysis
       accepted it, a second Kie task (counted on /metrics, bounded by MAX_SUBMIT_ATTEMPTS; at
       most MAX_CONCURRENCY per crash), but one charge, since settlement is once per job.
     - after 4: the job is `submitted`; its callback or the status poller finishes it.
+    - draining (SIGTERM): a submission still waiting for its bucket token gives up before
+      sending anything (`Drained`), so a handover never waits for the next window (up to
+      10 s); the job stays pending under our claim, which the next leader frees at start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
@@ -101,6 +105,10 @@ def submit_bucket(limit: int = CREATE_LIMIT_PER_WINDOW) -> TokenBucket:
     the 21st arrival of a window (a 429). The margin keeps every window at 20.
     """
     return TokenBucket(limit, CREATE_WINDOW_S + ARRIVAL_MARGIN_S)
+
+
+class Drained(Exception):
+    """The term began draining before the submission got its token: nothing was sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,13 +248,34 @@ class Submitter:
         try:
             task_id = await self._kie.create_task(
                 model, job.params, callback_url=callback_url(self._base_url, job.id,
-                                                              ticket.token))
+                                                              ticket.token),
+                take_token=functools.partial(self._take_token, leadership))
         except KieFinal as exc:
             await self._fail(leadership, job, f"kie_{exc.code}", str(exc))
+            return
+        except Drained:
+            # Not sent: the job stays pending under our claim, which the next leader frees.
+            logger.info("job_submit_left_to_next_leader", extra={"job_id": job.id})
             return
         async with leadership.fenced(self._pool) as conn:
             await record_submitted(conn, job.id, task_id, first_poll_s=self._first_poll_s)
         self._state.count("kie_tasks_created")
+
+    async def _take_token(self, leadership: Leadership) -> None:
+        """Wait for a createTask token unless the term drains first (raise Drained): a
+        handover must not wait for the bucket's next window (up to 10 s) to send a job."""
+        if leadership.draining.is_set():
+            raise Drained
+        token = asyncio.ensure_future(self._kie.bucket.acquire())
+        drained = asyncio.ensure_future(leadership.draining.wait())
+        try:
+            await asyncio.wait({token, drained}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (token, drained):
+                waiter.cancel()
+            await asyncio.wait({token, drained})
+        if token.cancelled():
+            raise Drained
 
     async def _fail(self, leadership: Leadership, job: Job, code: str, message: str) -> None:
         """Fail a job Kie will never take (its hold is released)."""
