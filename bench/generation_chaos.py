@@ -9,9 +9,10 @@ job under the press's idempotency key, one job per user so a chat holds one resu
 this process, not through the chat: the chat path would make the run minutes longer and
 add nothing to what is faulted (the engine's loops). Kie takes TASK_MS per task and fails
 FAIL_RATE of them; the account's createTask limit (KIE_CREATE_LIMIT, and the Kie sandbox's
-own limit) is `kie_limit_per_10s`, so submissions span the faults. Every `fault_every_s` the
-leader gets SIGKILL or SIGTERM (alternating; the member is restarted) until every job's
-delivery is closed or `max_faults` were made; then the run waits for that condition.
+own limit) is `kie_limit_per_10s` (a tenth of the jobs), so submissions span the faults.
+Every `fault_every_s` the leader gets SIGKILL or SIGTERM (alternating; the member is
+restarted) until every job's delivery is closed or `max_faults` were made; then the run
+waits for that condition.
 
 Figures (the Telegram sandbox's log and the database):
     lost_results          jobs whose chat got no result (succeeded: a photo/video/...,
@@ -64,7 +65,7 @@ MODEL_ID: Final = "seedream/4.5-text-to-image"  # a priced image model: holds, t
 TASK_MS: Final = 3_000  # Kie's time per task: a few seconds, like a real image
 FAIL_RATE: Final = 0.1
 FAIL_MSG: Final = "internal error, please try again later"
-KIE_LIMIT_PER_10S: Final = 200
+KIE_MIN_LIMIT_PER_10S: Final = 20  # Kie's own limit
 FIRST_USER_ID: Final = 6_000_000
 BALANCE_KOP: Final = 100_000
 CREATORS: Final = 8  # concurrent "handlers" writing the jobs
@@ -114,9 +115,14 @@ async def _until_closed(database_url: str, user_ids: list[int], stop: asyncio.Ev
 
 
 async def chaos_run(database_url: str, *, generations: int, fault_every_s: float,
-                    max_faults: int | None = None, kie_limit_per_10s: int = KIE_LIMIT_PER_10S,
+                    max_faults: int | None = None, kie_limit_per_10s: int | None = None,
                     logs_dir: Path | None = None) -> dict[str, Any]:
-    """Run `generations` jobs through 3 instances with the leader faulted; return figures."""
+    """Run `generations` jobs through 3 instances with the leader faulted; return figures.
+
+    kie_limit_per_10s: the createTask limit (default: a tenth of the jobs, at least Kie's 20,
+    so submitting takes about 100 s at any size and the faults land while work is in flight).
+    """
+    kie_limit_per_10s = kie_limit_per_10s or max(KIE_MIN_LIMIT_PER_10S, generations // 10)
     logs = logs_dir or Path(tempfile.mkdtemp(prefix="kiebot-chaos-"))
     users = range(FIRST_USER_ID, FIRST_USER_ID + generations)
     user_ids = list(users)
