@@ -1,12 +1,19 @@
 """Broadcast to sandbox users across leader faults: rate, 429s, lost and duplicated messages.
 
-    python bench/broadcast.py [--quick]     (10,000 recipients; --quick 1,000)
+    python bench/broadcast.py [--quick] [--in-process]   (10,000 recipients; --quick 1,000)
 
-One broadcast is written for RECIPIENTS users; the leader's `BroadcastSender` (the generic
+One broadcast is written for RECIPIENTS users (the rows the console's confirm writes,
+`start_broadcast`, written from this process); the leader's `BroadcastSender` (the generic
 Worker, BROADCAST_RATE per second) sends it through the Telegram sandbox with its real
-per-bot limit (~30/s, 429 past it). Mid-way, FAULTS times, the sender's term is deposed (a
-newer term begins, the sender is cancelled with its sends in flight, as in a crash) and a
-new term's sender starts. Figures, from the sandbox's own log:
+per-bot limit (~30/s, 429 past it). Mid-way, FAULTS times, the leader is faulted.
+
+Real processes (the default, `measure_processes`): 3 instances (`python -m supervisor run`)
+and the Telegram sandbox as processes (sandbox/harness/chaos.py); the faults are real
+signals to the leader, SIGKILL, SIGTERM, SIGKILL (the member is restarted), and every
+duplicate is checked to lie in a SIGKILL window (`duplicates_outside_sigkill_windows`).
+In-process (`--in-process`, `measure`, what tests/integration and bench/payments.py call):
+the sender's term is deposed (a newer term begins, the sender is cancelled with its sends
+in flight, as in a crash) and a new term's sender starts. Figures, from the sandbox's log:
     rate_ratio  sends per second (first to last send) / BROADCAST_RATE
     http_429    429s the sandbox answered
     lost        recipients that never got the message (nor were marked blocked)
@@ -22,26 +29,36 @@ import asyncio
 import collections
 import contextlib
 import functools
+import os
+import signal
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from config import load_settings
+from sandbox.harness.chaos import ChaosCluster, Send, attribute, outbox_sends
+from sandbox.harness.chaos import count as chaos_count
+from sandbox.harness.chaos import rows as chaos_rows
 from sandbox.harness.env import BOT_TOKEN, make_env
-from sandbox.telegram import SandboxConfig, TelegramSandbox
+from sandbox.telegram import SandboxClient, SandboxConfig, TelegramSandbox
 from sandbox.telegram.inject import ensure_chat
 from services.broadcast import start_broadcast
-from services.broadcast.sender import BroadcastSender
+from services.broadcast.sender import CONCURRENCY, BroadcastSender
 from services.telegram.bot import create_bot
 from supervisor.election import Leadership
 
 RECIPIENTS = 10_000
 QUICK_RECIPIENTS = 1_000
 FAULTS = 3
+# The real-process run's faults, in order, at 1/4, 2/4 and 3/4 of the sends.
+PROCESS_FAULTS = (signal.SIGKILL, signal.SIGTERM, signal.SIGKILL)
 DEFAULT_RATE_PER_S = 25.0
 FIRST_USER_ID = 5_000_000
 OPERATOR_ID = 4_999_999
@@ -157,9 +174,17 @@ def _sends(state: Any) -> int:
 
 def _figures(state: Any, users: range, *, rate_per_s: float, statuses: dict[str, int],
              faults: int, span: tuple[int, float] | None) -> dict[str, Any]:
-    sends = [e for e in state.outbox.items if e["method"] == "sendMessage"
-             and e.get("chat_id") in users]
-    per_chat = collections.Counter(e["chat_id"] for e in sends)
+    sends = [Send(int(e["chat_id"]), float(e["sent_at"]), str(e["method"]))
+             for e in state.outbox.items if e.get("chat_id") in users]
+    return _figures_of(sends, users, rate_per_s=rate_per_s, statuses=statuses, faults=faults,
+                       span=span, http_429=int(state.counters()["status_429"]))
+
+
+def _figures_of(all_sends: Sequence[Send], users: range, *, rate_per_s: float,
+                statuses: dict[str, int], faults: int, span: tuple[int, float] | None,
+                http_429: int) -> dict[str, Any]:
+    sends = [s for s in all_sends if s.method == "sendMessage" and s.chat_id in users]
+    per_chat = collections.Counter(s.chat_id for s in sends)
     # The sandbox dates in whole seconds; the settle times are exact (each lags its send
     # by about one turn, the same for all, so the span is the sending span).
     settled, span_s = span if span else (0, 0.0)
@@ -169,7 +194,7 @@ def _figures(state: Any, users: range, *, rate_per_s: float, statuses: dict[str,
         "recipients": len(users),
         "rate_ratio": round(rate / rate_per_s, 3),
         "rate_per_s": round(rate, 2),
-        "http_429": int(state.counters()["status_429"]),
+        "http_429": http_429,
         "lost": len(users) - len(per_chat) - blocked,
         "duplicates": sum(n - 1 for n in per_chat.values()),
         "faults": faults,
@@ -178,18 +203,91 @@ def _figures(state: Any, users: range, *, rate_per_s: float, statuses: dict[str,
     }
 
 
+async def measure_processes(database_url: str, *, recipients: int,
+                            rate_per_s: float = DEFAULT_RATE_PER_S,
+                            logs_dir: Path | None = None) -> dict[str, Any]:
+    """Broadcast to `recipients` users through 3 instance processes across SIGKILL, SIGTERM,
+    SIGKILL of the leader; return figures (those of `measure` plus the attribution).
+
+    The database must be migrated and hold no other users.
+    """
+    logs = logs_dir or Path(tempfile.mkdtemp(prefix="kiebot-broadcast-"))
+    users = range(FIRST_USER_ID, FIRST_USER_ID + recipients)
+    # The sandbox keeps Telegram's real limits (30/s per bot, 1/s per chat).
+    async with ChaosCluster(database_url, logs, kie=False,
+                            env={"BROADCAST_RATE": f"{rate_per_s:g}",
+                                 "LOG_LEVEL": "WARNING"}) as chaos, \
+            SandboxClient(chaos.telegram_url) as control, \
+            await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(USERS_SQL, (users[0], users[-1]))
+        async with conn.transaction():
+            started = await start_broadcast(conn, key="bench-processes", text=TEXT,
+                                            operator_id=OPERATOR_ID, language="en",
+                                            chat_id=OPERATOR_ID)
+        for k, sig in enumerate(PROCESS_FAULTS, start=1):
+            threshold = recipients * k // (len(PROCESS_FAULTS) + 1)
+            await _until_async(functools.partial(_sandbox_sends_at_least, control, threshold))
+            await chaos.fault_leader(sig)
+        await _until_async(functools.partial(_recipients_settled, database_url, started.id))
+        sends = await outbox_sends(control, users)
+        stats = await control.stats()
+        terms = await chaos.terms()
+        faults = chaos.fault_counts()
+    settled = await chaos_rows(database_url, "recipients", {"broadcast_id": started.id})
+    statuses = dict(collections.Counter(str(r["status"]) for r in settled))
+    sent = sorted(r["settled_s"] for r in settled if r["status"] == "sent")
+    span = (len(sent), sent[-1] - sent[0]) if len(sent) > 1 else None
+    figures = _figures_of(sends, users, rate_per_s=rate_per_s, statuses=statuses,
+                          faults=len(PROCESS_FAULTS), span=span,
+                          http_429=int(stats["status_429"]))
+    per_chat: dict[int, list[float]] = collections.defaultdict(list)
+    for send in sends:
+        if send.method == "sendMessage":
+            per_chat[send.chat_id].append(send.sent_at)
+    found = attribute(per_chat, {int(r["user_id"]): r["settled_s"] for r in settled}, terms)
+    attribution = found.figures()
+    attribution.pop("duplicate_deliveries")
+    return {**figures, "signals": faults, "mode": "processes", **attribution,
+            "sender_concurrency": CONCURRENCY}
+
+
+async def _until_async(condition: Callable[[], Awaitable[bool]]) -> None:
+    deadline = time.monotonic() + WAIT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(WAIT_STEP_S)
+    raise TimeoutError("the broadcast stalled")
+
+
+async def _sandbox_sends_at_least(control: SandboxClient, count: int) -> bool:
+    return int((await control.stats())["calls"].get("sendMessage", 0)) >= count
+
+
+async def _recipients_settled(database_url: str, broadcast_id: int) -> bool:
+    return not await chaos_count(database_url, "open_recipients",
+                                 {"broadcast_id": broadcast_id})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="1,000 recipients (a smoke run)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="the sender in this process, faults as term changes")
     args = parser.parse_args()
-    from bench.common import bench_database  # the throwaway database of every benchmark
+    from bench.common import bench_database, logs_dir  # the bench's throwaway database
 
     with contextlib.ExitStack() as stack:
         database = bench_database(stack)
         started = time.monotonic()
-        figures = asyncio.run(measure(
-            database.url, recipients=QUICK_RECIPIENTS if args.quick else RECIPIENTS))
+        recipients = QUICK_RECIPIENTS if args.quick else RECIPIENTS
+        if args.in_process:
+            figures = asyncio.run(measure(database.url, recipients=recipients))
+        else:
+            figures = asyncio.run(measure_processes(database.url, recipients=recipients,
+                                                    logs_dir=logs_dir(stack)))
         figures["wall_s"] = round(time.monotonic() - started, 1)
+        figures["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     sys.stdout.write(orjson.dumps({"broadcast": figures, "quick": args.quick}).decode() + "\n")
 
 

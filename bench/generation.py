@@ -29,6 +29,10 @@ Run 2, pace (the 20-per-10-s bucket on, the sandbox enforcing Kie's limit):
     fairness_slots         the first user's jobs submitted between the second user's
                            confirm and its submission (target <= 1)
 
+Run 3, chaos (bench/generation_chaos.py; --skip-chaos leaves it out): 2,000 generations
+    (--quick 300) through 3 real instances while the leader is SIGKILLed and SIGTERMed every
+    5 s: lost results, double charges, open holds, duplicates and their SIGKILL windows.
+
 Prints one JSON object.
 """
 
@@ -48,6 +52,7 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 
+from bench import generation_chaos
 from bench.common import (
     STATS_FLUSH_S,
     bench_database,
@@ -247,6 +252,8 @@ def _p50_p99(values_s: list[float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument("--skip-chaos", action="store_true",
+                        help="leave out the chaos run (bench/generation_chaos.py)")
     args = parser.parse_args()
     users, jobs, queued = (50, 200, 40) if args.quick else (1_000, 5_000, 100)
     steady_jobs = 100 if args.quick else 400
@@ -274,6 +281,11 @@ def main() -> None:
                 "rate_limited": runner.run(pace(second.url, queued=queued)),
                 "postgres": first.postgres, "source": source_fingerprint(),
             }
+            if not args.skip_chaos:  # 3 real instances, the leader faulted every 5 s
+                result["chaos"] = runner.run(generation_chaos.chaos_run(
+                    bench_database(stack).url, generations=generation_chaos.QUICK_GENERATIONS
+                    if args.quick else generation_chaos.GENERATIONS,
+                    fault_every_s=generation_chaos.FAULT_EVERY_S, logs_dir=logs))
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 
 

@@ -298,6 +298,9 @@ ENV_KEYS: tuple[EnvKey, ...] = (
            "Kie's webhookHmacKey: when set, every callback must carry a valid "
            "X-Webhook-Signature (unset: callbacks are checked by their per-job token only).",
            _api_key, default="", secret=True),
+    EnvKey("KIE_CREATE_LIMIT", "kie_create_limit",
+           "New Kie tasks the account may start per 10 s (Kie's limit is 20; its support "
+           "raises it on request).", _int_in(1, 10_000), default="20"),
     EnvKey("KIE_REQUEST_TIMEOUT", "kie_request_timeout_s",
            "Seconds one Kie API request may take in all (connecting included).",
            _float_in(1, 300), default="30.0"),
@@ -403,6 +406,7 @@ class Settings:
     kie_base_url: str
     kie_upload_base_url: str
     kie_webhook_hmac_key: Secret | None
+    kie_create_limit: int
     kie_request_timeout_s: float
     webhook_secret_token: Secret   # WEBHOOK_SECRET_TOKEN, or derived from the bot token
     log_level: str

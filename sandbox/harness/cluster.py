@@ -123,6 +123,16 @@ class InstanceCluster:
         assert process is not None, "member was never started"
         return process.wait(timeout=timeout_s)
 
+    def reap(self, index: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Wait for a faulted member to exit; SIGKILL it if it takes longer than timeout_s."""
+        try:
+            self.wait_exit(index, timeout_s)
+        except subprocess.TimeoutExpired:
+            process = self.members[index].process
+            if process is not None:
+                process.kill()
+                process.wait()
+
     def stop(self) -> None:
         """Stop every member: SIGTERM (after SIGCONT), then SIGKILL whatever lingers."""
         running = [m.process for m in self.members if m.alive()]

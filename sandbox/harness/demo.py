@@ -43,6 +43,7 @@ from typing import Any, Final
 import psycopg
 
 from config import ConfigError, load_settings
+from sandbox.harness.chaos import find_leader
 from sandbox.harness.cluster import InstanceCluster, ServerProcess
 from sandbox.harness.demo_operator import OPERATOR_ID, WATCHER_ID, Operator
 from sandbox.harness.demo_shoppers import Shoppers
@@ -357,7 +358,7 @@ class Demo:
         if not sys.stdout.isatty():
             print(f"failover {failover.describe()}", flush=True)
         self._phase = f"restarting {old_id}"
-        await asyncio.to_thread(_reap, cluster, index)
+        await asyncio.to_thread(cluster.reap, index, EXIT_WAIT_S)
         await asyncio.to_thread(cluster.start, index)
         self._phase = "running" if not self._stop.is_set() else self._phase
 
@@ -370,17 +371,7 @@ class Demo:
     async def _find_leader(self, cluster: InstanceCluster,
                            timeout_s: float) -> tuple[int, int] | None:
         """Return (index, term) of the member that leads (highest term), or None."""
-        deadline = time.monotonic() + timeout_s
-        indexes = range(len(cluster.members))
-        while time.monotonic() < deadline:
-            docs = await self._healths(cluster, indexes)
-            leaders = [(_term(doc), i) for i, doc in zip(indexes, docs, strict=True)
-                       if doc and doc.get("role") == "leader"]
-            if leaders:
-                term, index = max(leaders)
-                return index, term
-            await asyncio.sleep(HEALTH_POLL_S)
-        return None
+        return await find_leader(cluster, timeout_s)
 
     async def _wait_new_leader(self, cluster: InstanceCluster, old_index: int,
                                old_term: int) -> tuple[int, int, float] | None:
@@ -519,15 +510,4 @@ def _term(doc: dict[str, object]) -> int:
     """Return the term a /health document states (0 when none)."""
     term = doc.get("term")
     return term if isinstance(term, int) else 0
-
-
-def _reap(cluster: InstanceCluster, index: int) -> None:
-    """Wait for a faulted member to exit; SIGKILL it if it takes longer than EXIT_WAIT_S."""
-    try:
-        cluster.wait_exit(index, EXIT_WAIT_S)
-    except subprocess.TimeoutExpired:
-        process = cluster.members[index].process
-        if process is not None:
-            process.kill()
-            process.wait()
 

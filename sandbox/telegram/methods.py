@@ -381,6 +381,7 @@ def _entry(
         "method": method,
         "message_id": message_id,
         "date": now_s(),
+        "sent_at": time.time(),  # exact (Unix s): chaos runs place each send in a leader's term
         "text": text,
         "raw_text": raw_text,
         "parse_mode": parse_mode,

@@ -7,7 +7,8 @@ history can re-send a result after Kie's URLs expire) or that it cannot be deliv
 (`record_undeliverable`, e.g. the user blocked the bot). Both are guarded by the claim's
 attempt number: a worker whose lease passed and whose job was claimed again records nothing.
 
-Crash analysis: a crash after the claim and before the record leaves the lease to expire;
+Crash analysis: a crash after the claim and before the record leaves the job claimed; the
+next leader's worker frees it when it starts (`release_deliveries`), else the lease expires;
 the job is claimed again and sent again (at-least-once: the user may get the result twice,
 never zero times). After the record the job is never claimed again.
 

@@ -23,9 +23,13 @@ Outcomes of a send
                      dead-lettered; the user is told the file is gone. The job stays
                      settled as Kie reported it: a success was committed once, never twice.
 
-Crash analysis: a crash after sending and before the record leaves the lease to pass; the
-job is claimed again and sent again (at-least-once: a result may arrive twice, never zero
-times). After the record the job is never claimed again. A deposed leader's record is fenced.
+Crash analysis: a crash after sending and before the record leaves the job claimed; the
+next leader's worker frees every claim no task of its own holds when it starts (the worker's
+`release_claims` at the start of a run), so the job is claimed again at once and sent again
+(at-least-once: a result may arrive twice, never zero times; the chaos test counts these and
+checks each lies in a SIGKILL window). The lease is the backstop for a leader that lives on
+but lost the job (reaped after handler_timeout_s + margin). After the record the job is never
+claimed again. A deposed leader's record is fenced and guarded by the claim's attempt.
 """
 
 from __future__ import annotations
@@ -79,6 +83,8 @@ CONCURRENCY: Final[int] = 16
 POLL_INTERVAL_S: Final[float] = 1.0
 BLOCKED_REASON: Final[str] = "blocked"
 UNAVAILABLE_REASON: Final[str] = "result_unavailable"
+# A job whose every delivery attempt died with its process (no handler ever returned).
+RELEASED_SPENT_REASON: Final[str] = "delivery attempts used up (the process died each time)"
 EXTENSION_KINDS: Final[dict[str, ResultKind]] = {
     **dict.fromkeys(("png", "jpg", "jpeg", "webp", "gif"), ResultKind.IMAGE),
     **dict.fromkeys(("mp4", "mov", "webm"), ResultKind.VIDEO),
@@ -145,8 +151,18 @@ class DeliveryQueue:
                              held: Collection[Hashable],
                              older_than_s: float,
                              max_attempts: int) -> list[worker.Released[Job]]:
-        """Free nothing: an unheld claim frees itself when its lease passes."""
-        return []
+        """Free the claims no task of ours holds (at start: a dead leader's, at once);
+        record undeliverable the jobs whose delivery attempts are used up."""
+        freed = await JobStore(conn).release_deliveries(
+            held=[key for key in held if isinstance(key, int)], older_than_s=older_than_s)
+        released = []
+        for job in freed:
+            spent = job.delivery_attempts >= max_attempts
+            if spent:
+                await record_undeliverable(conn, job, reason=RELEASED_SPENT_REASON)
+            released.append(worker.Released(worker.Job(key=job.id, attempts=job.delivery_attempts,
+                                                       payload=job), dead_lettered=spent))
+        return released
 
 
 class DeliveryWorker:

@@ -79,7 +79,7 @@ def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeSt
     chat's confirm handler notes its "queued" edits on (else the engine makes its own)."""
     if kie is None:
         kie = KieClient.from_settings(settings)
-        kie.bucket = submit_bucket()
+        kie.bucket = submit_bucket(settings.kie_create_limit)
     status = JobStatusMessages(pool, status_board or StatusBoard(bot), catalog)
     delivery = DeliveryWorker(pool, bot, catalog, state, instance_id=settings.instance_id,
                               listen_connect=listen_connect, lease_s=timings.delivery_lease_s,

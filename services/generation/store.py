@@ -7,7 +7,7 @@ delivery) compose these methods inside the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
@@ -184,6 +184,18 @@ class JobStore:
         rows.sort(key=lambda r: (r["slot"], r["created_at"], r["id"]))
         return [Job.from_row(r) for r in rows]
 
+    async def release_submissions(self, *, held: Collection[int],
+                                  older_than_s: float) -> list[Job]:
+        """Free pending jobs' submission claims not in held and at least older_than_s old."""
+        rows = await self._all("release_submissions", {"held": list(held),
+                                                       "older_than_s": older_than_s})
+        return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
+
+    async def recent_submissions(self, *, window_s: float, limit: int) -> list[float]:
+        """Return how many seconds ago each of the last attempts (within window_s) began."""
+        rows = await self._all("recent_submissions", {"window_s": window_s, "limit": limit})
+        return [float(r["age_s"]) for r in rows]
+
     async def begin_submit(self, job_id: int, *, token_hash: bytes,
                            max_attempts: int) -> int | None:
         """Count an attempt and store its token hash; return the attempt number or None."""
@@ -273,6 +285,13 @@ class JobStore:
         rows = await self._all("claim_deliveries", {"instance_id": instance_id,
                                                     "limit": limit, "lease_s": lease_s})
         return sorted((Job.from_row(r) for r in rows), key=lambda j: (j.finished_at, j.id))
+
+    async def release_deliveries(self, *, held: Collection[int],
+                                 older_than_s: float) -> list[Job]:
+        """Free undelivered jobs' delivery claims not in held and at least older_than_s old."""
+        rows = await self._all("release_deliveries", {"held": list(held),
+                                                      "older_than_s": older_than_s})
+        return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
 
     async def record_delivered(self, job_id: int, *, attempt: int, file_ids: Sequence[str],
                                message_ids: Sequence[int]) -> bool:

@@ -16,6 +16,10 @@ turn, one transaction for a whole batch)
     settle    a dead-lettered job fails (`apply_outcome`: hold released); done and retried
               jobs need no write (a retried job is offered again after its lease)
 
+Pace across terms: on start the bucket is primed with the attempts the database recorded
+in the last window (a dead leader's too), so a new leader's first window holds what Kie's
+still counts, not a full bucket on top of it (the chaos test saw ~40 429s per failover).
+
 Fairness and pace: the worker may run only as many submissions as the bucket can grant now,
 plus one (`concurrency`), so jobs do not pile up inside the bucket's queue in claim order: a
 user's long queue delays another user's first job by at most one slot.
@@ -33,15 +37,21 @@ Crash analysis
       one.
     - between 3 and 4 (Kie accepted, task id not stored): the callback URL names the job and
       its token, so Kie's callback alone settles it (stored, then applied to the pending job);
-      a job with a stored callback is never claimed again. If the lease passes first, it is
-      submitted again: a second Kie task (counted, bounded by MAX_SUBMIT_ATTEMPTS), but one
-      charge, since settlement is once per job.
+      a job with a stored callback is never claimed again. The next leader's submitter frees
+      every claim no task of its own holds when it starts (`release_claims`), so a job the
+      dead leader claimed is submitted again at once rather than after the lease: if Kie had
+      accepted it, a second Kie task (counted on /metrics, bounded by MAX_SUBMIT_ATTEMPTS; at
+      most MAX_CONCURRENCY per crash), but one charge, since settlement is once per job.
     - after 4: the job is `submitted`; its callback or the status poller finishes it.
+    - draining (SIGTERM): a submission still waiting for its bucket token gives up before
+      sending anything (`Drained`), so a handover never waits for the next window (up to
+      10 s); the job stays pending under our claim, which the next leader frees at start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
@@ -88,14 +98,19 @@ MODEL_GONE_CODE: Final[str] = "model_unavailable"
 SUBMIT_FAILED_CODE: Final[str] = "submit_failed"
 
 
-def submit_bucket() -> TokenBucket:
-    """Return the createTask bucket: Kie's 20 per 10 s, each token back a little later.
+def submit_bucket(limit: int = CREATE_LIMIT_PER_WINDOW) -> TokenBucket:
+    """Return the createTask bucket: `limit` (Kie's 20, or the account's raised limit,
+    KIE_CREATE_LIMIT) per 10 s, each token back a little later.
 
     A grant becomes a request at Kie some milliseconds after it; Kie counts arrivals in its
     own sliding window, so a token returned exactly 10 s after the previous grant could make
     the 21st arrival of a window (a 429). The margin keeps every window at 20.
     """
-    return TokenBucket(CREATE_LIMIT_PER_WINDOW, CREATE_WINDOW_S + ARRIVAL_MARGIN_S)
+    return TokenBucket(limit, CREATE_WINDOW_S + ARRIVAL_MARGIN_S)
+
+
+class Drained(Exception):
+    """The term began draining before the submission got its token: nothing was sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +155,16 @@ class SubmitQueue:
                              held: Collection[Hashable],
                              older_than_s: float,
                              max_attempts: int) -> list[worker.Released[Attempt]]:
-        """Free nothing: an unheld claim frees itself when its lease passes."""
-        return []
+        """Free the claims no task of ours holds (at start: a dead leader's, at once).
+
+        Nothing is dead-lettered here: the next claim's `begin_submit` fails a job whose
+        attempts are used up (hold released)."""
+        freed = await JobStore(conn).release_submissions(
+            held=[key for key in held if isinstance(key, int)], older_than_s=older_than_s)
+        # Only the token's hash is kept; nobody reads this ticket (nothing is dead-lettered).
+        return [worker.Released(worker.Job(key=job.id, attempts=job.submit_attempts,
+                                           payload=Attempt(job, SubmitTicket(0, ""))),
+                                dead_lettered=False) for job in freed]
 
 
 class Submitter:
@@ -177,12 +200,26 @@ class Submitter:
     async def run(self, leadership: Leadership | None) -> None:
         """Run the worker (and the bucket watch) until draining."""
         assert leadership is not None, "leader-only service"
+        await self._prime_bucket()
         watch = asyncio.create_task(self._wake_on_refill(leadership), name="kie-submitter-bucket")
         try:
             await self.worker.run(leadership)
         finally:
             watch.cancel()
             await asyncio.wait([watch])
+
+    async def _prime_bucket(self) -> None:
+        """Count the createTasks of the last window in the bucket, a dead leader's included:
+        Kie still counts them, and a full bucket would spend them again (429s)."""
+        bucket = self._kie.bucket
+        try:
+            async with self._pool.connection() as conn:
+                ages = await JobStore(conn).recent_submissions(window_s=bucket.window_s,
+                                                               limit=bucket.capacity)
+        except worker.DB_ERRORS as exc:  # the bucket stays as it is; a 429 is retried
+            logger.warning("submit_bucket_prime_failed", extra={"error": str(exc)[:200]})
+            return
+        bucket.prime(ages)
 
     async def _wake_on_refill(self, leadership: Leadership) -> None:
         """Wake the worker as soon as the bucket has tokens again, so a window's submissions
@@ -215,9 +252,14 @@ class Submitter:
         try:
             task_id = await self._kie.create_task(
                 model, job.params, callback_url=callback_url(self._base_url, job.id,
-                                                              ticket.token))
+                                                              ticket.token),
+                take_token=functools.partial(self._take_token, leadership))
         except KieFinal as exc:
             await self._fail(leadership, job, f"kie_{exc.code}", str(exc))
+            return
+        except Drained:
+            # Not sent: the job stays pending under our claim, which the next leader frees.
+            logger.info("job_submit_left_to_next_leader", extra={"job_id": job.id})
             return
         async with leadership.fenced(self._pool) as conn:
             submitted = await record_submitted(conn, job.id, task_id,
@@ -225,6 +267,22 @@ class Submitter:
         self._state.count("kie_tasks_created")
         if submitted is not None and self._status is not None:
             self._status.running(submitted, leadership)
+
+    async def _take_token(self, leadership: Leadership) -> None:
+        """Wait for a createTask token unless the term drains first (raise Drained): a
+        handover must not wait for the bucket's next window (up to 10 s) to send a job."""
+        if leadership.draining.is_set():
+            raise Drained
+        token = asyncio.ensure_future(self._kie.bucket.acquire())
+        drained = asyncio.ensure_future(leadership.draining.wait())
+        try:
+            await asyncio.wait({token, drained}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (token, drained):
+                waiter.cancel()
+            await asyncio.wait({token, drained})
+        if token.cancelled():
+            raise Drained
 
     async def _fail(self, leadership: Leadership, job: Job, code: str, message: str) -> None:
         """Fail a job Kie will never take (its hold is released)."""

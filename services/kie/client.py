@@ -102,12 +102,17 @@ class KieClient:
     # ---- the API ----
 
     async def create_task(self, model: Model, params: Mapping[str, Any], *,
-                          callback_url: str | None) -> str:
-        """Submit a generation of model with validated params; return Kie's task id."""
+                          callback_url: str | None,
+                          take_token: Callable[[], Awaitable[object]] | None = None) -> str:
+        """Submit a generation of model with validated params; return Kie's task id.
+
+        take_token waits for the bucket's token before each attempt (default: the bucket's
+        acquire); whatever it raises ends the call before anything is sent.
+        """
         adapter = adapter_for(model)
         body = adapter.build_request(model, params, callback_url)
         data = await self.request("POST", adapter.create_path, json=body,
-                                  before_attempt=self.bucket.acquire,
+                                  before_attempt=take_token or self.bucket.acquire,
                                   retry_maybe_executed=False)
         task_id = data.get("taskId") if isinstance(data, Mapping) else None
         if not isinstance(task_id, str) or not task_id:

@@ -8,13 +8,16 @@ t=0 and 2 more by t=1: 22 in one window. Here each token comes back exactly one 
 it was spent, so a grant at time t is allowed only when fewer than `capacity` grants lie in
 (t - window, t]. Waiters queue FIFO behind one lock; the head sleeps until the oldest grant
 leaves the window, the others wait on the lock (no polling). `available()` says how many
-would pass right now, so the submitter claims only jobs it can send at once.
+would pass right now, so the submitter claims only jobs it can send at once. A new leader's
+bucket is `prime`d with the previous leader's grants of the last window (from the database),
+or its first window would be the old leader's calls plus a full bucket: 429s.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
 from typing import Protocol
 
 CREATE_LIMIT_PER_WINDOW = 20
@@ -72,6 +75,13 @@ class TokenBucket:
                 await self._clock.sleep(wait_s)
             self._granted.append(now)
             return now
+
+    def prime(self, ages_s: Iterable[float]) -> None:
+        """Replace the grants remembered by those made `age` seconds ago by any leader (as
+        the database recorded them), so a new term grants nothing Kie's window still counts."""
+        now = self._clock.now()
+        self._granted = deque(sorted(now - age for age in ages_s if 0 <= age < self.window_s),
+                              maxlen=self.capacity)
 
     def available(self) -> int:
         """Return how many tokens acquire() would grant right now without waiting."""

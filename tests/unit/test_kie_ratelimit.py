@@ -123,3 +123,15 @@ async def test_the_default_clock_is_the_event_loop_and_passes_without_waiting() 
 def test_a_bucket_that_could_never_grant_is_refused(capacity: int, window_s: float) -> None:
     with pytest.raises(ValueError):
         TokenBucket(capacity, window_s)
+
+
+async def test_a_primed_bucket_counts_the_previous_leaders_grants_of_the_window() -> None:
+    # A new leader after a failover: the old one made 15 grants 9 s ago and 5 just now.
+    clock = JumpClock()
+    clock.t = 100.0
+    bucket = TokenBucket(LIMIT, WINDOW_S, clock=clock)
+    await bucket.acquire()  # its own grant of an earlier term: the database has it too
+    bucket.prime([9.0] * 15 + [0.5] * 5 + [12.0])  # 12 s ago: outside the window
+    assert bucket.available() == 0
+    assert await bucket.acquire() == 101.0  # the 15 leave the window 1 s later
+    assert bucket.available() == 14

@@ -75,6 +75,26 @@ UPDATE generation_jobs g
  WHERE g.id = picked.id AND g.status = 'pending'
 RETURNING g.*, picked.slot;
 
+-- name: release_submissions
+-- Free the submission claims (leases on submit_claimed_at) of pending jobs that no running
+-- submitter holds and that are at least older_than_s old: a new leader frees a dead
+-- leader's claims at once instead of after the lease.
+UPDATE generation_jobs
+   SET submit_claimed_at = NULL
+ WHERE status = 'pending' AND submit_claimed_at IS NOT NULL
+   AND submit_claimed_at <= now() - make_interval(secs => %(older_than_s)s)
+   AND NOT (id = ANY(%(held)s::bigint[]))
+RETURNING *;
+
+-- name: recent_submissions
+-- How long ago (s) the last `limit` submission attempts started within the last window_s:
+-- every createTask follows its attempt's start, so these are Kie's window as seen from here.
+SELECT extract(epoch FROM now() - started_at)::float8 AS age_s
+  FROM job_submissions
+ WHERE started_at > now() - make_interval(secs => %(window_s)s)
+ ORDER BY started_at DESC
+ LIMIT %(limit)s;
+
 -- name: begin_submit
 -- Count one more submission attempt of a pending job and keep its token's hash beside the
 -- earlier ones (a late callback of an earlier attempt still verifies). No row: the job is not
@@ -240,6 +260,18 @@ UPDATE generation_jobs g
   FROM due
  WHERE g.id = due.id AND g.delivered_at IS NULL
 RETURNING g.*;
+
+-- name: release_deliveries
+-- Free the delivery claims (leases on delivering_at) of undelivered jobs that no running
+-- delivery worker holds and that are at least older_than_s old: a new leader frees a dead
+-- leader's claims at once instead of after the lease. The attempt count stays, so a
+-- recorder of the old claim still matches nothing once the job is claimed again.
+UPDATE generation_jobs
+   SET delivering_at = NULL
+ WHERE delivered_at IS NULL AND delivering_at IS NOT NULL
+   AND delivering_at <= now() - make_interval(secs => %(older_than_s)s)
+   AND NOT (id = ANY(%(held)s::bigint[]))
+RETURNING *;
 
 -- name: record_delivered
 -- Close a delivery held by this claim, keeping Telegram's file_ids for later re-sends.
