@@ -144,7 +144,11 @@ async def delivered(product: Product, person: Person) -> tuple[dict[str, Any], i
     """Confirm a job and let Kie finish it; return the result, the card and the job id."""
     card, job_id = await confirm(product, person)
     await product.kie.complete(await product.task_id())
-    return await result_message(product, person.chat_id), card.message_id, job_id
+    result = await result_message(product, person.chat_id)
+    # The status message's final edit comes after the result: wait for it, so a press that
+    # follows reads its own answer, not that edit.
+    await shows(product, person.chat_id, card.message_id, "✅ ")
+    return result, card.message_id, job_id
 
 
 async def test_the_card_becomes_the_status_message_edited_to_generating_then_done(
