@@ -15,8 +15,6 @@ TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
         "done": "✅ {model}: готово.",
         "failed": ("❌ {model}: не получилось. {reason}\nДеньги не списаны: резерв вернулся "
                    "на баланс."),
-        "result_unavailable": ("❌ {model}: результат готов, но его файл больше недоступен. "
-                               "Напишите в поддержку."),
     }),
     "en": MappingProxyType({
         "queued": "⏳ {model}: queued.",
@@ -25,8 +23,6 @@ TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
         "done": "✅ {model}: done.",
         "failed": ("❌ {model}: it did not work. {reason}\nYou were not charged: the hold is back "
                    "on your balance."),
-        "result_unavailable": ("❌ {model}: the result is ready but its file is no longer "
-                               "available. Please contact support."),
     }),
 })
 

@@ -8,20 +8,30 @@ Overview (a supervisor.worker.Worker over DeliveryQueue)
               failed or expired: one message with the user-safe reason (ru/en, from
               services.kie's failure texts) and that the hold was released;
               then `record_delivered` (fenced) with Telegram's file_ids and message ids
-    settle    a dead-lettered job is recorded undeliverable (its reason kept); the
-              dead-letter hook tells the user, best effort
+    settle    a failed attempt frees its claim with a retry time (`release_delivery`: the
+              worker's Backoff, 2 s doubling up to 60 s), so a transient failure is retried
+              in seconds, not after the 300 s lease (which stays the backstop for a crash);
+              a dead-lettered job (MAX_DELIVERY_ATTEMPTS spent) is closed with
+              `record_unavailable`, which refunds a charged result in the same fenced
+              transaction; the dead-letter hook then tells the user, best effort
 
 Outcomes of a send
     sent          -> record_delivered(file_ids, message_ids)
-    blocked (403) -> record_undeliverable("blocked"): the user blocked the bot; no retry
+    blocked (403) -> record_undeliverable("blocked"): the user blocked the bot; no retry.
+                     Still charged: Kie made the result and it exists.
     rejected      -> record_undeliverable("rejected: ..."): Telegram refuses the chat
-    unavailable   -> raise: retried (Kie's CDN may lag) until MAX_DELIVERY_ATTEMPTS, then
-                     dead-lettered; the user is told the file is gone. The job stays
-                     settled as Kie reported it: a success was committed once, never twice.
+                     (still charged, as blocked)
+    unavailable   -> raise: retried (Kie's CDN may lag) until MAX_DELIVERY_ATTEMPTS (about
+                     3 minutes of backoff), then dead-lettered: refunded once (the key of
+                     the operators' refund, so never twice) and the user told they were not
+                     charged. A Telegram outage outlasting the attempts ends the same way.
 
 Crash analysis: a crash after sending and before the record leaves the lease to pass; the
 job is claimed again and sent again (at-least-once: a result may arrive twice, never zero
-times). After the record the job is never claimed again. A deposed leader's record is fenced.
+times). After the record the job is never claimed again. A crash between a failed attempt
+and its release leaves the lease (the retry comes later, nothing is lost). The dead letter's
+record and refund are one transaction; the hook runs only after it committed (a crash in
+between: the user is not told, but is refunded). A deposed leader's writes are fenced.
 """
 
 from __future__ import annotations
@@ -49,13 +59,16 @@ from services.generation import (
     JobStatus,
     claim_deliveries,
     record_delivered,
+    record_unavailable,
     record_undeliverable,
+    release_delivery,
 )
 from services.generation.applier import read_answer
 from services.generation.loops import LoopStore
 from services.generation.store import JobStore
 from services.kie import FailureReason, failure_reason
 from services.kie.failures import TEXTS as FAILURE_TEXTS
+from services.telegram import texts as bot_texts
 from services.telegram.texts import language_of
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
@@ -65,11 +78,14 @@ logger = logging.getLogger(__name__)
 # Sending a 50 MB video can take minutes; a shorter lease would let a second claim resend.
 DELIVERY_LEASE_S: Final[float] = 300.0
 HANDLER_TIMEOUT_S: Final[float] = 240.0
-MAX_DELIVERY_ATTEMPTS: Final[int] = 3
+# A failed attempt is retried after 2, 4, 8, 16, 32, 60, 60 s (about 3 minutes in all, for
+# a lagging CDN or a Telegram outage) before the result is given up on and refunded.
+MAX_DELIVERY_ATTEMPTS: Final[int] = 8
+RETRY_INITIAL_S: Final[float] = 2.0
+RETRY_MAX_S: Final[float] = 60.0
 CONCURRENCY: Final[int] = 16
 POLL_INTERVAL_S: Final[float] = 1.0
 BLOCKED_REASON: Final[str] = "blocked"
-UNAVAILABLE_REASON: Final[str] = "result_unavailable"
 EXTENSION_KINDS: Final[dict[str, ResultKind]] = {
     **dict.fromkeys(("png", "jpg", "jpeg", "webp", "gif"), ResultKind.IMAGE),
     **dict.fromkeys(("mp4", "mov", "webm"), ResultKind.VIDEO),
@@ -126,11 +142,15 @@ class DeliveryQueue:
 
     async def settle(self, conn: psycopg.AsyncConnection, *, term: int,
                      settlements: Sequence[worker.Settlement[Job]]) -> None:
-        """Record dead-lettered deliveries undeliverable; delivered ones were recorded."""
-        for settlement in settlements:
+        """Free failed attempts' claims until their retry time; close dead-lettered
+        deliveries (refunding charged results); delivered ones were recorded."""
+        # Users in order: two settlers that lock wallets in one order cannot deadlock.
+        for settlement in sorted(settlements, key=lambda s: s.job.payload.user_id):
+            job = settlement.job.payload
             if settlement.outcome is worker.Outcome.DEAD:
-                await record_undeliverable(conn, settlement.job.payload,
-                                           reason=(settlement.error or UNAVAILABLE_REASON)[:300])
+                await record_unavailable(conn, job, error=settlement.error or "dead letter")
+            elif settlement.outcome is worker.Outcome.RETRY:
+                await release_delivery(conn, job, delay_s=settlement.retry_in_s)
 
     async def release_claims(self, conn: psycopg.AsyncConnection, *,
                              held: Collection[Hashable],
@@ -149,8 +169,11 @@ class DeliveryWorker:
                  state: RuntimeState, *, instance_id: str,
                  listen_connect: worker.ConnectFn | None = None,
                  lease_s: float = DELIVERY_LEASE_S,
-                 max_attempts: int = MAX_DELIVERY_ATTEMPTS) -> None:
-        """Send with bot; claims carry instance_id and last lease_s."""
+                 max_attempts: int = MAX_DELIVERY_ATTEMPTS,
+                 retry_initial_s: float = RETRY_INITIAL_S,
+                 retry_max_s: float = RETRY_MAX_S) -> None:
+        """Send with bot; claims carry instance_id and last lease_s; a failed attempt is
+        retried after retry_initial_s, doubling up to retry_max_s."""
         self._pool = pool
         self._bot = bot
         self._catalog = catalog
@@ -160,7 +183,7 @@ class DeliveryWorker:
             worker.WorkerConfig(name=self.name, concurrency=CONCURRENCY,
                                 max_attempts=max_attempts, handler_timeout_s=HANDLER_TIMEOUT_S,
                                 poll_interval_s=POLL_INTERVAL_S,
-                                retry_initial_s=min(lease_s, 5.0)),
+                                retry_initial_s=retry_initial_s, retry_max_s=retry_max_s),
             pool=pool, queue=DeliveryQueue(instance_id, lease_s), handle=self.deliver,
             listen_connect=listen_connect, on_dead_letter=self._tell_undeliverable)
 
@@ -241,11 +264,16 @@ class DeliveryWorker:
         return Delivery(Outcome.SENT, message_ids=[message])
 
     async def _tell_undeliverable(self, job: Job) -> None:
-        """Tell the user a finished result could not be delivered (best effort)."""
+        """Tell the user a result could not be delivered and was not charged (best effort)."""
         lang = await self._language(job.user_id)
         model = self._catalog.get(job.model_id)
         title = model.title.get(lang) if model is not None else job.model_id
-        await self._send_text(job.chat_id, texts.get(lang, "result_unavailable", model=title))
+        if job.status is not JobStatus.SUCCEEDED:
+            await self._send_failure(job, lang, title)  # its hold was released at the failure
+            return
+        refunded = bot_texts.rubles(job.price_kop) if job.price_kop > 0 else "none"
+        await self._send_text(job.chat_id, bot_texts.get(lang, "result-undeliverable",
+                                                          model=title, refunded=refunded))
 
     async def _language(self, user_id: int) -> str:
         """Return the language delivery speaks to a user in (ru or en)."""

@@ -160,6 +160,12 @@ class JobStore:
                                                "max_attempts": max_attempts})
         return int(row["attempt"]) if row else None
 
+    async def release_submit(self, job_id: int, *, attempt: int, delay_s: float) -> bool:
+        """Free a refused attempt's claim, next attempt after delay_s; False if not ours."""
+        row = await self._one("release_submit", {"job_id": job_id, "attempt": attempt,
+                                                 "delay_s": delay_s})
+        return row is not None
+
     async def record_submitted(self, job_id: int, *, task_id: str,
                                first_poll_s: float) -> Job | None:
         """Mark a pending job submitted with its task id; None if it was not pending."""
@@ -249,6 +255,12 @@ class JobStore:
         row = await self._one("record_delivered", {
             "job_id": job_id, "attempt": attempt, "file_ids": Jsonb(list(file_ids)),
             "message_ids": Jsonb(list(message_ids))})
+        return row is not None
+
+    async def release_delivery(self, job_id: int, *, attempt: int, delay_s: float) -> bool:
+        """Free a failed delivery's claim, next attempt after delay_s; False if not ours."""
+        row = await self._one("release_delivery", {"job_id": job_id, "attempt": attempt,
+                                                   "delay_s": delay_s})
         return row is not None
 
     async def record_undeliverable(self, job_id: int, *, attempt: int, reason: str) -> bool:

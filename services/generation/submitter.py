@@ -12,8 +12,10 @@ turn, one transaction for a whole batch)
               4. `record_submitted` (fenced, the job's own transaction: with Kie fast, the
                  applier may be finishing the same job, and only this job should wait for
                  it): the task id, guarded by status `pending`
-    settle    a dead-lettered job fails (`apply_outcome`: hold released); done and retried
-              jobs need no write (a retried job is offered again after its lease)
+    settle    a dead-lettered job fails (`apply_outcome`: hold released); a retried one frees
+              its claim with a retry time (`release_submit`: the worker's Backoff, 2 s
+              doubling up to 60 s), so it is offered again in seconds, not after the lease;
+              done jobs need no write
 
 Fairness and pace: the worker may run only as many submissions as the bucket can grant now,
 plus one (`concurrency`), so jobs do not pile up inside the bucket's queue in claim order: a
@@ -21,9 +23,13 @@ user's long queue delays another user's first job by at most one slot.
 
 Failure handling
     Kie final error (400 invalid, 402 credits, 422 ...): the job fails now, hold released.
-    Kie retryable error (5xx, 429, timeout) after the client's own retries: the worker
-    retries the job (a new attempt after the lease) up to MAX_SUBMIT_ATTEMPTS (env), then fails it
-    (each attempt may start a Kie task, never a second charge).
+    Kie retryable refusal (5xx, 429, 455: Kie answered, no task was made) after the
+    client's own retries: the worker retries the job after its backoff (the claim is freed
+    with `submit_retry_at`), up to MAX_SUBMIT_ATTEMPTS (env), then fails it.
+    No answer (a timeout or a connection lost after sending: Kie may have made the task):
+    the attempt ends without a retry and the job keeps its claim for the lease, so its
+    callback (the URL names the job) can settle it first; only after the lease is it
+    submitted again (a second Kie task at worst, never a second charge).
     Every attempt after the first is counted on /metrics (`kie_resubmits`).
 
 Crash analysis
@@ -58,11 +64,12 @@ from services.generation import (
     begin_submit,
     claim_pending,
     record_submitted,
+    release_submit,
 )
 from services.generation.callback_ingress import callback_url
 from services.generation.store import JobStore
 from services.generation.submission import FIRST_POLL_AFTER_S, SubmitTicket
-from services.kie import KieClient, KieFinal, TokenBucket
+from services.kie import KieClient, KieFinal, KieRetryable, TokenBucket
 from services.kie.ratelimit import CREATE_LIMIT_PER_WINDOW, CREATE_WINDOW_S
 from supervisor.aio import wait_event
 from supervisor.election import Leadership
@@ -82,6 +89,9 @@ POLL_INTERVAL_S: Final[float] = 0.5
 ARRIVAL_MARGIN_S: Final[float] = 0.15
 # How often the bucket is checked for returned tokens (in memory, no I/O).
 BUCKET_WATCH_S: Final[float] = 0.02
+# A refused attempt is tried again after this backoff (doubling per attempt), not the lease.
+RETRY_INITIAL_S: Final[float] = 2.0
+RETRY_MAX_S: Final[float] = 60.0
 MODEL_GONE_CODE: Final[str] = "model_unavailable"
 SUBMIT_FAILED_CODE: Final[str] = "submit_failed"
 
@@ -128,11 +138,16 @@ class SubmitQueue:
 
     async def settle(self, conn: psycopg.AsyncConnection, *, term: int,
                      settlements: Sequence[worker.Settlement[Attempt]]) -> None:
-        """Fail the jobs whose attempts are spent; the others need no write."""
+        """Fail the jobs whose attempts are spent, free the retried ones' claims until their
+        backoff passes; done jobs need no write."""
         for settlement in settlements:
+            attempt = settlement.job.payload
             if settlement.outcome is worker.Outcome.DEAD:
-                await apply_outcome(conn, settlement.job.payload.job.id, Failed(
+                await apply_outcome(conn, attempt.job.id, Failed(
                     code=SUBMIT_FAILED_CODE, message=settlement.error or "submission failed"))
+            elif settlement.outcome is worker.Outcome.RETRY:
+                await release_submit(conn, attempt.job.id, attempt=attempt.ticket.attempt,
+                                     delay_s=settlement.retry_in_s)
 
     async def release_claims(self, conn: psycopg.AsyncConnection, *,
                              held: Collection[Hashable],
@@ -151,7 +166,9 @@ class Submitter:
                  state: RuntimeState, *, webhook_base_url: str,
                  max_attempts: int, listen_connect: worker.ConnectFn | None = None,
                  max_concurrency: int = MAX_CONCURRENCY, lease_s: float = SUBMIT_LEASE_S,
-                 first_poll_s: float = FIRST_POLL_AFTER_S) -> None:
+                 first_poll_s: float = FIRST_POLL_AFTER_S,
+                 retry_initial_s: float = RETRY_INITIAL_S,
+                 retry_max_s: float = RETRY_MAX_S) -> None:
         """Submit through kie (at most max_attempts per job); callbacks go to
         webhook_base_url."""
         self._pool = pool
@@ -165,7 +182,8 @@ class Submitter:
             worker.WorkerConfig(name=self.name, concurrency=max_concurrency,
                                 max_attempts=max_attempts,
                                 handler_timeout_s=HANDLER_TIMEOUT_S,
-                                poll_interval_s=POLL_INTERVAL_S),
+                                poll_interval_s=POLL_INTERVAL_S,
+                                retry_initial_s=retry_initial_s, retry_max_s=retry_max_s),
             pool=pool, queue=SubmitQueue(lease_s=lease_s, max_attempts=max_attempts),
             handle=self.submit,
             listen_connect=listen_connect, concurrency=self._slots)
@@ -214,6 +232,16 @@ class Submitter:
                                                               ticket.token))
         except KieFinal as exc:
             await self._fail(leadership, job, f"kie_{exc.code}", str(exc))
+            return
+        except KieRetryable as exc:
+            if not exc.maybe_executed:
+                raise  # Kie refused: retried after the worker's backoff
+            # Kie may have made the task: keep the claim for its lease so the callback can
+            # settle the job before any second submission.
+            self._state.count("kie_submits_unanswered")
+            logger.warning("job_submit_unanswered", extra={"job_id": job.id,
+                                                           "attempt": ticket.attempt,
+                                                           "code": exc.code})
             return
         async with leadership.fenced(self._pool) as conn:
             await record_submitted(conn, job.id, task_id, first_poll_s=self._first_poll_s)
