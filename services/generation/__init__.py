@@ -16,6 +16,7 @@ from services.generation.callbacks import (
 )
 from services.generation.delivery import (
     claim_deliveries,
+    claim_deliveries_with_languages,
     read_job,
     record_delivered,
     record_unavailable,
@@ -89,6 +90,7 @@ __all__ = [
     "audit",
     "begin_submit",
     "claim_deliveries",
+    "claim_deliveries_with_languages",
     "claim_for_poll",
     "claim_pending",
     "expire_overdue",

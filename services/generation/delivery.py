@@ -57,6 +57,14 @@ async def user_history(conn: psycopg.AsyncConnection, user_id: int, *,
 async def claim_deliveries(conn: psycopg.AsyncConnection, *, instance_id: str, limit: int,
                            lease_s: float = DELIVERY_LEASE_S) -> list[Job]:
     """Claim up to limit finished undelivered jobs, oldest first, under a delivery lease."""
+    return [job for job, _ in await claim_deliveries_with_languages(
+        conn, instance_id=instance_id, limit=limit, lease_s=lease_s)]
+
+
+async def claim_deliveries_with_languages(
+        conn: psycopg.AsyncConnection, *, instance_id: str, limit: int,
+        lease_s: float = DELIVERY_LEASE_S) -> list[tuple[Job, str | None]]:
+    """Claim as `claim_deliveries`, each job with its user's language (None: unknown)."""
     return await JobStore(conn).claim_deliveries(instance_id=instance_id, limit=limit,
                                                  lease_s=lease_s)
 

@@ -1,8 +1,10 @@
 """The leader's delivery worker: finished jobs -> Telegram -> file_ids recorded.
 
 Overview (a supervisor.worker.Worker over DeliveryQueue)
-    claim     `claim_deliveries`: finished, undelivered jobs under a lease on delivering_at
-              (the claim numbered by delivery_attempts, the guard of the record)
+    claim     `claim_deliveries_with_languages`: finished, undelivered jobs under a lease
+              on delivering_at (the claim numbered by delivery_attempts, the guard of the
+              record), each with its user's language (no extra query per delivery); after
+              each turn the submitter is nudged (its backpressure waits for claims)
     handle    succeeded: the result files through services.delivery's sender (by URL,
               upload, document or link by size; albums), caption = the model's title;
               failed or expired: one message with the user-safe reason (ru/en, from
@@ -37,7 +39,7 @@ between: the user is not told, but is refunded). A deposed leader's writes are f
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -57,7 +59,7 @@ from services.delivery.sender import MAX_TEXT_UTF16, Delivery, Outcome, ResultSe
 from services.generation import (
     Job,
     JobStatus,
-    claim_deliveries,
+    claim_deliveries_with_languages,
     record_delivered,
     record_unavailable,
     record_undeliverable,
@@ -127,6 +129,8 @@ class DeliveryQueue:
     def __init__(self, instance_id: str, lease_s: float) -> None:
         self._instance_id = instance_id
         self._lease_s = lease_s
+        # The claimed jobs' users' languages, read by the claim, taken by the handler.
+        self.languages: dict[int, str | None] = {}
 
     async def listen(self, conn: psycopg.AsyncConnection) -> None:
         """Wake on finished jobs (settled by the applier, expired by the poller)."""
@@ -135,10 +139,11 @@ class DeliveryQueue:
     async def claim(self, conn: psycopg.AsyncConnection, *, term: int,
                     limit: int) -> list[worker.Job[Job]]:
         """Claim up to limit finished jobs to deliver."""
-        jobs = await claim_deliveries(conn, instance_id=self._instance_id, limit=limit,
-                                      lease_s=self._lease_s)
+        claimed = await claim_deliveries_with_languages(
+            conn, instance_id=self._instance_id, limit=limit, lease_s=self._lease_s)
+        self.languages.update((job.id, language) for job, language in claimed)
         return [worker.Job(key=job.id, attempts=job.delivery_attempts, payload=job)
-                for job in jobs]
+                for job, _ in claimed]
 
     async def settle(self, conn: psycopg.AsyncConnection, *, term: int,
                      settlements: Sequence[worker.Settlement[Job]]) -> None:
@@ -171,24 +176,35 @@ class DeliveryWorker:
                  lease_s: float = DELIVERY_LEASE_S,
                  max_attempts: int = MAX_DELIVERY_ATTEMPTS,
                  retry_initial_s: float = RETRY_INITIAL_S,
-                 retry_max_s: float = RETRY_MAX_S) -> None:
+                 retry_max_s: float = RETRY_MAX_S,
+                 on_progress: Callable[[], None] | None = None) -> None:
         """Send with bot; claims carry instance_id and last lease_s; a failed attempt is
-        retried after retry_initial_s, doubling up to retry_max_s."""
+        retried after retry_initial_s, doubling up to retry_max_s; on_progress is called
+        after each turn of the worker (claims taken: the submitter's backpressure waits
+        for them)."""
         self._pool = pool
         self._bot = bot
         self._catalog = catalog
         self._state = state
         self._sender: ResultSender | None = None
+        self._on_progress = on_progress
+        self._queue = DeliveryQueue(instance_id, lease_s)
         self.worker = worker.Worker(
             worker.WorkerConfig(name=self.name, concurrency=CONCURRENCY,
                                 max_attempts=max_attempts, handler_timeout_s=HANDLER_TIMEOUT_S,
                                 poll_interval_s=POLL_INTERVAL_S,
                                 retry_initial_s=retry_initial_s, retry_max_s=retry_max_s),
-            pool=pool, queue=DeliveryQueue(instance_id, lease_s), handle=self.deliver,
-            listen_connect=listen_connect, on_dead_letter=self._tell_undeliverable)
+            pool=pool, queue=self._queue, handle=self.deliver,
+            listen_connect=listen_connect, on_dead_letter=self._tell_undeliverable,
+            on_turn=self._turned)
+
+    def _turned(self, settled: Sequence[worker.Settlement[Job]]) -> None:
+        if self._on_progress is not None:
+            self._on_progress()
 
     async def run(self, leadership: Leadership | None) -> None:
         """Run the worker (with one HTTP session for result files) until draining."""
+        self._queue.languages.clear()  # a cancelled run's leftovers
         async with aiohttp.ClientSession() as http:
             self._sender = ResultSender(self._bot, http)
             try:
@@ -199,7 +215,11 @@ class DeliveryWorker:
     async def deliver(self, claimed: worker.Job[Job], leadership: Leadership) -> None:
         """Deliver one finished job and record what Telegram gave back."""
         job = claimed.payload
-        lang = await self._language(job.user_id)
+        lang: str
+        if job.id in self._queue.languages:
+            lang = language_of(self._queue.languages.pop(job.id))
+        else:  # claimed by an earlier run of the worker (a claim's language is taken once)
+            lang = await self._language(job.user_id)
         model = self._catalog.get(job.model_id)
         title = model.title.get(lang) if model is not None else job.model_id
         if job.status is JobStatus.SUCCEEDED:

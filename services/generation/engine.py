@@ -10,7 +10,8 @@
 Each step wakes the next through PostgreSQL, so the path works across processes and a
 crash loses no wake-up for longer than a poll interval: a new job NOTIFYs `job_requested`
 (submitter), a stored callback or poll answer `job_callbacks` (applier), a finished job
-`job_finished` (delivery worker).
+`job_finished` (delivery worker). One wake-up goes backwards, in process: the delivery
+worker nudges the submitter, whose backpressure waits for deliveries to catch up.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeSt
     delivery = DeliveryWorker(pool, bot, catalog, state, instance_id=settings.instance_id,
                               listen_connect=listen_connect, lease_s=timings.delivery_lease_s,
                               retry_initial_s=timings.delivery_retry_s,
-                              retry_max_s=timings.delivery_retry_max_s)
+                              retry_max_s=timings.delivery_retry_max_s,
+                              on_progress=submitter.nudge)
     ingress = CallbackIngress(pool, state, hmac_key=settings.kie_webhook_hmac_key)
     invariants = InvariantsJob(pool, state)
     return Engine(leader_only=[submitter, applier, poller, delivery], routes=[ingress.install],

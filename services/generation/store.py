@@ -153,6 +153,13 @@ class JobStore:
         rows.sort(key=lambda r: (r["slot"], r["created_at"], r["id"]))
         return [Job.from_row(r) for r in rows]
 
+    async def downstream_backlog(self, *, bound: int) -> int:
+        """Return unapplied callbacks plus undelivered finished jobs ready to claim, counting
+        each part up to bound."""
+        row = await self._one("downstream_backlog", {"bound": bound})
+        assert row is not None  # an aggregate always returns its row
+        return int(row["n"])
+
     async def begin_submit(self, job_id: int, *, token_hash: bytes,
                            max_attempts: int) -> int | None:
         """Count an attempt and store its token hash; return the attempt number or None."""
@@ -243,11 +250,13 @@ class JobStore:
         return [int(r["id"]) for r in rows]
 
     async def claim_deliveries(self, *, instance_id: str, limit: int,
-                               lease_s: float) -> list[Job]:
-        """Claim finished undelivered jobs under a delivery lease."""
+                               lease_s: float) -> list[tuple[Job, str | None]]:
+        """Claim finished undelivered jobs under a delivery lease, each with its user's
+        language (None when unknown)."""
         rows = await self._all("claim_deliveries", {"instance_id": instance_id,
                                                     "limit": limit, "lease_s": lease_s})
-        return sorted((Job.from_row(r) for r in rows), key=lambda j: (j.finished_at, j.id))
+        rows.sort(key=lambda r: (r["finished_at"], r["id"]))
+        return [(Job.from_row(r), r["language"]) for r in rows]
 
     async def record_delivered(self, job_id: int, *, attempt: int, file_ids: Sequence[str],
                                message_ids: Sequence[int]) -> bool:

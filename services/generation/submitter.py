@@ -2,7 +2,10 @@
 
 Overview (a supervisor.worker.Worker over SubmitQueue; its claim runs in the worker's fenced
 turn, one transaction for a whole batch)
-    claim     1. `claim_pending`: pending jobs in fair order (a job's slot is its user's jobs
+    claim     0. backpressure (`SubmitQueue._room`): while BACKLOG_BOUND stored callbacks
+                 are unapplied or finished jobs wait unclaimed for delivery, claim fewer or
+                 none (the delivery worker's turns nudge the submitter to look again)
+              1. `claim_pending`: pending jobs in fair order (a job's slot is its user's jobs
                  in flight plus its rank in the user's queue), each under a lease of
                  SUBMIT_LEASE_S
               2. `begin_submit` for each: count an attempt, store a fresh token's hash (a job
@@ -19,7 +22,9 @@ turn, one transaction for a whole batch)
 
 Fairness and pace: the worker may run only as many submissions as the bucket can grant now,
 plus one (`concurrency`), so jobs do not pile up inside the bucket's queue in claim order: a
-user's long queue delays another user's first job by at most one slot.
+user's long queue delays another user's first job by at most one slot. Backpressure keeps
+that order (held jobs wait in `pending`); it finishes a burst's results before starting more
+of it, so a result waits behind at most BACKLOG_BOUND others instead of the whole burst.
 
 Failure handling
     Kie final error (400 invalid, 402 credits, 422 ...): the job fails now, hold released.
@@ -42,12 +47,15 @@ Crash analysis
       submitted again: a second Kie task (counted, bounded by MAX_SUBMIT_ATTEMPTS), but one
       charge, since settlement is once per job.
     - after 4: the job is `submitted`; its callback or the status poller finishes it.
+    - the backpressure's state (when the hold began) is in memory only: a new leader starts
+      without a hold and counts the backlog afresh at its first claim.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -92,6 +100,11 @@ BUCKET_WATCH_S: Final[float] = 0.02
 # A refused attempt is tried again after this backoff (doubling per attempt), not the lease.
 RETRY_INITIAL_S: Final[float] = 2.0
 RETRY_MAX_S: Final[float] = 60.0
+# Backpressure: new submissions wait while this many callbacks are unapplied or results
+# undelivered (see SubmitQueue._room) ...
+BACKLOG_BOUND: int | None = 16  # None: no backpressure (read when a Submitter is made)
+# ... but never longer than this at a stretch.
+HOLD_MAX_S: Final[float] = 5.0
 MODEL_GONE_CODE: Final[str] = "model_unavailable"
 SUBMIT_FAILED_CODE: Final[str] = "submit_failed"
 
@@ -117,9 +130,37 @@ class Attempt:
 class SubmitQueue:
     """Pending jobs as the worker's queue (claims are leases on submit_claimed_at)."""
 
-    def __init__(self, *, lease_s: float, max_attempts: int) -> None:
+    def __init__(self, *, lease_s: float, max_attempts: int, backlog_bound: int | None,
+                 hold_max_s: float = HOLD_MAX_S) -> None:
         self._lease_s = lease_s
         self._max_attempts = max_attempts
+        self._bound = backlog_bound
+        self._hold_max_s = hold_max_s
+        self.held_since: float | None = None  # monotonic; None: not holding back
+
+    async def _room(self, conn: psycopg.AsyncConnection, limit: int) -> int:
+        """Return how many jobs to claim: limit, less while work after Kie's answer piles up.
+
+        Backpressure: with BACKLOG_BOUND callbacks unapplied or results undelivered, new
+        submissions wait (durably, in `pending`, in their fair order) until deliveries catch
+        up, so a burst's results go out before more work is started. Never longer than
+        hold_max_s at a stretch: a stuck delivery must not stop submissions (pending jobs
+        have deadlines).
+        """
+        if self._bound is None:
+            return limit
+        backlog = await JobStore(conn).downstream_backlog(bound=self._bound)
+        now = time.monotonic()
+        if backlog < self._bound:
+            self.held_since = None
+            return min(limit, self._bound - backlog)
+        if self.held_since is None:
+            self.held_since = now
+        elif now - self.held_since >= self._hold_max_s:
+            self.held_since = now  # let this batch through, then hold again
+            logger.warning("submit_backpressure_overridden", extra={"backlog": backlog})
+            return limit
+        return 0
 
     async def listen(self, conn: psycopg.AsyncConnection) -> None:
         """Wake on new jobs."""
@@ -128,7 +169,10 @@ class SubmitQueue:
     async def claim(self, conn: psycopg.AsyncConnection, *, term: int,
                     limit: int) -> list[worker.Job[Attempt]]:
         """Claim up to limit pending jobs in fair order and start an attempt of each."""
-        claimed = []
+        claimed: list[worker.Job[Attempt]] = []
+        limit = await self._room(conn, limit)
+        if limit <= 0:
+            return claimed
         for job in await claim_pending(conn, limit=limit, lease_s=self._lease_s):
             ticket = await begin_submit(conn, job.id, max_attempts=self._max_attempts)
             if ticket is not None:  # None: attempts used up, the job failed (hold released)
@@ -178,14 +222,15 @@ class Submitter:
         self._base_url = webhook_base_url
         self._max_concurrency = max_concurrency
         self._first_poll_s = first_poll_s
+        self._queue = SubmitQueue(lease_s=lease_s, max_attempts=max_attempts,
+                                  backlog_bound=BACKLOG_BOUND)
         self.worker = worker.Worker(
             worker.WorkerConfig(name=self.name, concurrency=max_concurrency,
                                 max_attempts=max_attempts,
                                 handler_timeout_s=HANDLER_TIMEOUT_S,
                                 poll_interval_s=POLL_INTERVAL_S,
                                 retry_initial_s=retry_initial_s, retry_max_s=retry_max_s),
-            pool=pool, queue=SubmitQueue(lease_s=lease_s, max_attempts=max_attempts),
-            handle=self.submit,
+            pool=pool, queue=self._queue, handle=self.submit,
             listen_connect=listen_connect, concurrency=self._slots)
 
     async def run(self, leadership: Leadership | None) -> None:
@@ -209,6 +254,11 @@ class Submitter:
             if now > had:
                 self.worker.wake()
             had = now
+
+    def nudge(self) -> None:
+        """Run a turn now if backpressure holds submissions back (a result was delivered)."""
+        if self._queue.held_since is not None:
+            self.worker.wake()
 
     def _slots(self) -> int:
         """Return how many submissions may run: what the bucket grants now, plus one."""

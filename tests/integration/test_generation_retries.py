@@ -1,5 +1,6 @@
-"""Retries after a backoff instead of a lease, and the refund of a result that could not be
-delivered: once, under the key the operators' refund uses; the invariants audited after each."""
+"""Retries after a backoff instead of a lease, the submitter's backpressure, and the refund of
+a result that could not be delivered: once, under the key the operators' refund uses; the
+invariants audited after each."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from services.generation import (
     release_submit,
 )
 from services.generation.delivery import UNAVAILABLE_REASON
+from services.generation.submitter import SubmitQueue
 from services.storefront import Storefront
 from tests.helpers import lead
 from tests.integration.generation_support import (
@@ -109,6 +111,38 @@ async def test_a_refused_submission_frees_its_claim_until_its_retry_time(
         assert await release_submit(conn, job.id, attempt=ticket.attempt, delay_s=0)
         assert [j.id for j in await claim_pending(conn, limit=10, lease_s=LEASE_S)] == [job.id]
         assert not await release_submit(conn, job.id, attempt=ticket.attempt + 1, delay_s=0)
+
+
+# ---- backpressure: finish work before starting new work ----
+
+
+async def test_the_submitter_holds_back_while_results_wait_for_delivery(
+        funded: AsyncConnectionPool) -> None:
+    queue = SubmitQueue(lease_s=LEASE_S, max_attempts=3, backlog_bound=2, hold_max_s=LONG_S)
+    finished = [await new_job(funded, f"done:{n}") for n in range(2)]
+    waiting = await new_job(funded, "waiting")
+    async with funded.connection() as conn:
+        for job in finished:
+            await apply_outcome(conn, job.id, Succeeded(["https://cdn/x.png"]))
+    async with funded.connection() as conn:
+        assert await queue.claim(conn, term=1, limit=10) == []  # 2 results wait: hold
+        assert queue.held_since is not None
+        # A delivery takes one: the backlog is under the bound again, one job may go.
+        await claim_deliveries(conn, instance_id="a", limit=1, lease_s=LEASE_S)
+        assert [j.key for j in await queue.claim(conn, term=1, limit=10)] == [waiting.id]
+        assert queue.held_since is None
+
+
+async def test_a_hold_longer_than_its_limit_lets_a_batch_through(
+        funded: AsyncConnectionPool) -> None:
+    queue = SubmitQueue(lease_s=LEASE_S, max_attempts=3, backlog_bound=1, hold_max_s=0.0)
+    async with funded.connection() as conn:
+        await apply_outcome(conn, (await new_job(funded, "done")).id,
+                            Succeeded(["https://cdn/x.png"]))
+    waiting = await new_job(funded, "waiting")
+    async with funded.connection() as conn:
+        assert await queue.claim(conn, term=1, limit=10) == []  # the hold starts
+        assert [j.key for j in await queue.claim(conn, term=1, limit=10)] == [waiting.id]
 
 
 # ---- a result the user never got is not charged ----

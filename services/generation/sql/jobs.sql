@@ -75,6 +75,19 @@ UPDATE generation_jobs g
  WHERE g.id = picked.id AND g.status = 'pending'
 RETURNING g.*, picked.slot;
 
+-- name: downstream_backlog
+-- How much work after Kie's answer waits for the leader to pick it up, counted up to
+-- `bound`: stored callbacks not applied yet, plus finished jobs not delivered that no
+-- delivery holds and whose retry time (if any) has come. Deliveries in progress are not
+-- waiting, nor are jobs backing off after a failed attempt or held by a dead claimant.
+SELECT (SELECT count(*) FROM (SELECT 1 FROM job_callbacks WHERE applied_at IS NULL
+                               LIMIT %(bound)s) AS c)
+     + (SELECT count(*) FROM (SELECT 1 FROM generation_jobs
+                               WHERE finished_at IS NOT NULL AND delivered_at IS NULL
+                                 AND delivering_at IS NULL
+                                 AND (delivery_retry_at IS NULL OR delivery_retry_at <= now())
+                               LIMIT %(bound)s) AS d) AS n;
+
 -- name: begin_submit
 -- Count one more submission attempt of a pending job and keep its token's hash beside the
 -- earlier ones (a late callback of an earlier attempt still verifies). No row: the job is not
@@ -234,7 +247,8 @@ SELECT j.id
 -- name: claim_deliveries
 -- Claim finished, undelivered jobs whose delivery lease is free or expired and whose retry
 -- time (after a failed attempt) has come, oldest first; the claim's attempt number is the
--- claimant's guard for recording the result.
+-- claimant's guard for recording the result. Each comes with the language delivery speaks to
+-- its user in (as loops.sql's user_language: saves a round trip per delivery).
 WITH due AS (
     SELECT id FROM generation_jobs
      WHERE finished_at IS NOT NULL AND delivered_at IS NULL
@@ -250,7 +264,8 @@ UPDATE generation_jobs g
        delivery_attempts = g.delivery_attempts + 1
   FROM due
  WHERE g.id = due.id AND g.delivered_at IS NULL
-RETURNING g.*;
+RETURNING g.*, (SELECT COALESCE(u.ui_language, u.language_code) FROM users u
+                 WHERE u.user_id = g.user_id) AS language;
 
 -- name: record_delivered
 -- Close a delivery held by this claim, keeping Telegram's file_ids for later re-sends.
