@@ -11,12 +11,13 @@ SELECT j.id, j.user_id, j.status, j.price_kop, j.delivered_file_ids IS NOT NULL 
 
 -- name: double_charges
 -- Jobs charged more than once (commit entries per job), plus wallets whose balance is not
--- their top-ups minus their succeeded jobs' prices.
+-- their top-ups and refunds (adjustments) minus their succeeded jobs' prices.
 SELECT (SELECT count(*) FROM (SELECT job_id FROM ledger WHERE kind = 'commit'
                                GROUP BY job_id HAVING count(*) > 1) AS twice)
      + (SELECT count(*) FROM wallets w
          WHERE w.balance_kop <> (SELECT coalesce(sum(balance_delta_kop), 0) FROM ledger l
-                                  WHERE l.user_id = w.user_id AND l.kind = 'topup')
+                                  WHERE l.user_id = w.user_id
+                                    AND l.kind IN ('topup', 'adjustment'))
                               - (SELECT coalesce(sum(price_kop), 0) FROM generation_jobs j
                                   WHERE j.user_id = w.user_id AND j.status = 'succeeded')
                               - w.hold_kop) AS n;

@@ -158,6 +158,7 @@ class Engine:
             ttl_s = result_rule.ttl_ms / 1000
         expires_at_s = time.monotonic() + ttl_s
         missing = result_rule is not None and result_rule.missing
+        failing_reads = result_rule.failing_reads if result_rule is not None else 0
         index = self.stats.created
         for number in range(spec.results):
             data, mime, ext = result_media(
@@ -168,7 +169,8 @@ class Engine:
                 index=index + number,
                 target_bytes=plan.result_bytes if plan is not None else None,
             )
-            file = StoredFile(data, mime, f"{task.task_id}-{number}.{ext}", expires_at_s, missing)
+            file = StoredFile(data, mime, f"{task.task_id}-{number}.{ext}", expires_at_s, missing,
+                              failing_reads)
             task.result_urls.append(self._files.put_random(RESULT_FOLDER, file))
             if task.family.covers:
                 data, mime, ext = cover_image(self._config, index + number)

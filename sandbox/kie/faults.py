@@ -12,8 +12,8 @@ family name such as `veo`, or `*`; the most specific rule wins):
   `delay_ms` late, `out_of_order` (held back behind the next task's callback; a family with
   several callbacks sends them in reverse), `early` (before the createTask answer),
   `unsigned` or with a `bad_signature`.
-- `result`: the next `fail_next` tasks' result URLs are `missing` (404) or expire after
-  `ttl_ms`.
+- `result`: the next `fail_next` tasks' result URLs are `missing` (404), expire after
+  `ttl_ms`, or answer 503 to their first `failing_reads` requests (a lagging CDN).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ MAX_COUNT: Final[int] = 10_000_000
 MAX_HANG_MS: Final[int] = 600_000
 MAX_DELAY_MS: Final[int] = 600_000
 MAX_DUPLICATES: Final[int] = 10
+MAX_FAILING_READS: Final[int] = 1_000
 DEFAULT_FAIL_CODE: Final[str] = "500"
 DEFAULT_FAIL_MSG: Final[str] = "Internal Error, Please try again later."
 
@@ -126,6 +127,7 @@ class ResultRule:
     fail_next: int = 1
     missing: bool = False
     ttl_ms: int | None = None
+    failing_reads: int = 0
 
     def is_spent(self) -> bool:
         """Tell whether no task is left to break."""
@@ -209,13 +211,14 @@ def parse_rule(payload: dict[str, Any]) -> tuple[Key, AnyRule]:
             **{flag: bool_field(payload, flag) for flag in flags},
         )
         return (kind, "", model), rule
-    reject_unknown(payload, common | {"missing", "ttl_ms"})
+    reject_unknown(payload, common | {"missing", "ttl_ms", "failing_reads"})
     ttl = payload.get("ttl_ms")
     rule = ResultRule(
         model,
         count,
         bool_field(payload, "missing"),
         None if ttl is None else int_field(payload, "ttl_ms", 0, low=0, high=MAX_DELAY_MS),
+        int_field(payload, "failing_reads", 0, low=0, high=MAX_FAILING_READS),
     )
     return (kind, "", model), rule
 

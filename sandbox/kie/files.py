@@ -3,7 +3,8 @@
 Everything lives under `/files/<path>`: results at `r/<random>/<name>`, uploads at
 `u/<account folder>/<uploadPath>/<fileName>` (a repeat upload overwrites), download links at
 `d/<random>/<name>`. Each file has an expiry (monotonic clock) checked when it is fetched;
-an expired or `missing`-faulted file answers 404 like an expired CDN link.
+an expired or `missing`-faulted file answers 404 like an expired CDN link; a file with
+`failing_reads` left answers 503 (and counts one down) like a lagging CDN.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class StoredFile:
     name: str
     expires_at_s: float
     missing: bool = False
+    failing_reads: int = 0
 
     def live(self, now_s: float) -> bool:
         """Tell whether the file can still be fetched."""
@@ -95,5 +97,8 @@ class FileStore:
             if file is not None and not file.missing:
                 del self._files[path]  # expired: free the memory
             raise web.HTTPNotFound(text="Not Found")
+        if file.failing_reads > 0:
+            file.failing_reads -= 1
+            raise web.HTTPServiceUnavailable(text="Service Unavailable")
         self.downloads += 1
         return web.Response(body=file.data, content_type=file.mime_type)

@@ -29,6 +29,7 @@ from services.admin.store import (
 from services.billing.ledger import EntryKind, LedgerLine, LedgerStore, Wallet, apply_entry
 from services.broadcast import set_progress_message, start_broadcast
 from services.catalog import Model, price_kopecks
+from services.generation.settlement import refund_key
 from services.payments.store import Payment, PaymentStore
 from services.storefront import Override, OverrideStore, Storefront
 from services.telegram.texts import rubles
@@ -194,7 +195,9 @@ class Admin:
 
         A failed or expired job's hold was already released and a running one's will be
         if it fails, so only a committed charge is refunded: an `adjustment` of +price
-        keyed by the job. Raises NotRefundable otherwise.
+        keyed by the job (`refund_key`, the key the delivery worker's automatic refund of
+        an undeliverable result uses too: a job is refunded once, by whichever comes first).
+        Raises NotRefundable otherwise.
         """
         async with self._fenced() as conn:
             job = await AdminStore(conn).job_for_refund(job_id)
@@ -205,7 +208,7 @@ class Admin:
             before = await LedgerStore(conn).lock_wallet(job.user_id)
             result = await apply_entry(conn, user_id=job.user_id, kind=EntryKind.ADJUSTMENT,
                                        balance_delta_kop=job.price_kop, hold_delta_kop=0,
-                                       idempotency_key=f"admin:refund:job:{job_id}",
+                                       idempotency_key=refund_key(job_id),
                                        job_id=job_id, note=f"refund of job {job_id}")
             if result.applied:
                 await AdminStore(conn).insert_audit(

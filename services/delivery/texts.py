@@ -11,14 +11,10 @@ TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
     "ru": MappingProxyType({
         "failed": ("❌ {model}: не получилось. {reason}\nДеньги не списаны: резерв вернулся "
                    "на баланс."),
-        "result_unavailable": ("❌ {model}: результат готов, но его файл больше недоступен. "
-                               "Напишите в поддержку."),
     }),
     "en": MappingProxyType({
         "failed": ("❌ {model}: it did not work. {reason}\nYou were not charged: the hold is back "
                    "on your balance."),
-        "result_unavailable": ("❌ {model}: the result is ready but its file is no longer "
-                               "available. Please contact support."),
     }),
 })
 

@@ -16,9 +16,12 @@ from services.generation.callbacks import (
 )
 from services.generation.delivery import (
     claim_deliveries,
+    claim_deliveries_with_languages,
     read_job,
     record_delivered,
+    record_unavailable,
     record_undeliverable,
+    release_delivery,
     user_history,
 )
 from services.generation.errors import (
@@ -47,6 +50,7 @@ from services.generation.settlement import (
     apply_outcome,
     expire_overdue,
     expiry_deadlines,
+    refund_charge,
 )
 from services.generation.store import CALLBACKS_CHANNEL, CallbackSource, Job, JobStatus
 from services.generation.submission import (
@@ -55,6 +59,7 @@ from services.generation.submission import (
     claim_for_poll,
     claim_pending,
     record_submitted,
+    release_submit,
 )
 
 __all__ = [
@@ -85,6 +90,7 @@ __all__ = [
     "audit",
     "begin_submit",
     "claim_deliveries",
+    "claim_deliveries_with_languages",
     "claim_for_poll",
     "claim_pending",
     "expire_overdue",
@@ -94,7 +100,11 @@ __all__ = [
     "reconcile_orphans",
     "record_delivered",
     "record_submitted",
+    "record_unavailable",
     "record_undeliverable",
+    "refund_charge",
+    "release_delivery",
+    "release_submit",
     "request_generation",
     "store_callback",
     "store_poll_result",

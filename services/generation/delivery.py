@@ -4,13 +4,24 @@ The worker claims finished, undelivered jobs (`claim_deliveries`: SKIP LOCKED, a
 `delivering_at` of `lease_s`, the claim numbered by `delivery_attempts`), sends the results
 to Telegram, then records what Telegram gave back (`record_delivered`: the file_ids, so
 history can re-send a result after Kie's URLs expire) or that it cannot be delivered
-(`record_undeliverable`, e.g. the user blocked the bot). Both are guarded by the claim's
+(`record_undeliverable`, e.g. the user blocked the bot). A failed attempt frees its claim
+with a retry time (`release_delivery`: the next attempt comes after a backoff of seconds,
+not after the lease); once the attempts are spent, `record_unavailable` closes the delivery
+and refunds a charged result in the same transaction. All are guarded by the claim's
 attempt number: a worker whose lease passed and whose job was claimed again records nothing.
 
-Crash analysis: a crash after the claim and before the record leaves the job claimed; the
-next leader's worker frees it when it starts (`release_deliveries`), else the lease expires;
-the job is claimed again and sent again (at-least-once: the user may get the result twice,
-never zero times). After the record the job is never claimed again.
+Money: a result the user never got is not charged. `record_unavailable` (attempts spent: the
+file could not be read, or Telegram kept failing) refunds the committed price once
+(`settlement.refund_charge`, the operators' refund key). A user who blocked the bot (403)
+or whose chat Telegram refuses stays charged: Kie made the result and it exists; the
+obstacle is on the user's side.
+
+Crash analysis: a crash after the claim and before the record (or the release) leaves the
+job claimed; the next leader's worker frees it when it starts (`release_deliveries`), else
+the lease expires; the job is claimed again and sent again (at-least-once: the user may get
+the result twice, never zero times). After the record the job is never claimed again. The
+undeliverable record and its refund are one transaction: both or neither, and a replay
+finds the delivery closed (and the refund key used) and changes nothing.
 
 `read_job` and `user_history` read jobs for status messages and history re-sends by file_id.
 """
@@ -21,12 +32,16 @@ from collections.abc import Sequence
 
 import psycopg
 
+from services.generation.settlement import refund_charge
 from services.generation.store import Job, JobStore
 
 # Sending a video can take a while; a lease shorter than that would double-send.
 DELIVERY_LEASE_S = 300.0
 # One screen of history.
 HISTORY_LIMIT = 10
+# The reason a delivery whose attempts were spent starts with (the audit looks for its
+# refund: sql/invariants.sql matches this prefix).
+UNAVAILABLE_REASON = "result_unavailable"
 
 
 async def read_job(conn: psycopg.AsyncConnection, job_id: int) -> Job | None:
@@ -43,6 +58,14 @@ async def user_history(conn: psycopg.AsyncConnection, user_id: int, *,
 async def claim_deliveries(conn: psycopg.AsyncConnection, *, instance_id: str, limit: int,
                            lease_s: float = DELIVERY_LEASE_S) -> list[Job]:
     """Claim up to limit finished undelivered jobs, oldest first, under a delivery lease."""
+    return [job for job, _ in await claim_deliveries_with_languages(
+        conn, instance_id=instance_id, limit=limit, lease_s=lease_s)]
+
+
+async def claim_deliveries_with_languages(
+        conn: psycopg.AsyncConnection, *, instance_id: str, limit: int,
+        lease_s: float = DELIVERY_LEASE_S) -> list[tuple[Job, str | None]]:
+    """Claim as `claim_deliveries`, each job with its user's language (None: unknown)."""
     return await JobStore(conn).claim_deliveries(instance_id=instance_id, limit=limit,
                                                  lease_s=lease_s)
 
@@ -59,3 +82,20 @@ async def record_undeliverable(conn: psycopg.AsyncConnection, job: Job, *,
     """Record that a claimed job cannot be delivered; False if the claim was lost."""
     return await JobStore(conn).record_undeliverable(job.id, attempt=job.delivery_attempts,
                                                      reason=reason)
+
+
+async def release_delivery(conn: psycopg.AsyncConnection, job: Job, *, delay_s: float) -> bool:
+    """Free a failed attempt's claim; the next attempt comes after delay_s (False: not ours)."""
+    return await JobStore(conn).release_delivery(job.id, attempt=job.delivery_attempts,
+                                                 delay_s=delay_s)
+
+
+async def record_unavailable(conn: psycopg.AsyncConnection, job: Job, *, error: str) -> bool:
+    """Close a claimed delivery whose attempts are spent, refunding a charged result once.
+
+    Return False (and change nothing) when the claim was lost.
+    """
+    if not await record_undeliverable(conn, job, reason=f"{UNAVAILABLE_REASON}: {error}"[:300]):
+        return False
+    await refund_charge(conn, job, note=f"result of job {job.id} could not be delivered")
+    return True

@@ -1,8 +1,10 @@
 """The leader's delivery worker: finished jobs -> Telegram -> file_ids recorded.
 
 Overview (a supervisor.worker.Worker over DeliveryQueue)
-    claim     `claim_deliveries`: finished, undelivered jobs under a lease on delivering_at
-              (the claim numbered by delivery_attempts, the guard of the record)
+    claim     `claim_deliveries_with_languages`: finished, undelivered jobs under a lease
+              on delivering_at (the claim numbered by delivery_attempts, the guard of the
+              record), each with its user's language (no extra query per delivery); after
+              each turn the submitter is nudged (its backpressure waits for claims)
     handle    succeeded: the result files through services.delivery's sender (by URL,
               upload, document or link by size; albums), caption = the model's title;
               failed or expired: one message with the user-safe reason (ru/en, from
@@ -12,16 +14,23 @@ Overview (a supervisor.worker.Worker over DeliveryQueue)
               then `record_delivered` (fenced) with Telegram's file_ids and message ids,
               and only then the job's status message is queued to show the final stage
               (never awaited: a status edit never delays a delivery)
-    settle    a dead-lettered job is recorded undeliverable (its reason kept); the
-              dead-letter hook tells the user, best effort
+    settle    a failed attempt frees its claim with a retry time (`release_delivery`: the
+              worker's Backoff, 2 s doubling up to 60 s), so a transient failure is retried
+              in seconds, not after the 300 s lease (which stays the backstop for a crash);
+              a dead-lettered job (MAX_DELIVERY_ATTEMPTS spent) is closed with
+              `record_unavailable`, which refunds a charged result in the same fenced
+              transaction; the dead-letter hook then tells the user, best effort
 
 Outcomes of a send
     sent          -> record_delivered(file_ids, message_ids)
-    blocked (403) -> record_undeliverable("blocked"): the user blocked the bot; no retry
+    blocked (403) -> record_undeliverable("blocked"): the user blocked the bot; no retry.
+                     Still charged: Kie made the result and it exists.
     rejected      -> record_undeliverable("rejected: ..."): Telegram refuses the chat
-    unavailable   -> raise: retried (Kie's CDN may lag) until MAX_DELIVERY_ATTEMPTS, then
-                     dead-lettered; the user is told the file is gone. The job stays
-                     settled as Kie reported it: a success was committed once, never twice.
+                     (still charged, as blocked)
+    unavailable   -> raise: retried (Kie's CDN may lag) until MAX_DELIVERY_ATTEMPTS (about
+                     3 minutes of backoff), then dead-lettered: refunded once (the key of
+                     the operators' refund, so never twice) and the user told they were not
+                     charged. A Telegram outage outlasting the attempts ends the same way.
 
 Crash analysis: a crash after sending and before the record leaves the job claimed; the
 next leader's worker frees every claim no task of its own holds when it starts (the worker's
@@ -29,13 +38,16 @@ next leader's worker frees every claim no task of its own holds when it starts (
 (at-least-once: a result may arrive twice, never zero times; the chaos test counts these and
 checks each lies in a SIGKILL window). The lease is the backstop for a leader that lives on
 but lost the job (reaped after handler_timeout_s + margin). After the record the job is never
-claimed again. A deposed leader's record is fenced and guarded by the claim's attempt.
+claimed again. A deposed leader's record is fenced and guarded by the claim's attempt. A
+crash between a failed attempt and its release leaves the lease (the retry comes later,
+nothing is lost). The dead letter's record and refund are one transaction; the hook runs
+only after it committed (a crash in between: the user is not told, but is refunded).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
@@ -56,15 +68,18 @@ from services.delivery.sender import MAX_TEXT_UTF16, Delivery, Outcome, ResultSe
 from services.generation import (
     Job,
     JobStatus,
-    claim_deliveries,
+    claim_deliveries_with_languages,
     record_delivered,
+    record_unavailable,
     record_undeliverable,
+    release_delivery,
 )
 from services.generation.applier import read_answer
 from services.generation.loops import LoopStore
 from services.generation.store import JobStore
 from services.kie import FailureReason, failure_reason
 from services.kie.failures import TEXTS as FAILURE_TEXTS
+from services.telegram import texts as bot_texts
 from services.telegram.results import next_text, result_keyboard
 from services.telegram.texts import language_of
 from supervisor.election import Leadership
@@ -78,11 +93,14 @@ logger = logging.getLogger(__name__)
 # Sending a 50 MB video can take minutes; a shorter lease would let a second claim resend.
 DELIVERY_LEASE_S: Final[float] = 300.0
 HANDLER_TIMEOUT_S: Final[float] = 240.0
-MAX_DELIVERY_ATTEMPTS: Final[int] = 3
+# A failed attempt is retried after 2, 4, 8, 16, 32, 60, 60 s (about 3 minutes in all, for
+# a lagging CDN or a Telegram outage) before the result is given up on and refunded.
+MAX_DELIVERY_ATTEMPTS: Final[int] = 8
+RETRY_INITIAL_S: Final[float] = 2.0
+RETRY_MAX_S: Final[float] = 60.0
 CONCURRENCY: Final[int] = 16
 POLL_INTERVAL_S: Final[float] = 1.0
 BLOCKED_REASON: Final[str] = "blocked"
-UNAVAILABLE_REASON: Final[str] = "result_unavailable"
 # A job whose every delivery attempt died with its process (no handler ever returned).
 RELEASED_SPENT_REASON: Final[str] = "delivery attempts used up (the process died each time)"
 EXTENSION_KINDS: Final[dict[str, ResultKind]] = {
@@ -126,6 +144,8 @@ class DeliveryQueue:
     def __init__(self, instance_id: str, lease_s: float) -> None:
         self._instance_id = instance_id
         self._lease_s = lease_s
+        # The claimed jobs' users' languages, read by the claim, taken by the handler.
+        self.languages: dict[int, str | None] = {}
 
     async def listen(self, conn: psycopg.AsyncConnection) -> None:
         """Wake on finished jobs (settled by the applier, expired by the poller)."""
@@ -134,18 +154,23 @@ class DeliveryQueue:
     async def claim(self, conn: psycopg.AsyncConnection, *, term: int,
                     limit: int) -> list[worker.Job[Job]]:
         """Claim up to limit finished jobs to deliver."""
-        jobs = await claim_deliveries(conn, instance_id=self._instance_id, limit=limit,
-                                      lease_s=self._lease_s)
+        claimed = await claim_deliveries_with_languages(
+            conn, instance_id=self._instance_id, limit=limit, lease_s=self._lease_s)
+        self.languages.update((job.id, language) for job, language in claimed)
         return [worker.Job(key=job.id, attempts=job.delivery_attempts, payload=job)
-                for job in jobs]
+                for job, _ in claimed]
 
     async def settle(self, conn: psycopg.AsyncConnection, *, term: int,
                      settlements: Sequence[worker.Settlement[Job]]) -> None:
-        """Record dead-lettered deliveries undeliverable; delivered ones were recorded."""
-        for settlement in settlements:
+        """Free failed attempts' claims until their retry time; close dead-lettered
+        deliveries (refunding charged results); delivered ones were recorded."""
+        # Users in order: two settlers that lock wallets in one order cannot deadlock.
+        for settlement in sorted(settlements, key=lambda s: s.job.payload.user_id):
+            job = settlement.job.payload
             if settlement.outcome is worker.Outcome.DEAD:
-                await record_undeliverable(conn, settlement.job.payload,
-                                           reason=(settlement.error or UNAVAILABLE_REASON)[:300])
+                await record_unavailable(conn, job, error=settlement.error or "dead letter")
+            elif settlement.outcome is worker.Outcome.RETRY:
+                await release_delivery(conn, job, delay_s=settlement.retry_in_s)
 
     async def release_claims(self, conn: psycopg.AsyncConnection, *,
                              held: Collection[Hashable],
@@ -159,7 +184,8 @@ class DeliveryQueue:
         for job in freed:
             spent = job.delivery_attempts >= max_attempts
             if spent:
-                await record_undeliverable(conn, job, reason=RELEASED_SPENT_REASON)
+                # Closed like any spent delivery: refunded, since the user may have nothing.
+                await record_unavailable(conn, job, error=RELEASED_SPENT_REASON)
             released.append(worker.Released(worker.Job(key=job.id, attempts=job.delivery_attempts,
                                                        payload=job), dead_lettered=spent))
         return released
@@ -175,24 +201,38 @@ class DeliveryWorker:
                  listen_connect: worker.ConnectFn | None = None,
                  lease_s: float = DELIVERY_LEASE_S,
                  max_attempts: int = MAX_DELIVERY_ATTEMPTS,
-                 status: JobStatusMessages | None = None) -> None:
-        """Send with bot; claims carry instance_id and last lease_s."""
+                 status: JobStatusMessages | None = None,
+                 retry_initial_s: float = RETRY_INITIAL_S,
+                 retry_max_s: float = RETRY_MAX_S,
+                 on_progress: Callable[[], None] | None = None) -> None:
+        """Send with bot; claims carry instance_id and last lease_s; a failed attempt is
+        retried after retry_initial_s, doubling up to retry_max_s; on_progress is called
+        after each turn of the worker (claims taken: the submitter's backpressure waits
+        for them)."""
         self._pool = pool
         self._status = status
         self._bot = bot
         self._catalog = catalog
         self._state = state
         self._sender: ResultSender | None = None
+        self._on_progress = on_progress
+        self._queue = DeliveryQueue(instance_id, lease_s)
         self.worker = worker.Worker(
             worker.WorkerConfig(name=self.name, concurrency=CONCURRENCY,
                                 max_attempts=max_attempts, handler_timeout_s=HANDLER_TIMEOUT_S,
                                 poll_interval_s=POLL_INTERVAL_S,
-                                retry_initial_s=min(lease_s, 5.0)),
-            pool=pool, queue=DeliveryQueue(instance_id, lease_s), handle=self.deliver,
-            listen_connect=listen_connect, on_dead_letter=self._tell_undeliverable)
+                                retry_initial_s=retry_initial_s, retry_max_s=retry_max_s),
+            pool=pool, queue=self._queue, handle=self.deliver,
+            listen_connect=listen_connect, on_dead_letter=self._tell_undeliverable,
+            on_turn=self._turned)
+
+    def _turned(self, settled: Sequence[worker.Settlement[Job]]) -> None:
+        if self._on_progress is not None:
+            self._on_progress()
 
     async def run(self, leadership: Leadership | None) -> None:
         """Run the worker (with one HTTP session for result files) until draining."""
+        self._queue.languages.clear()  # a cancelled run's leftovers
         async with aiohttp.ClientSession() as http:
             self._sender = ResultSender(self._bot, http)
             try:
@@ -203,7 +243,11 @@ class DeliveryWorker:
     async def deliver(self, claimed: worker.Job[Job], leadership: Leadership) -> None:
         """Deliver one finished job and record what Telegram gave back."""
         job = claimed.payload
-        lang = await self._language(job.user_id)
+        lang: str
+        if job.id in self._queue.languages:
+            lang = language_of(self._queue.languages.pop(job.id))
+        else:  # claimed by an earlier run of the worker (a claim's language is taken once)
+            lang = await self._language(job.user_id)
         model = self._catalog.get(job.model_id)
         title = model.title.get(lang) if model is not None else job.model_id
         succeeded = job.status is JobStatus.SUCCEEDED
@@ -279,11 +323,18 @@ class DeliveryWorker:
         return Delivery(Outcome.SENT, message_ids=[message])
 
     async def _tell_undeliverable(self, job: Job) -> None:
-        """Tell the user a finished result could not be delivered (best effort)."""
+        """Tell the user a result could not be delivered and was not charged (best effort)."""
         lang = await self._language(job.user_id)
         model = self._catalog.get(job.model_id)
         title = model.title.get(lang) if model is not None else job.model_id
-        await self._send_text(job.chat_id, texts.get(lang, "result_unavailable", model=title))
+        if job.status is not JobStatus.SUCCEEDED:
+            # Its hold was released at the failure.
+            await self._send_failure(job, lang, title,
+                                     result_keyboard(lang, job.id, succeeded=False))
+            return
+        refunded = bot_texts.rubles(job.price_kop) if job.price_kop > 0 else "none"
+        await self._send_text(job.chat_id, bot_texts.get(lang, "result-undeliverable",
+                                                          model=title, refunded=refunded))
 
     async def _language(self, user_id: int) -> str:
         """Return the language delivery speaks to a user in (ru or en)."""

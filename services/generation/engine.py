@@ -12,7 +12,8 @@
 Each step wakes the next through PostgreSQL, so the path works across processes and a
 crash loses no wake-up for longer than a poll interval: a new job NOTIFYs `job_requested`
 (submitter), a stored callback or poll answer `job_callbacks` (applier), a finished job
-`job_finished` (delivery worker).
+`job_finished` (delivery worker). One wake-up goes backwards, in process: the delivery
+worker nudges the submitter, whose backpressure waits for deliveries to catch up.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from psycopg_pool import AsyncConnectionPool
 from config import Settings
 from services.catalog import Catalog
 from services.delivery.status import StatusBoard
+from services.generation import delivery_worker as delivery_loop
+from services.generation import submitter as submit_loop
 from services.generation.applier import CallbackApplier
 from services.generation.callback_ingress import CallbackIngress
 from services.generation.delivery_worker import DELIVERY_LEASE_S, DeliveryWorker
@@ -57,6 +60,11 @@ class Timings:
     poll_interval_s: float = POLL_INTERVAL_S
     submit_lease_s: float = SUBMIT_LEASE_S
     delivery_lease_s: float = DELIVERY_LEASE_S
+    # The first backoff (then doubling, capped) of a refused submission or failed delivery.
+    submit_retry_s: float = submit_loop.RETRY_INITIAL_S
+    submit_retry_max_s: float = submit_loop.RETRY_MAX_S
+    delivery_retry_s: float = delivery_loop.RETRY_INITIAL_S
+    delivery_retry_max_s: float = delivery_loop.RETRY_MAX_S
 
 
 @dataclass(slots=True)
@@ -81,9 +89,6 @@ def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeSt
         kie = KieClient.from_settings(settings)
         kie.bucket = submit_bucket(settings.kie_create_limit)
     status = JobStatusMessages(pool, status_board or StatusBoard(bot), catalog)
-    delivery = DeliveryWorker(pool, bot, catalog, state, instance_id=settings.instance_id,
-                              listen_connect=listen_connect, lease_s=timings.delivery_lease_s,
-                              status=status)
     applier = CallbackApplier(pool, catalog, state, listen_connect=listen_connect)
     poller = StatusPoller(pool, kie, catalog, state, deadlines_s=expiry_deadlines(settings),
                           poll_base_s=timings.poll_base_s, poll_max_s=timings.poll_max_s,
@@ -91,7 +96,14 @@ def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeSt
     submitter = Submitter(pool, kie, catalog, state, webhook_base_url=settings.webhook_base_url,
                           max_attempts=settings.max_submit_attempts,
                           listen_connect=listen_connect, lease_s=timings.submit_lease_s,
-                          first_poll_s=timings.first_poll_s, status=status)
+                          first_poll_s=timings.first_poll_s, status=status,
+                          retry_initial_s=timings.submit_retry_s,
+                          retry_max_s=timings.submit_retry_max_s)
+    delivery = DeliveryWorker(pool, bot, catalog, state, instance_id=settings.instance_id,
+                              listen_connect=listen_connect, lease_s=timings.delivery_lease_s,
+                              retry_initial_s=timings.delivery_retry_s,
+                              retry_max_s=timings.delivery_retry_max_s,
+                              on_progress=submitter.nudge, status=status)
     ingress = CallbackIngress(pool, state, hmac_key=settings.kie_webhook_hmac_key)
     invariants = InvariantsJob(pool, state)
     return Engine(leader_only=[submitter, applier, poller, delivery, StatusRefresher(status)],

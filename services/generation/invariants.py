@@ -6,7 +6,11 @@
 - open_job_has_its_hold: an open priced job has exactly one hold of its price, unsettled;
 - finished_job_has_no_open_hold: a finished job's hold (if any) is settled in full;
 - one_settlement_per_job: at most one hold and one commit or release per job;
-- charged_only_for_success: only a succeeded job is committed; free jobs hold nothing.
+- charged_only_for_success: only a succeeded job is committed; free jobs hold nothing;
+- refund_only_of_a_charge: a job's refund (an adjustment naming it) credits back a committed
+  success's price, once;
+- undeliverable_result_refunded: a charged success whose delivery was given up on (attempts
+  spent) is refunded: the user never pays for a result they did not get.
 Tests run it after every scenario; a scheduled leader job runs it and reports what it finds.
 It only reads, so it needs no fence.
 """

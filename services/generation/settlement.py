@@ -5,7 +5,8 @@ job to its final status (guarded in WHERE by an unfinished status, so only the f
 of a job wins; a replay or a duplicate callback finds it finished and changes nothing), then,
 for a priced job, write the ledger's `commit` or `release` entry keyed `job:<id>:settle`
 (and unique per job in the database). The user is never charged for a failure: only
-`succeeded` commits.
+`succeeded` commits, and a succeeded job whose result could not be delivered is refunded
+(`refund_charge`, once per job, with the key the operators' refund uses).
 
 Crash analysis: the status change and the ledger entry are one transaction. A crash before
 its commit leaves the job unfinished and the hold open; the callback is still in the inbox
@@ -73,6 +74,32 @@ def expiry_deadlines(settings: Settings) -> dict[str, float]:
 def settle_key(job_id: int) -> str:
     """Return the idempotency key of the job's one commit or release entry."""
     return f"job:{job_id}:settle"
+
+
+def refund_key(job_id: int) -> str:
+    """Return the idempotency key of the one refund of a job's charge.
+
+    The operators' refund (services/admin) and the automatic one of an undeliverable result
+    use this same key, so a job is refunded at most once whichever comes first.
+    """
+    return f"admin:refund:job:{job_id}"
+
+
+async def refund_charge(conn: psycopg.AsyncConnection, job: Job, *, note: str) -> bool:
+    """Credit a succeeded, priced job's committed price back once; return True if now.
+
+    An `adjustment` of +price naming the job, keyed by `refund_key`: a replay, or an operator's
+    earlier refund, changes nothing. Other jobs were never charged: nothing to refund.
+    """
+    if job.status is not JobStatus.SUCCEEDED or job.price_kop <= 0:
+        return False
+    result = await apply_entry(conn, user_id=job.user_id, kind=EntryKind.ADJUSTMENT,
+                               balance_delta_kop=job.price_kop, hold_delta_kop=0,
+                               idempotency_key=refund_key(job.id), job_id=job.id,
+                               note=note[:500])
+    logger.info("job_refunded", extra={"job_id": job.id, "price_kop": job.price_kop,
+                                       "applied": result.applied})
+    return result.applied
 
 
 async def apply_outcome(conn: psycopg.AsyncConnection, job_id: int,

@@ -196,12 +196,25 @@ class JobStore:
         rows = await self._all("recent_submissions", {"window_s": window_s, "limit": limit})
         return [float(r["age_s"]) for r in rows]
 
+    async def downstream_backlog(self, *, bound: int) -> int:
+        """Return unapplied callbacks plus undelivered finished jobs ready to claim, counting
+        each part up to bound."""
+        row = await self._one("downstream_backlog", {"bound": bound})
+        assert row is not None  # an aggregate always returns its row
+        return int(row["n"])
+
     async def begin_submit(self, job_id: int, *, token_hash: bytes,
                            max_attempts: int) -> int | None:
         """Count an attempt and store its token hash; return the attempt number or None."""
         row = await self._one("begin_submit", {"job_id": job_id, "token_hash": token_hash,
                                                "max_attempts": max_attempts})
         return int(row["attempt"]) if row else None
+
+    async def release_submit(self, job_id: int, *, attempt: int, delay_s: float) -> bool:
+        """Free a refused attempt's claim, next attempt after delay_s; False if not ours."""
+        row = await self._one("release_submit", {"job_id": job_id, "attempt": attempt,
+                                                 "delay_s": delay_s})
+        return row is not None
 
     async def record_submitted(self, job_id: int, *, task_id: str,
                                first_poll_s: float) -> Job | None:
@@ -280,11 +293,13 @@ class JobStore:
         return [int(r["id"]) for r in rows]
 
     async def claim_deliveries(self, *, instance_id: str, limit: int,
-                               lease_s: float) -> list[Job]:
-        """Claim finished undelivered jobs under a delivery lease."""
+                               lease_s: float) -> list[tuple[Job, str | None]]:
+        """Claim finished undelivered jobs under a delivery lease, each with its user's
+        language (None when unknown)."""
         rows = await self._all("claim_deliveries", {"instance_id": instance_id,
                                                     "limit": limit, "lease_s": lease_s})
-        return sorted((Job.from_row(r) for r in rows), key=lambda j: (j.finished_at, j.id))
+        rows.sort(key=lambda r: (r["finished_at"], r["id"]))
+        return [(Job.from_row(r), r["language"]) for r in rows]
 
     async def release_deliveries(self, *, held: Collection[int],
                                  older_than_s: float) -> list[Job]:
@@ -299,6 +314,12 @@ class JobStore:
         row = await self._one("record_delivered", {
             "job_id": job_id, "attempt": attempt, "file_ids": Jsonb(list(file_ids)),
             "message_ids": Jsonb(list(message_ids))})
+        return row is not None
+
+    async def release_delivery(self, job_id: int, *, attempt: int, delay_s: float) -> bool:
+        """Free a failed delivery's claim, next attempt after delay_s; False if not ours."""
+        row = await self._one("release_delivery", {"job_id": job_id, "attempt": attempt,
+                                                   "delay_s": delay_s})
         return row is not None
 
     async def record_undeliverable(self, job_id: int, *, attempt: int, reason: str) -> bool:

@@ -7,8 +7,11 @@ The submitter's steps for one job, each its own fenced transaction but the HTTP 
 2. `begin_submit`: count an attempt and store the sha256 of a fresh random token (the hashes
    of earlier attempts stay valid); after `max_attempts` the job fails and its hold is
    released instead;
-3. createTask at Kie with callBackUrl = .../<job id>?token=<token> (not here: HTTP);
-4. `record_submitted`: store the task id, guarded by status `pending`.
+3. createTask at Kie with callBackUrl = .../kie/callback/<job id>/<token> (not here: HTTP);
+4. `record_submitted`: store the task id, guarded by status `pending`; or, when Kie refused
+   the attempt with a retryable answer (5xx, 429, 455: no task was made), `release_submit`:
+   free the claim and set `submit_retry_at`, so the next attempt comes after a backoff of
+   seconds instead of the lease.
 
 Crash analysis:
 - before 2 commits: nothing changed but the claim; the job is claimed again after the lease.
@@ -88,6 +91,12 @@ async def begin_submit(conn: psycopg.AsyncConnection, job_id: int, *,
         await apply_outcome(conn, job_id, Failed(code=ATTEMPTS_EXHAUSTED_CODE,
                                                  message=f"{max_attempts} attempts failed"))
     return None
+
+
+async def release_submit(conn: psycopg.AsyncConnection, job_id: int, *, attempt: int,
+                         delay_s: float) -> bool:
+    """Free a refused attempt's claim; the next attempt comes after delay_s (False: not ours)."""
+    return await JobStore(conn).release_submit(job_id, attempt=attempt, delay_s=delay_s)
 
 
 async def record_submitted(conn: psycopg.AsyncConnection, job_id: int, task_id: str, *,

@@ -2,7 +2,10 @@
 
 Overview (a supervisor.worker.Worker over SubmitQueue; its claim runs in the worker's fenced
 turn, one transaction for a whole batch)
-    claim     1. `claim_pending`: pending jobs in fair order (a job's slot is its user's jobs
+    claim     0. backpressure (`SubmitQueue._room`): while BACKLOG_BOUND stored callbacks
+                 are unapplied or finished jobs wait unclaimed for delivery, claim fewer or
+                 none (the delivery worker's turns nudge the submitter to look again)
+              1. `claim_pending`: pending jobs in fair order (a job's slot is its user's jobs
                  in flight plus its rank in the user's queue), each under a lease of
                  SUBMIT_LEASE_S
               2. `begin_submit` for each: count an attempt, store a fresh token's hash (a job
@@ -13,8 +16,10 @@ turn, one transaction for a whole batch)
                  applier may be finishing the same job, and only this job should wait for
                  it): the task id, guarded by status `pending`; then the job's status
                  message is queued to show "generating" (never awaited here)
-    settle    a dead-lettered job fails (`apply_outcome`: hold released); done and retried
-              jobs need no write (a retried job is offered again after its lease)
+    settle    a dead-lettered job fails (`apply_outcome`: hold released); a retried one frees
+              its claim with a retry time (`release_submit`: the worker's Backoff, 2 s
+              doubling up to 60 s), so it is offered again in seconds, not after the lease;
+              done jobs need no write
 
 Pace across terms: on start the bucket is primed with the attempts the database recorded
 in the last window (a dead leader's too), so a new leader's first window holds what Kie's
@@ -22,13 +27,19 @@ still counts, not a full bucket on top of it (the chaos test saw ~40 429s per fa
 
 Fairness and pace: the worker may run only as many submissions as the bucket can grant now,
 plus one (`concurrency`), so jobs do not pile up inside the bucket's queue in claim order: a
-user's long queue delays another user's first job by at most one slot.
+user's long queue delays another user's first job by at most one slot. Backpressure keeps
+that order (held jobs wait in `pending`); it finishes a burst's results before starting more
+of it, so a result waits behind at most BACKLOG_BOUND others instead of the whole burst.
 
 Failure handling
     Kie final error (400 invalid, 402 credits, 422 ...): the job fails now, hold released.
-    Kie retryable error (5xx, 429, timeout) after the client's own retries: the worker
-    retries the job (a new attempt after the lease) up to MAX_SUBMIT_ATTEMPTS (env), then fails it
-    (each attempt may start a Kie task, never a second charge).
+    Kie retryable refusal (5xx, 429, 455: Kie answered, no task was made) after the
+    client's own retries: the worker retries the job after its backoff (the claim is freed
+    with `submit_retry_at`), up to MAX_SUBMIT_ATTEMPTS (env), then fails it.
+    No answer (a timeout or a connection lost after sending: Kie may have made the task):
+    the attempt ends without a retry and the job keeps its claim for the lease, so its
+    callback (the URL names the job) can settle it first; only after the lease is it
+    submitted again (a second Kie task at worst, never a second charge).
     Every attempt after the first is counted on /metrics (`kie_resubmits`).
 
 Crash analysis
@@ -46,6 +57,8 @@ Crash analysis
     - draining (SIGTERM): a submission still waiting for its bucket token gives up before
       sending anything (`Drained`), so a handover never waits for the next window (up to
       10 s); the job stays pending under our claim, which the next leader frees at start.
+    - the backpressure's state (when the hold began) is in memory only: a new leader starts
+      without a hold and counts the backlog afresh at its first claim.
 """
 
 from __future__ import annotations
@@ -53,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -69,12 +83,13 @@ from services.generation import (
     begin_submit,
     claim_pending,
     record_submitted,
+    release_submit,
 )
 from services.generation.callback_ingress import callback_url
 from services.generation.status_messages import JobStatusMessages
 from services.generation.store import JobStore
 from services.generation.submission import FIRST_POLL_AFTER_S, SubmitTicket
-from services.kie import KieClient, KieFinal, TokenBucket
+from services.kie import KieClient, KieFinal, KieRetryable, TokenBucket
 from services.kie.ratelimit import CREATE_LIMIT_PER_WINDOW, CREATE_WINDOW_S
 from supervisor.aio import wait_event
 from supervisor.election import Leadership
@@ -94,6 +109,14 @@ POLL_INTERVAL_S: Final[float] = 0.5
 ARRIVAL_MARGIN_S: Final[float] = 0.15
 # How often the bucket is checked for returned tokens (in memory, no I/O).
 BUCKET_WATCH_S: Final[float] = 0.02
+# A refused attempt is tried again after this backoff (doubling per attempt), not the lease.
+RETRY_INITIAL_S: Final[float] = 2.0
+RETRY_MAX_S: Final[float] = 60.0
+# Backpressure: new submissions wait while this many callbacks are unapplied or results
+# undelivered (see SubmitQueue._room) ...
+BACKLOG_BOUND: int | None = 16  # None: no backpressure (read when a Submitter is made)
+# ... but never longer than this at a stretch.
+HOLD_MAX_S: Final[float] = 5.0
 MODEL_GONE_CODE: Final[str] = "model_unavailable"
 SUBMIT_FAILED_CODE: Final[str] = "submit_failed"
 
@@ -124,9 +147,37 @@ class Attempt:
 class SubmitQueue:
     """Pending jobs as the worker's queue (claims are leases on submit_claimed_at)."""
 
-    def __init__(self, *, lease_s: float, max_attempts: int) -> None:
+    def __init__(self, *, lease_s: float, max_attempts: int, backlog_bound: int | None,
+                 hold_max_s: float = HOLD_MAX_S) -> None:
         self._lease_s = lease_s
         self._max_attempts = max_attempts
+        self._bound = backlog_bound
+        self._hold_max_s = hold_max_s
+        self.held_since: float | None = None  # monotonic; None: not holding back
+
+    async def _room(self, conn: psycopg.AsyncConnection, limit: int) -> int:
+        """Return how many jobs to claim: limit, less while work after Kie's answer piles up.
+
+        Backpressure: with BACKLOG_BOUND callbacks unapplied or results undelivered, new
+        submissions wait (durably, in `pending`, in their fair order) until deliveries catch
+        up, so a burst's results go out before more work is started. Never longer than
+        hold_max_s at a stretch: a stuck delivery must not stop submissions (pending jobs
+        have deadlines).
+        """
+        if self._bound is None:
+            return limit
+        backlog = await JobStore(conn).downstream_backlog(bound=self._bound)
+        now = time.monotonic()
+        if backlog < self._bound:
+            self.held_since = None
+            return min(limit, self._bound - backlog)
+        if self.held_since is None:
+            self.held_since = now
+        elif now - self.held_since >= self._hold_max_s:
+            self.held_since = now  # let this batch through, then hold again
+            logger.warning("submit_backpressure_overridden", extra={"backlog": backlog})
+            return limit
+        return 0
 
     async def listen(self, conn: psycopg.AsyncConnection) -> None:
         """Wake on new jobs."""
@@ -135,7 +186,10 @@ class SubmitQueue:
     async def claim(self, conn: psycopg.AsyncConnection, *, term: int,
                     limit: int) -> list[worker.Job[Attempt]]:
         """Claim up to limit pending jobs in fair order and start an attempt of each."""
-        claimed = []
+        claimed: list[worker.Job[Attempt]] = []
+        limit = await self._room(conn, limit)
+        if limit <= 0:
+            return claimed
         for job in await claim_pending(conn, limit=limit, lease_s=self._lease_s):
             ticket = await begin_submit(conn, job.id, max_attempts=self._max_attempts)
             if ticket is not None:  # None: attempts used up, the job failed (hold released)
@@ -145,11 +199,16 @@ class SubmitQueue:
 
     async def settle(self, conn: psycopg.AsyncConnection, *, term: int,
                      settlements: Sequence[worker.Settlement[Attempt]]) -> None:
-        """Fail the jobs whose attempts are spent; the others need no write."""
+        """Fail the jobs whose attempts are spent, free the retried ones' claims until their
+        backoff passes; done jobs need no write."""
         for settlement in settlements:
+            attempt = settlement.job.payload
             if settlement.outcome is worker.Outcome.DEAD:
-                await apply_outcome(conn, settlement.job.payload.job.id, Failed(
+                await apply_outcome(conn, attempt.job.id, Failed(
                     code=SUBMIT_FAILED_CODE, message=settlement.error or "submission failed"))
+            elif settlement.outcome is worker.Outcome.RETRY:
+                await release_submit(conn, attempt.job.id, attempt=attempt.ticket.attempt,
+                                     delay_s=settlement.retry_in_s)
 
     async def release_claims(self, conn: psycopg.AsyncConnection, *,
                              held: Collection[Hashable],
@@ -177,7 +236,9 @@ class Submitter:
                  max_attempts: int, listen_connect: worker.ConnectFn | None = None,
                  max_concurrency: int = MAX_CONCURRENCY, lease_s: float = SUBMIT_LEASE_S,
                  first_poll_s: float = FIRST_POLL_AFTER_S,
-                 status: JobStatusMessages | None = None) -> None:
+                 status: JobStatusMessages | None = None,
+                 retry_initial_s: float = RETRY_INITIAL_S,
+                 retry_max_s: float = RETRY_MAX_S) -> None:
         """Submit through kie (at most max_attempts per job); callbacks go to
         webhook_base_url."""
         self._pool = pool
@@ -188,13 +249,15 @@ class Submitter:
         self._max_concurrency = max_concurrency
         self._first_poll_s = first_poll_s
         self._status = status
+        self._queue = SubmitQueue(lease_s=lease_s, max_attempts=max_attempts,
+                                  backlog_bound=BACKLOG_BOUND)
         self.worker = worker.Worker(
             worker.WorkerConfig(name=self.name, concurrency=max_concurrency,
                                 max_attempts=max_attempts,
                                 handler_timeout_s=HANDLER_TIMEOUT_S,
-                                poll_interval_s=POLL_INTERVAL_S),
-            pool=pool, queue=SubmitQueue(lease_s=lease_s, max_attempts=max_attempts),
-            handle=self.submit,
+                                poll_interval_s=POLL_INTERVAL_S,
+                                retry_initial_s=retry_initial_s, retry_max_s=retry_max_s),
+            pool=pool, queue=self._queue, handle=self.submit,
             listen_connect=listen_connect, concurrency=self._slots)
 
     async def run(self, leadership: Leadership | None) -> None:
@@ -233,6 +296,11 @@ class Submitter:
                 self.worker.wake()
             had = now
 
+    def nudge(self) -> None:
+        """Run a turn now if backpressure holds submissions back (a result was delivered)."""
+        if self._queue.held_since is not None:
+            self.worker.wake()
+
     def _slots(self) -> int:
         """Return how many submissions may run: what the bucket grants now, plus one."""
         return max(1, min(self._max_concurrency, self._kie.bucket.available() + 1))
@@ -260,6 +328,16 @@ class Submitter:
         except Drained:
             # Not sent: the job stays pending under our claim, which the next leader frees.
             logger.info("job_submit_left_to_next_leader", extra={"job_id": job.id})
+            return
+        except KieRetryable as exc:
+            if not exc.maybe_executed:
+                raise  # Kie refused: retried after the worker's backoff
+            # Kie may have made the task: keep the claim for its lease so the callback can
+            # settle the job before any second submission.
+            self._state.count("kie_submits_unanswered")
+            logger.warning("job_submit_unanswered", extra={"job_id": job.id,
+                                                           "attempt": ticket.attempt,
+                                                           "code": exc.code})
             return
         async with leadership.fenced(self._pool) as conn:
             submitted = await record_submitted(conn, job.id, task_id,

@@ -5,6 +5,7 @@ invariants hold after every scenario."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from services.catalog import get_catalog
 from services.catalog.loader import Model
 from services.delivery.files import ResultKind
 from services.generation import Created, JobStatus
-from services.generation.delivery_worker import result_kind
+from services.generation.delivery_worker import MAX_DELIVERY_ATTEMPTS, result_kind
 from services.generation.engine import Timings
 from services.kie import client as kie_client
 from tests.helpers import eventually
@@ -105,7 +106,8 @@ async def test_every_catalog_model_is_generated_and_delivered_with_its_media_typ
 
 PHOTO_MODEL = CATALOG["seedream/4.5-text-to-image"]
 QUICK = Timings(first_poll_s=0.3, poll_base_s=0.2, poll_max_s=0.5, poll_interval_s=0.1,
-                submit_lease_s=1.0, delivery_lease_s=0.5)
+                submit_lease_s=1.0, delivery_lease_s=0.5, submit_retry_s=0.05,
+                submit_retry_max_s=0.2, delivery_retry_s=0.05, delivery_retry_max_s=0.2)
 USERS = (501, 502)
 
 
@@ -118,9 +120,10 @@ def quick_kie_client(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @contextlib.asynccontextmanager
 async def scenario(database_url: str, *, hmac_key: str | None = None,
+                   timings: Timings = QUICK,
                    **kie: Any) -> AsyncIterator[tuple[GenerationStack, KieSandboxClient,
                                                       SandboxClient]]:
-    options = StackOptions(kie=fast_kie(**kie), hmac_key=hmac_key, timings=QUICK,
+    options = StackOptions(kie=fast_kie(**kie), hmac_key=hmac_key, timings=timings,
                            rate_limited=False, env={"KIE_REQUEST_TIMEOUT": "1"})
     async with GenerationStack(database_url, options) as stack, \
             KieSandboxClient(stack.kie_url) as kie_control, \
@@ -239,7 +242,7 @@ async def test_a_failed_task_releases_the_hold_and_tells_the_user_why(database_u
             assert "content rules" in entry["text"]
 
 
-async def test_a_result_gone_from_kie_is_charged_once_and_the_user_is_told(
+async def test_a_result_gone_from_kie_is_refunded_once_and_the_user_told_not_charged(
         database_url: str) -> None:
     async with scenario(database_url) as (stack, kie, telegram):
         await kie.fault("result", missing=True, fail_next=len(USERS))
@@ -247,14 +250,28 @@ async def test_a_result_gone_from_kie_is_charged_once_and_the_user_is_told(
         for job in jobs.values():
             assert job.status is JobStatus.SUCCEEDED
             assert job.undeliverable_reason is not None
+            assert job.delivery_attempts == MAX_DELIVERY_ATTEMPTS
             wallet = await stack.wallet(job.user_id)
-            assert (wallet.balance_kop, wallet.hold_kop) == (BALANCE_KOP - job.price_kop, 0)
+            assert (wallet.balance_kop, wallet.hold_kop) == (BALANCE_KOP, 0)
 
             async def told(user_id: int = job.user_id) -> bool:
                 log = await telegram.chat_messages(user_id)
-                return any("no longer available" in e.get("text", "") for e in log)
+                return any("not charged" in e.get("text", "") for e in log)
 
-            await eventually(told, what="the user told the result is gone")
+            await eventually(told, what="the user told they were not charged")
+
+
+async def test_a_result_url_that_fails_twice_is_delivered_on_the_retry_not_after_the_lease(
+        database_url: str) -> None:
+    # The lease is longer than the wait below: only the released claims' backoff can make
+    # the retries in time.
+    timings = dataclasses.replace(QUICK, delivery_lease_s=3_600.0)
+    async with scenario(database_url, timings=timings) as (stack, kie, telegram):
+        # Each attempt probes the file with HEAD, then GET: 4 failed reads = 2 failed attempts.
+        await kie.fault("result", failing_reads=4, fail_next=len(USERS))
+        jobs = await run_jobs(stack)
+        await assert_charged_once_and_delivered_once(stack, telegram, jobs)
+        assert [job.delivery_attempts for job in jobs.values()] == [3] * len(USERS)
 
 
 async def test_kie_never_receives_a_telegram_file_url_or_a_secret(database_url: str) -> None:

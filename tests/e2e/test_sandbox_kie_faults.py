@@ -287,6 +287,16 @@ async def test_result_urls_can_be_missing_or_expire_at_once(
         assert (await download(url))[0] == status
 
 
+async def test_result_urls_can_fail_a_few_reads_then_serve(
+    api: aiohttp.ClientSession, control: KieSandboxClient
+) -> None:
+    await control.fault("result", failing_reads=2)
+    task_id = await create(api)
+    await control.wait(tasks_succeeded_at_least=1, timeout_s=WAIT_S)
+    url = (await control.task(task_id))["task"]["result_urls"][0]
+    assert [(await download(url))[0] for _ in range(3)] == [503, 503, 200]
+
+
 async def test_reset_forgets_tasks_faults_and_counters(
     api: aiohttp.ClientSession, control: KieSandboxClient
 ) -> None:

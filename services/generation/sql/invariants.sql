@@ -11,7 +11,11 @@ WITH sums AS (
            count(*) FILTER (WHERE kind = 'commit') AS commits,
            count(*) FILTER (WHERE kind = 'release') AS releases,
            coalesce(sum(hold_delta_kop) FILTER (WHERE kind IN ('commit', 'release')), 0)
-               AS settled
+               AS settled,
+           -- A refund of a job's charge (automatic for an undeliverable result, or an
+           -- operator's): an adjustment naming the job.
+           count(*) FILTER (WHERE kind = 'adjustment') AS refunds,
+           coalesce(sum(balance_delta_kop) FILTER (WHERE kind = 'adjustment'), 0) AS refunded
       FROM ledger WHERE job_id IS NOT NULL GROUP BY job_id
 ), open_holds AS (
     SELECT user_id, sum(price_kop) AS held FROM generation_jobs
@@ -54,4 +58,22 @@ SELECT 'charged_only_for_success', j.user_id, j.id,
  WHERE (j.status = 'succeeded' AND e.releases > 0)
     OR (j.status IN ('failed', 'expired') AND e.commits > 0)
     OR (j.free AND e.holds > 0)
+UNION ALL
+SELECT 'refund_only_of_a_charge', j.user_id, j.id,
+       format('%s, price %s, %s commits, %s refunds of %s', j.status, j.price_kop, e.commits,
+              e.refunds, e.refunded)
+  FROM generation_jobs j JOIN job_entries e ON e.job_id = j.id
+ WHERE e.refunds > 0
+   AND (j.status <> 'succeeded' OR e.commits <> 1 OR e.refunds <> 1
+        OR e.refunded <> j.price_kop)
+UNION ALL
+-- A charged result that could not be delivered (its attempts spent; the reason's prefix is
+-- services.generation.delivery.UNAVAILABLE_REASON) is refunded.
+SELECT 'undeliverable_result_refunded', j.user_id, j.id,
+       format('price %s, refunded %s (%s)', j.price_kop, coalesce(e.refunded, 0),
+              left(j.undeliverable_reason, 80))
+  FROM generation_jobs j LEFT JOIN job_entries e ON e.job_id = j.id
+ WHERE j.status = 'succeeded' AND j.price_kop > 0
+   AND j.undeliverable_reason LIKE 'result\_unavailable%'
+   AND coalesce(e.refunded, 0) <> j.price_kop
 ORDER BY rule, user_id, job_id;

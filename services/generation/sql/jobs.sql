@@ -47,8 +47,9 @@ LISTEN job_callbacks;
 -- Claim pending jobs for submission, fair across users: a job's slot is its user's jobs in
 -- flight plus its rank among the user's pending jobs, so one user's long queue delays another
 -- user's first job by at most one slot. A claim is a lease (submit_claimed_at): a submitter
--- that died mid-call leaves the job to be claimed again after lease_s. Jobs with a callback
--- already stored are left alone (Kie has them; the callback will settle them).
+-- that died mid-call leaves the job to be claimed again after lease_s; a refused attempt
+-- frees its claim itself (release_submit) and waits until submit_retry_at. Jobs with a
+-- callback already stored are left alone (Kie has them; the callback will settle them).
 WITH inflight AS (
     SELECT user_id, count(*) AS n FROM generation_jobs WHERE status = 'submitted'
      GROUP BY user_id
@@ -59,6 +60,7 @@ WITH inflight AS (
      WHERE j.status = 'pending'
        AND (j.submit_claimed_at IS NULL
             OR j.submit_claimed_at < now() - make_interval(secs => %(lease_s)s))
+       AND (j.submit_retry_at IS NULL OR j.submit_retry_at <= now())
        AND NOT EXISTS (SELECT 1 FROM job_callbacks c WHERE c.job_id = j.id)
 ), picked AS (
     SELECT j.id, coalesce(i.n, 0) + r.rank AS slot
@@ -95,6 +97,19 @@ SELECT extract(epoch FROM now() - started_at)::float8 AS age_s
  ORDER BY started_at DESC
  LIMIT %(limit)s;
 
+-- name: downstream_backlog
+-- How much work after Kie's answer waits for the leader to pick it up, counted up to
+-- `bound`: stored callbacks not applied yet, plus finished jobs not delivered that no
+-- delivery holds and whose retry time (if any) has come. Deliveries in progress are not
+-- waiting, nor are jobs backing off after a failed attempt or held by a dead claimant.
+SELECT (SELECT count(*) FROM (SELECT 1 FROM job_callbacks WHERE applied_at IS NULL
+                               LIMIT %(bound)s) AS c)
+     + (SELECT count(*) FROM (SELECT 1 FROM generation_jobs
+                               WHERE finished_at IS NOT NULL AND delivered_at IS NULL
+                                 AND delivering_at IS NULL
+                                 AND (delivery_retry_at IS NULL OR delivery_retry_at <= now())
+                               LIMIT %(bound)s) AS d) AS n;
+
 -- name: begin_submit
 -- Count one more submission attempt of a pending job and keep its token's hash beside the
 -- earlier ones (a late callback of an earlier attempt still verifies). No row: the job is not
@@ -108,6 +123,15 @@ WITH job AS (
 INSERT INTO job_submissions (job_id, attempt, token_hash)
 SELECT id, submit_attempts, %(token_hash)s FROM job
 RETURNING attempt;
+
+-- name: release_submit
+-- Free a pending job's claim after a refused attempt (Kie answered 5xx/429/455: no task was
+-- made) and hold the next attempt back by delay_s. Guarded by the attempt: a claim taken
+-- again since (a lease that passed) is not touched.
+UPDATE generation_jobs
+   SET submit_claimed_at = NULL, submit_retry_at = now() + make_interval(secs => %(delay_s)s)
+ WHERE id = %(job_id)s AND status = 'pending' AND submit_attempts = %(attempt)s
+RETURNING id;
 
 -- name: record_submitted
 -- Store Kie's task id on a pending job and schedule its first status poll.
@@ -243,13 +267,16 @@ SELECT j.id
    FOR UPDATE OF j SKIP LOCKED;
 
 -- name: claim_deliveries
--- Claim finished, undelivered jobs whose delivery lease is free or expired, oldest first;
--- the claim's attempt number is the claimant's guard for recording the result.
+-- Claim finished, undelivered jobs whose delivery lease is free or expired and whose retry
+-- time (after a failed attempt) has come, oldest first; the claim's attempt number is the
+-- claimant's guard for recording the result. Each comes with the language delivery speaks to
+-- its user in (as loops.sql's user_language: saves a round trip per delivery).
 WITH due AS (
     SELECT id FROM generation_jobs
      WHERE finished_at IS NOT NULL AND delivered_at IS NULL
        AND (delivering_at IS NULL
             OR delivering_at < now() - make_interval(secs => %(lease_s)s))
+       AND (delivery_retry_at IS NULL OR delivery_retry_at <= now())
      ORDER BY finished_at, id
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
@@ -259,7 +286,8 @@ UPDATE generation_jobs g
        delivery_attempts = g.delivery_attempts + 1
   FROM due
  WHERE g.id = due.id AND g.delivered_at IS NULL
-RETURNING g.*;
+RETURNING g.*, (SELECT COALESCE(u.ui_language, u.language_code) FROM users u
+                 WHERE u.user_id = g.user_id) AS language;
 
 -- name: release_deliveries
 -- Free the delivery claims (leases on delivering_at) of undelivered jobs that no running
@@ -278,6 +306,14 @@ RETURNING *;
 UPDATE generation_jobs
    SET delivered_at = now(), delivered_file_ids = %(file_ids)s,
        delivered_message_ids = %(message_ids)s
+ WHERE id = %(job_id)s AND delivered_at IS NULL AND delivery_attempts = %(attempt)s
+RETURNING id;
+
+-- name: release_delivery
+-- Free the claim of a failed delivery attempt and hold the next attempt back by delay_s
+-- (the lease would hold it for minutes). Guarded by the claim's attempt number.
+UPDATE generation_jobs
+   SET delivering_at = NULL, delivery_retry_at = now() + make_interval(secs => %(delay_s)s)
  WHERE id = %(job_id)s AND delivered_at IS NULL AND delivery_attempts = %(attempt)s
 RETURNING id;
 
