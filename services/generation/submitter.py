@@ -147,7 +147,7 @@ class Attempt:
 class SubmitQueue:
     """Pending jobs as the worker's queue (claims are leases on submit_claimed_at)."""
 
-    def __init__(self, *, lease_s: float, max_attempts: int, backlog_bound: int | None,
+    def __init__(self, *, lease_s: float, max_attempts: int, backlog_bound: int | None = None,
                  hold_max_s: float = HOLD_MAX_S) -> None:
         self._lease_s = lease_s
         self._max_attempts = max_attempts

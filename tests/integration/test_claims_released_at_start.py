@@ -51,7 +51,7 @@ async def test_a_dead_leaders_delivery_claim_is_freed_when_the_next_worker_start
         assert await record_delivered(conn, again.payload, file_ids=["f2"], message_ids=[2])
 
 
-async def test_a_delivery_freed_with_its_attempts_used_up_is_closed_undeliverable(
+async def test_a_delivery_freed_with_its_attempts_used_up_is_closed_as_unavailable(
         pool: AsyncConnectionPool) -> None:
     job = await new_job(pool, "r:2")
     async with pool.connection() as conn:
@@ -61,7 +61,9 @@ async def test_a_delivery_freed_with_its_attempts_used_up_is_closed_undeliverabl
             conn, held=set(), older_than_s=0, max_attempts=1)
         assert released.dead_lettered
         closed = await JobStore(conn).job(job.id)
-    assert closed is not None and closed.undeliverable_reason == RELEASED_SPENT_REASON
+    # Closed like any spent delivery (record_unavailable: refunded if it was charged).
+    assert closed is not None and closed.undeliverable_reason is not None
+    assert closed.undeliverable_reason.endswith(RELEASED_SPENT_REASON)
 
 
 async def test_a_dead_leaders_submission_claim_is_freed_when_the_next_submitter_starts(
