@@ -89,8 +89,7 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     storefront = Storefront(pool, catalog, markup=settings.price_markup,
                             leadership=lambda: term.leadership)
     payments = Payments(pool, bot, payment_terms(settings), leadership=lambda: term.leadership)
-    generations = Generations(pool, leadership=lambda: term.leadership, catalog=catalog,
-                              markup=settings.price_markup,
+    generations = Generations(pool, leadership=lambda: term.leadership, storefront=storefront,
                               limits=JobLimits.from_settings(settings))
     admin = Admin(pool, storefront, operators=settings.admin_ids, markup=settings.price_markup,
                   lease_name=lease_name(settings.telegram_bot_token.get()),

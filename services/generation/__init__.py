@@ -36,6 +36,8 @@ from services.generation.request import (
     InsufficientFunds,
     InvalidParams,
     JobLimits,
+    ModelUnavailable,
+    PriceChanged,
     RequestOutcome,
     request_generation,
 )
@@ -73,7 +75,9 @@ __all__ = [
     "JobLimits",
     "JobNotFound",
     "JobStatus",
+    "ModelUnavailable",
     "Outcome",
+    "PriceChanged",
     "RequestConflict",
     "RequestOutcome",
     "Settlement",

@@ -99,7 +99,7 @@ class ChatBot:
         fresh_routers()
         accounts = Accounts(self.pool, leadership=lambda: self.term.leadership)
         generations = Generations(self.pool, leadership=lambda: self.term.leadership,
-                                  catalog=get_catalog(), markup=MARKUP,
+                                  storefront=self.storefront,
                                   limits=JobLimits(max_active_jobs=2, free_daily_quota=5))
         dp = build_dispatcher(PostgresStorage(self.pool, fenced=self.term.fenced),
                               accounts=accounts, storefront=self.storefront,

@@ -22,9 +22,9 @@ SELECT (SELECT count(*) FROM generation_jobs
 -- wake the leader's submitter (the notification is delivered when the transaction commits).
 WITH inserted AS (
     INSERT INTO generation_jobs (user_id, chat_id, model_id, params, price_kop, category, free,
-                                 idempotency_key)
+                                 idempotency_key, kie_cost_kop)
     VALUES (%(user_id)s, %(chat_id)s, %(model_id)s, %(params)s, %(price_kop)s, %(category)s,
-            %(free)s, %(idempotency_key)s)
+            %(free)s, %(idempotency_key)s, %(kie_cost_kop)s)
     RETURNING *
 )
 SELECT inserted.*, pg_notify('job_requested', inserted.id::text) AS notified FROM inserted;

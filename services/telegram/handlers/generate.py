@@ -51,6 +51,8 @@ from services.generation import (
     FreeQuotaExhausted,
     InsufficientFunds,
     InvalidParams,
+    ModelUnavailable,
+    PriceChanged,
 )
 from services.generation.service import Generations, RateLimited
 from services.storefront import Storefront
@@ -113,7 +115,7 @@ async def start_form(query: CallbackQuery, callback_data: GenerateCb, state: FSM
         return
     form = engine.start(listing.model, card=_card_id(event_update))
     await _store(state, form)
-    await show(query, *_render(i18n, member, generations, listing.model, form))
+    await show(query, *await _render(i18n, member, generations, listing.model, form))
 
 
 @router.message(StateFilter(None), F.text, ~F.text.startswith("/"))
@@ -131,7 +133,7 @@ async def quick_path(message: Message, state: FSMContext, i18n: I18nContext, mem
         await message.answer(screens.refusal_text(i18n.get, model, step))
         return
     await _store(state, step)
-    text, markup = _render(i18n, member, generations, model, step)
+    text, markup = await _render(i18n, member, generations, model, step)
     if step.asking is None:
         text = say(i18n.get, "quick-offer", model=model.title.get(i18n.locale)) + "\n\n" + text
     await message.answer(text, reply_markup=markup)
@@ -187,14 +189,15 @@ async def pressed(query: CallbackQuery, callback_data: FormPress, state: FSMCont
     model, form = loaded
     if str(callback_data.card) != form.card:
         callback_answer.text = say(i18n.get, "rule-stale")
-        await show(query, *_render(i18n, member, generations, model, form))
+        await show(query, *await _render(i18n, member, generations, model, form))
         return
     if callback_data.verb is Verb.CANCEL:
         await _drop(state)
         await show(query, say(i18n.get, "cancelled"), _menu_only(i18n))
         return
     if callback_data.verb is Verb.GO:
-        await _generate(query, i18n, member, generations, callback_answer, form, state)
+        await _generate(query, i18n, member, generations, callback_answer, form, state,
+                        shown_price_kop=callback_data.a)
         return
     step = _press(model, form, callback_data, _card_id(event_update))
     if isinstance(step, Refusal):
@@ -202,7 +205,7 @@ async def pressed(query: CallbackQuery, callback_data: FormPress, state: FSMCont
         callback_answer.show_alert = True
         return
     await _store(state, step)
-    await show(query, *_render(i18n, member, generations, model, step))
+    await show(query, *await _render(i18n, member, generations, model, step))
 
 
 def _press(model: Model, form: Form, press: FormPress, card: str) -> Form | Refusal:
@@ -227,8 +230,9 @@ def _press(model: Model, form: Form, press: FormPress, card: str) -> Form | Refu
 
 async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
                     generations: Generations, answer: CallbackAnswer, form: Form,
-                    state: FSMContext) -> None:
-    """Request the card's job; a card that already made its job finds it (Duplicate)."""
+                    state: FSMContext, *, shown_price_kop: int) -> None:
+    """Request the card's job at the price it showed; a card that already made its job
+    finds it (Duplicate); a price changed since is refused with the new card."""
     model = generations.catalog.get(form.model_id)
     message = query.message
     if model is None or message is None or engine.missing(model, form):
@@ -237,7 +241,8 @@ async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
     chat_id = message.chat.id
     outcome = await generations.request(
         user_id=member.user_id, chat_id=chat_id, model_id=model.id,
-        params=engine.params(form), idempotency_key=f"gen:{chat_id}:{form.card}")
+        params=engine.params(form), idempotency_key=f"gen:{chat_id}:{form.card}",
+        shown_price_kop=shown_price_kop)
     title = model.title.get(i18n.locale)
     match outcome:
         case Created(job):
@@ -266,6 +271,16 @@ async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
         case RateLimited(retry_after_s=wait_s):
             answer.text = say(i18n.get, "rate-limited", seconds=math.ceil(wait_s))
             answer.show_alert = True
+        case PriceChanged(price_kop=price):
+            # Nothing was written; the same card (same key) re-shown with the live price.
+            text, markup = await _render(i18n, member, generations, model, form)
+            changed = say(i18n.get, "price-changed", model=title,
+                          price=say(i18n.get, "free") if price == 0 else rubles(price))
+            await show(query, changed + "\n\n" + text, markup)
+        case ModelUnavailable():
+            await _drop(state)
+            await show(query, say(i18n.get, "model-unavailable", model=title),
+                       _menu_only(i18n))
         case InvalidParams(field=name, rule=rule):
             await message.answer(screens.refusal_text(
                 i18n.get, model, Refusal("rule-invalid", {"field": name, "reason": rule})))
@@ -276,22 +291,22 @@ async def _after_message(message: Message, state: FSMContext, i18n: I18nContext,
                          step: Form | Refusal) -> None:
     """Store a step made from a message and show what comes next, or re-ask the same."""
     if isinstance(step, Refusal):
-        text, markup = _render(i18n, member, generations, model, form)
+        text, markup = await _render(i18n, member, generations, model, form)
         await message.answer(screens.refusal_text(i18n.get, model, step) + "\n\n" + text,
                              reply_markup=markup)
         return
     await _store(state, step)
-    text, markup = _render(i18n, member, generations, model, step)
+    text, markup = await _render(i18n, member, generations, model, step)
     await message.answer(text, reply_markup=markup)
 
 
-def _render(i18n: I18nContext, member: Member, generations: Generations, model: Model,
-            form: Form) -> tuple[str, InlineKeyboardMarkup]:
+async def _render(i18n: I18nContext, member: Member, generations: Generations, model: Model,
+                  form: Form) -> tuple[str, InlineKeyboardMarkup]:
     """Return the question being asked, or the card priced for the member, as a message."""
     if form.asking is not None:
         screen = screens.ask(i18n.get, i18n.locale, model, form)
     else:
-        price = generations.price(model.id, engine.params(form))
+        price = await generations.price(model.id, engine.params(form))
         balance = member.wallet.balance_kop
         quote = (Quote(0, free=False, balance_kop=balance) if isinstance(price, InvalidParams)
                  else Quote(price.price_kop, free=price.free, balance_kop=balance))
