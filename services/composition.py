@@ -51,6 +51,8 @@ from supervisor.services import Composition, Service
 
 # FSM states kept in memory by the leader (a few MB at most); misses read the database.
 FSM_STATE_CACHE_SIZE = 50_000
+# FSM data (a form is about 1 KB of JSON) of the chats that moved most recently: ~10 MB.
+FSM_DATA_CACHE_SIZE = 10_000
 
 
 def payment_terms(settings: Settings) -> PaymentTerms:
@@ -83,7 +85,8 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
 
     bot_id = bot_id_of(settings.telegram_bot_token.get())
     inbox = InboxStore(bot_id, instance_id=settings.instance_id)
-    storage = PostgresStorage(pool, fenced=term.fenced, state_cache_size=FSM_STATE_CACHE_SIZE,
+    storage = PostgresStorage(pool, fence=term.fence_params, state_cache_size=FSM_STATE_CACHE_SIZE,
+                              data_cache_size=FSM_DATA_CACHE_SIZE,
                               cache_scope=lambda: term.leadership)
     accounts = Accounts(pool, leadership=lambda: term.leadership)
     storefront = Storefront(pool, catalog, markup=settings.price_markup,

@@ -77,7 +77,7 @@ class Pool(AsyncConnectionPool):
         super().__init__(*args, check=self._check_if_idle, reset=self._note_return, **kwargs)
 
     async def _note_return(self, conn: psycopg.AsyncConnection) -> None:
-        # The pool hands the connection here idle; a `reading` block that could not restore
+        # The pool hands the connection here idle; an `autocommit` block that could not restore
         # the transaction mode is put right before anyone else gets the connection.
         if conn.autocommit:
             await conn.set_autocommit(False)
@@ -96,12 +96,13 @@ class Pool(AsyncConnectionPool):
 
 
 @contextlib.asynccontextmanager
-async def reading(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
-    """Yield a pooled connection in autocommit for reads: one round trip per statement.
+async def autocommit(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
+    """Yield a pooled connection in autocommit: each statement is its own transaction.
 
     A pooled connection otherwise wraps even one SELECT in BEGIN and COMMIT, three round trips
-    for the handlers' per-update reads. Each statement sees its own snapshot, as in READ
-    COMMITTED anyway; never write here (nothing would be atomic nor fenced).
+    for the handlers' per-update reads. Use it for reads (each statement sees its own
+    snapshot, as in READ COMMITTED anyway) and for single statements that fence themselves
+    (`Leadership.fence_params`); never for writes that must be atomic together.
     """
     async with pool.connection() as conn:
         await conn.set_autocommit(True)

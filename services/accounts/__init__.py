@@ -3,7 +3,7 @@
 Handlers get an `Accounts`, never the pool, the settings or a secret. It owns its
 transactions: every write is one fenced unit of work under the current leadership (the term
 the dispatcher runs under), so a deposed leader's handler changes nothing; reads take a
-pooled connection and no fence.
+pooled connection in autocommit (`supervisor.db.reading`: one round trip each) and no fence.
 
 Crash analysis of `register` / `enter` (a read, then, only for a new user or a changed
 profile, one transaction: user row, empty wallet, wallet
@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.billing.ledger import LedgerLine, LedgerStore, Wallet, read_wallet
 from services.generation.store import Job, JobStore
 from services.users import Language, Profile, UserStore
+from supervisor.db import autocommit
 from supervisor.election import FencedError, Leadership
 
 
@@ -82,7 +83,7 @@ class Accounts:
         A returning user whose profile did not change costs one read and no write (the
         common case: most updates come from known users).
         """
-        async with self._pool.connection() as conn:
+        async with autocommit(self._pool) as conn:
             known = await UserStore(conn).member(user.id)
         profile = Profile(user.username, user.first_name, user.language_code)
         if known is not None and known[0] == profile:
@@ -109,33 +110,33 @@ class Accounts:
 
     async def chosen_language(self, user_id: int) -> Language | None:
         """Return the UI language the user chose, or None (never chose, or unknown)."""
-        async with self._pool.connection() as conn:
+        async with autocommit(self._pool) as conn:
             known = await UserStore(conn).member(user_id)
         return known[1].ui_language if known else None
 
     async def wallet(self, user_id: int) -> Wallet | None:
         """Return the user's wallet, or None if they never registered."""
-        async with self._pool.connection() as conn:
+        async with autocommit(self._pool) as conn:
             return await read_wallet(conn, user_id)
 
     async def statement(self, user_id: int, *, limit: int) -> list[LedgerLine]:
         """Return the user's latest ledger entries, newest first."""
-        async with self._pool.connection() as conn:
+        async with autocommit(self._pool) as conn:
             return await LedgerStore(conn).recent_entries(user_id, limit=limit)
 
     async def jobs(self, user_id: int, *, offset: int, limit: int) -> JobPage:
         """Return one page of the user's jobs, newest first."""
-        async with self._pool.connection() as conn:
+        async with autocommit(self._pool) as conn:
             jobs, total = await JobStore(conn).user_jobs(user_id, offset=offset, limit=limit)
         return JobPage(jobs=jobs, total=total)
 
     async def job(self, user_id: int, job_id: int) -> Job | None:
         """Return one of the user's jobs, or None."""
-        async with self._pool.connection() as conn:
+        async with autocommit(self._pool) as conn:
             return await JobStore(conn).user_job(user_id, job_id)
 
     async def last_model(self, user_id: int) -> str | None:
         """Return the model id of the user's latest job, or None."""
-        async with self._pool.connection() as conn:
+        async with autocommit(self._pool) as conn:
             return await JobStore(conn).last_model(user_id)
 

@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.catalog import Catalog, Model
 from services.storefront.pricing import Override, Price, kie_cost_kop, quote, user_price_kop
-from supervisor.db import reading
+from supervisor.db import autocommit
 from supervisor.election import FencedError, Leadership
 from supervisor.sqlstore import QueryStore
 
@@ -123,7 +123,7 @@ class Storefront:
         """Return the operators' overrides by model id (read at most every cache_s)."""
         now = self._clock()
         if self._read_at is None or now - self._read_at >= self._cache_s:
-            async with reading(self._pool) as conn:
+            async with autocommit(self._pool) as conn:
                 found = {o.model_id: o for o in await OverrideStore(conn).overrides()}
             if found != self._overrides:
                 self._overrides, self._shelf = found, self._build(found)

@@ -24,7 +24,8 @@ touching the FSM: a crash before its commit leaves nothing; after it, the re-run
 Duplicate and the state is moved to the menu then.
 
 Cost per step (the pool is small, so transactions are what latency queues on): a question
-or a card change is one FSM write; Generate is the job's transaction plus the state write.
+or a card change is one FSM write (state and form together); the form is read from the
+leader's FSM data cache; Generate is the job's transaction plus the state write.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from services.telegram.forms import engine, screens
 from services.telegram.forms.engine import Form
 from services.telegram.forms.screens import Quote, Screen, Verb, say
 from services.telegram.forms.values import Refusal, Upload
+from services.telegram.fsm_storage import set_state_and_update_data
 from services.telegram.handlers.menu import outdated
 from services.telegram.texts import rubles
 from services.telegram.ui import GenerateCb, TopUpCb, add_menu_button, button, show
@@ -337,15 +339,12 @@ async def _load(state: FSMContext, generations: Generations) -> tuple[Model, For
 
 
 async def _store(state: FSMContext, form: Form) -> None:
-    # The state is cached (no read); writing it only when it changes saves a transaction.
-    if await state.get_state() != GenerateForm.filling.state:
-        await state.set_state(GenerateForm.filling)
-    await state.update_data({FORM_KEY: form.to_data()})
+    # State and form in one write (one fenced transaction), not two.
+    await set_state_and_update_data(state, GenerateForm.filling, {FORM_KEY: form.to_data()})
 
 
 async def _drop(state: FSMContext) -> None:
-    await state.set_state(None)
-    await state.update_data({FORM_KEY: None})
+    await set_state_and_update_data(state, None, {FORM_KEY: None})
 
 
 def _card_id(update: Update) -> str:
