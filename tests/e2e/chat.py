@@ -22,7 +22,11 @@ from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.accounts import Accounts
 from services.admin.service import Admin
 from services.catalog import get_catalog
-from services.composition import FSM_DATA_CACHE_SIZE, FSM_STATE_CACHE_SIZE
+from services.composition import (
+    FSM_DATA_CACHE_SIZE,
+    FSM_STATE_CACHE_SIZE,
+    KNOWN_USERS_CACHE_SIZE,
+)
 from services.generation import JobLimits
 from services.generation.service import Generations
 from services.payments.service import Payments, PaymentTerms
@@ -98,7 +102,8 @@ class ChatBot:
     async def start(self) -> None:
         """Start polling and dispatching as the leader."""
         fresh_routers()
-        accounts = Accounts(self.pool, leadership=lambda: self.term.leadership)
+        accounts = Accounts(self.pool, leadership=lambda: self.term.leadership,
+                            known_cache_size=KNOWN_USERS_CACHE_SIZE)
         generations = Generations(self.pool, leadership=lambda: self.term.leadership,
                                   storefront=self.storefront,
                                   limits=JobLimits(max_active_jobs=2, free_daily_quota=5))

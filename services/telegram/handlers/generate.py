@@ -309,7 +309,7 @@ async def _render(i18n: I18nContext, member: Member, generations: Generations, m
         screen = screens.ask(i18n.get, i18n.locale, model, form)
     else:
         price = await generations.price(model.id, engine.params(form))
-        balance = member.wallet.balance_kop
+        balance = (await member.wallet()).balance_kop
         quote = (Quote(0, free=False, balance_kop=balance) if isinstance(price, InvalidParams)
                  else Quote(price.price_kop, free=price.free, balance_kop=balance))
         screen = screens.card(i18n.get, i18n.locale, model, form, quote, rubles)
