@@ -283,7 +283,9 @@ ENV_KEYS: tuple[EnvKey, ...] = (
     EnvKey("INSTANCE_ID", "instance_id",
            "This instance's name in logs, /health and the DB (default RENDER_INSTANCE_ID or "
            "host-pid).", _instance_id, default=""),
-    EnvKey("PRICE_MARKUP", "price_markup", "User price = Kie cost x this factor (1-100).",
+    EnvKey("PRICE_MARKUP", "price_markup",
+           "User price = Kie cost x this factor (1-100), unless an operator set the model's "
+           "price in /admin.",
            _markup, default="2.0"),
     EnvKey("TELEGRAM_API_BASE", "telegram_api_base",
            "Telegram Bot API base URL (https; http only on loopback).",

@@ -52,6 +52,10 @@ from supervisor.services import Composition, Service
 
 # FSM states kept in memory by the leader (a few MB at most); misses read the database.
 FSM_STATE_CACHE_SIZE = 50_000
+# Users' profiles and chosen languages kept in memory by the leader (about 200 B each).
+KNOWN_USERS_CACHE_SIZE = 50_000
+# FSM data (a form is about 1 KB of JSON) of the chats that moved most recently: ~10 MB.
+FSM_DATA_CACHE_SIZE = 10_000
 
 
 def payment_terms(settings: Settings) -> PaymentTerms:
@@ -84,14 +88,15 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
 
     bot_id = bot_id_of(settings.telegram_bot_token.get())
     inbox = InboxStore(bot_id, instance_id=settings.instance_id)
-    storage = PostgresStorage(pool, fenced=term.fenced, state_cache_size=FSM_STATE_CACHE_SIZE,
+    storage = PostgresStorage(pool, fence=term.fence_params, state_cache_size=FSM_STATE_CACHE_SIZE,
+                              data_cache_size=FSM_DATA_CACHE_SIZE,
                               cache_scope=lambda: term.leadership)
-    accounts = Accounts(pool, leadership=lambda: term.leadership)
+    accounts = Accounts(pool, leadership=lambda: term.leadership,
+                        known_cache_size=KNOWN_USERS_CACHE_SIZE)
     storefront = Storefront(pool, catalog, markup=settings.price_markup,
                             leadership=lambda: term.leadership)
     payments = Payments(pool, bot, payment_terms(settings), leadership=lambda: term.leadership)
-    generations = Generations(pool, leadership=lambda: term.leadership, catalog=catalog,
-                              markup=settings.price_markup,
+    generations = Generations(pool, leadership=lambda: term.leadership, storefront=storefront,
                               limits=JobLimits.from_settings(settings))
     admin = Admin(pool, storefront, operators=settings.admin_ids, markup=settings.price_markup,
                   lease_name=lease_name(settings.telegram_bot_token.get()),

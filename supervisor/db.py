@@ -15,9 +15,11 @@ there is one and the server's FATAL message otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -75,6 +77,10 @@ class Pool(AsyncConnectionPool):
         super().__init__(*args, check=self._check_if_idle, reset=self._note_return, **kwargs)
 
     async def _note_return(self, conn: psycopg.AsyncConnection) -> None:
+        # The pool hands the connection here idle; an `autocommit` block that could not restore
+        # the transaction mode is put right before anyone else gets the connection.
+        if conn.autocommit:
+            await conn.set_autocommit(False)
         self._returned_at[conn] = time.monotonic()
 
     async def _check_if_idle(self, conn: psycopg.AsyncConnection) -> None:
@@ -87,6 +93,24 @@ class Pool(AsyncConnectionPool):
         # The one hook psycopg_pool offers for its backoff: the attempt object it is given.
         await super()._add_connection(
             attempt or _CappedAttempt(timeout=self.reconnect_timeout), growing)
+
+
+@contextlib.asynccontextmanager
+async def autocommit(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
+    """Yield a pooled connection in autocommit: each statement is its own transaction.
+
+    A pooled connection otherwise wraps even one SELECT in BEGIN and COMMIT, three round trips
+    for the handlers' per-update reads. Use it for reads (each statement sees its own
+    snapshot, as in READ COMMITTED anyway) and for single statements that fence themselves
+    (`Leadership.fence_params`); never for writes that must be atomic together.
+    """
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        try:
+            yield conn
+        finally:
+            if conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                await conn.set_autocommit(False)
 
 
 class DatabaseRefused(Exception):

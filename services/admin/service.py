@@ -222,6 +222,7 @@ class Admin:
         async with self._pool.connection() as conn:
             store = AdminStore(conn)
             users, money = await store.user_stats(), await store.money_stats()
+            kie_cost = await store.kie_cost(markup=self._markup)
             rows = await store.job_stats()
             median = await store.median_result_s()
         by_status: dict[str, int] = {}
@@ -232,8 +233,6 @@ class Admin:
         finished = sum(by_status.get(s, 0) for s in ("succeeded", "failed", "expired"))
         failed = by_status.get("failed", 0) + by_status.get("expired", 0)
         revenue = money["revenue_kop"]
-        # User price = Kie cost x markup (rounded up), so cost is revenue / markup.
-        kie_cost = int(Decimal(revenue) / self._markup)
         return Stats(users=users, topups_kop=money["topups_kop"], revenue_kop=revenue,
                      kie_cost_kop=kie_cost, jobs_by_status=by_status, jobs_by_model=by_model,
                      failure_rate=failed / finished if finished else 0.0,
@@ -262,7 +261,7 @@ class Admin:
         model = models[index]
         async with self._fenced() as conn:
             store = OverrideStore(conn)
-            before = next((o for o in await store.overrides() if o.model_id == model.id), None)
+            before = await store.override(model.id)
             await store.set_override(model.id, enabled=enabled, price_kop=price_kop,
                                      operator_id=operator_id)
             was_enabled = before.enabled if before else True
@@ -271,6 +270,7 @@ class Admin:
             await AdminStore(conn).insert_audit(
                 operator_id=operator_id, action=action, subject=f"model:{model.id}",
                 before=_override(before), after={"enabled": enabled, "price_kop": price_kop})
+        self._storefront.forget()  # this process's screens show the change at once
         return next(r for r in await self.models() if r.index == index)
 
     async def start_broadcast(self, text: str, *, operator_id: int, language: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,10 @@ class AdminStore:
     async def money_stats(self) -> dict[str, int]:
         """Return topups_kop and revenue_kop."""
         return {k: int(v) for k, v in (await self._rows("money_stats"))[0].items()}
+
+    async def kie_cost(self, *, markup: Decimal) -> int:
+        """Return what Kie billed for succeeded jobs, in kopecks."""
+        return int((await self._rows("kie_cost", {"markup": markup}))[0]["kie_cost_kop"])
 
     async def job_stats(self) -> list[dict[str, Any]]:
         """Return (model_id, status, n, median_s) rows."""

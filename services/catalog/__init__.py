@@ -17,7 +17,7 @@ from services.catalog.loader import (
     get_catalog,
     load_catalog,
 )
-from services.catalog.pricing import price_kopecks, select_sku
+from services.catalog.pricing import price_kopecks, select_sku, sku_kopecks
 
 __all__ = [
     "CATALOG_PATH",
@@ -37,4 +37,5 @@ __all__ = [
     "load_catalog",
     "price_kopecks",
     "select_sku",
+    "sku_kopecks",
 ]

@@ -27,9 +27,14 @@ def select_sku(model: Model, params: Mapping[str, object]) -> Sku:
 
 def price_kopecks(model: Model, params: Mapping[str, object], markup: Decimal) -> int:
     """Return the price for params in whole kopecks: Kie's RUB price times markup, rounded up."""
+    return sku_kopecks(select_sku(model, params), markup)
+
+
+def sku_kopecks(sku: Sku, markup: Decimal) -> int:
+    """Return the SKU's RUB price times markup in whole kopecks, rounded up (markup 1: Kie's
+    cost)."""
     if not isinstance(markup, Decimal) or not markup.is_finite() or markup <= 0:
         raise ValueError(f"markup must be a positive finite Decimal, not {markup!r}")
-    sku = select_sku(model, params)
     with localcontext() as ctx:
         ctx.prec = DECIMAL_PRECISION
         kopecks = (sku.price_rub * KOPECKS_PER_RUB * markup).to_integral_value(

@@ -39,6 +39,8 @@ from services.generation.request import (
     InsufficientFunds,
     InvalidParams,
     JobLimits,
+    ModelUnavailable,
+    PriceChanged,
     RequestOutcome,
     request_generation,
 )
@@ -78,7 +80,9 @@ __all__ = [
     "JobLimits",
     "JobNotFound",
     "JobStatus",
+    "ModelUnavailable",
     "Outcome",
+    "PriceChanged",
     "RequestConflict",
     "RequestOutcome",
     "Settlement",

@@ -3,15 +3,23 @@
 `request_generation` runs inside the caller's fenced transaction (the handler did
 `async with leadership.fenced(pool) as conn`) and does, in order:
 
-1. check the params against the model's typed inputs and price them (no I/O);
+1. check the params against the model's typed inputs and pick their SKU (no I/O);
 2. lock the user's wallet row (`SELECT ... FOR UPDATE`): every request of one user queues
    here, so the checks below see all of that user's committed requests;
 3. look the key up: a job already made under it is returned as `Duplicate` (a retried or
    re-run handler creates nothing twice; the same key with another request is a conflict);
-4. count the user's active jobs (`MAX_ACTIVE_JOBS`) and, for a free SKU, their free jobs
-   since midnight UTC (`FREE_DAILY_QUOTA`), and check the balance covers the price;
-5. insert the job (`pending`; with the confirm card's message id as its status message,
-   showing `queued`), then the ledger `hold` entry keyed by the job.
+4. read the model's operator override *in this transaction*: a model switched off is
+   `ModelUnavailable`; the price is `storefront.user_price_kop` (the override, else the SKU's
+   price x markup); when the caller says which price the user agreed to (the card's Generate
+   button carries the price it showed) and it differs, `PriceChanged` with the live price:
+   nobody is charged a price they did not see. An override committed after this read is
+   for the next request: this one is charged the price the user saw and we just read;
+5. count the user's active jobs (`MAX_ACTIVE_JOBS`) and, for a free generation (price 0),
+   their free jobs since midnight UTC (`FREE_DAILY_QUOTA`), and check the balance covers
+   the price;
+6. insert the job (`pending`, with the SKU's Kie cost for the operators' margin figures;
+   with the confirm card's message id as its status message, showing `queued`), then the
+   ledger `hold` entry keyed by the job.
 
 The limits are enforced by the database, race-free: the count of step 4 is a new statement
 after the lock of step 2, so in READ COMMITTED it sees every request of the user that
@@ -34,9 +42,10 @@ import psycopg
 
 from config import Settings
 from services.billing.ledger import EntryKind, LedgerStore, apply_entry
-from services.catalog import Catalog, InputError, PricingError, price_kopecks, select_sku
+from services.catalog import Catalog, InputError, PricingError, select_sku
 from services.generation.errors import GenerationError, RequestConflict
 from services.generation.store import Job, JobStore
+from services.storefront import OverrideStore, kie_cost_kop, user_price_kop
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +107,22 @@ class FreeQuotaExhausted:
     limit: int
 
 
+@dataclass(frozen=True, slots=True)
+class ModelUnavailable:
+    """An operator switched the model off; nothing was held."""
+
+    model_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PriceChanged:
+    """The price is no longer the one the user was shown; it is price_kop now."""
+
+    price_kop: int
+
+
 RequestOutcome = (Created | Duplicate | InsufficientFunds | ActiveJobsLimit | InvalidParams
-                  | FreeQuotaExhausted)
+                  | FreeQuotaExhausted | ModelUnavailable | PriceChanged)
 
 
 def hold_key(job_id: int) -> str:
@@ -111,11 +134,13 @@ async def request_generation(conn: psycopg.AsyncConnection, *, catalog: Catalog,
                              markup: Decimal, limits: JobLimits, user_id: int, chat_id: int,
                              model_id: str, params: Mapping[str, object],
                              idempotency_key: str,
+                             expected_price_kop: int | None = None,
                              status_message_id: int | None = None) -> RequestOutcome:
     """Validate, price, hold and create a job once per idempotency key; return the outcome.
 
-    Raise GenerationError if the user has no wallet, RequestConflict if the key already made
-    a different job.
+    expected_price_kop: the price the user was shown (None: charge the live price unseen,
+    for tools and tests). Raise GenerationError if the user has no wallet, RequestConflict if
+    the key already made a different job.
     """
     model = catalog.get(model_id)
     if model is None:
@@ -123,7 +148,6 @@ async def request_generation(conn: psycopg.AsyncConnection, *, catalog: Catalog,
     try:
         clean = model.validate_params(params)
         sku = select_sku(model, clean)
-        price_kop = 0 if sku.free else price_kopecks(model, clean, markup)
     except InputError as exc:
         return InvalidParams(exc.field, exc.reason)
     except PricingError:
@@ -139,17 +163,25 @@ async def request_generation(conn: psycopg.AsyncConnection, *, catalog: Catalog,
             raise RequestConflict(f"idempotency key {idempotency_key!r} made job "
                                   f"{existing.id} for another request")
         return Duplicate(existing)
+    override = await OverrideStore(conn).override(model_id)
+    if override is not None and not override.enabled:
+        return ModelUnavailable(model_id)
+    price_kop = user_price_kop(sku, markup=markup, override=override)
+    if expected_price_kop is not None and expected_price_kop != price_kop:
+        return PriceChanged(price_kop)
+    free = price_kop == 0
     load = await jobs.user_load(user_id)
     if load.active >= limits.max_active_jobs:
         return ActiveJobsLimit(limits.max_active_jobs)
-    if sku.free and load.free_today >= limits.free_daily_quota:
+    if free and load.free_today >= limits.free_daily_quota:
         return FreeQuotaExhausted(limits.free_daily_quota)
     if wallet.balance_kop < price_kop:
         return InsufficientFunds(price_kop - wallet.balance_kop)
 
     job = await jobs.insert_job(user_id=user_id, chat_id=chat_id, model_id=model_id,
                                 params=clean, price_kop=price_kop, category=model.category,
-                                free=sku.free, idempotency_key=idempotency_key,
+                                free=free, idempotency_key=idempotency_key,
+                                kie_cost_kop=kie_cost_kop(sku),
                                 status_message_id=status_message_id)
     if price_kop > 0:
         await apply_entry(conn, user_id=user_id, kind=EntryKind.HOLD,

@@ -1,9 +1,12 @@
 """Generations: the product service the chat's form uses to price and request jobs.
 
 Handlers get a `Generations`, never the pool, the settings or the markup: it prices a form's
-values at PRICE_MARKUP (pure, no I/O), and `request` makes the job in ONE fenced unit of work
-under the current leadership (the term the dispatcher runs under), so a deposed leader's
-handler changes nothing.
+values as the storefront does (`services.storefront.pricing`: an operator's override, else
+the SKU at PRICE_MARKUP; overrides from the storefront's short cache), and `request` makes the
+job in ONE fenced unit of work under the current leadership (the term the dispatcher runs
+under), so a deposed leader's handler changes nothing. `request` is given the price the card
+showed; `request_generation` re-reads the override in its transaction and answers
+`PriceChanged` instead of charging a price the user did not see.
 
 Crash analysis of `request` (one transaction: validate, price, wallet lock, key look-up,
 limits, job row, hold entry, all inside `request_generation`): a crash before the commit
@@ -25,17 +28,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 
 from psycopg_pool import AsyncConnectionPool
 
-from services.catalog import Catalog, InputError, PricingError, price_kopecks, select_sku
+from services.catalog import Catalog, InputError, PricingError
 from services.generation.request import (
     InvalidParams,
     JobLimits,
+    ModelUnavailable,
+    PriceChanged,
     RequestOutcome,
     request_generation,
 )
+from services.storefront import Price, Storefront, quote
 from supervisor.election import FencedError, Leadership
 
 logger = logging.getLogger(__name__)
@@ -46,14 +51,6 @@ REQUESTS_PER_WINDOW = 5
 WINDOW_S = 60.0
 # Forget idle users' windows once this many users are tracked (memory stays bounded).
 MAX_TRACKED_USERS = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """What a generation with some parameters costs the user."""
-
-    price_kop: int
-    free: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,35 +95,39 @@ class Generations:
     """Price forms and request generation jobs for the chat."""
 
     def __init__(self, pool: AsyncConnectionPool, *, leadership: Callable[[], Leadership | None],
-                 catalog: Catalog, markup: Decimal, limits: JobLimits,
+                 storefront: Storefront, limits: JobLimits,
                  throttle: RequestThrottle | None = None) -> None:
         self._pool = pool
         self._leadership = leadership
-        self.catalog = catalog
-        self._markup = markup
+        self._storefront = storefront
+        self.catalog: Catalog = storefront.catalog
         self._limits = limits
         self._throttle = throttle or RequestThrottle()
 
-    def price(self, model_id: str, params: Mapping[str, object]) -> Price | InvalidParams:
-        """Return the price of params (defaults filled) at the markup, from the chosen SKU."""
+    async def price(self, model_id: str, params: Mapping[str, object]) -> Price | InvalidParams:
+        """Return the user's price of params (defaults filled), as the screens show it."""
         model = self.catalog.get(model_id)
         if model is None:
             return InvalidParams("model_id", f"{model_id!r} is not a model in the catalog")
+        overrides = await self._storefront.overrides()
         try:
-            filled = model.with_defaults(params)
-            sku = select_sku(model, filled)
-            kop = 0 if sku.free else price_kopecks(model, filled, self._markup)
+            return quote(model, params, markup=self._storefront.markup,
+                         override=overrides.get(model_id))
         except InputError as exc:
             return InvalidParams(exc.field, exc.reason)
         except PricingError:
             return InvalidParams("params", "no price is set for this combination of parameters")
-        return Price(price_kop=kop, free=sku.free)
 
     async def request(self, *, user_id: int, chat_id: int, model_id: str,
                       params: Mapping[str, object], idempotency_key: str,
+                      shown_price_kop: int | None = None,
                       status_message_id: int | None = None) -> RequestOutcome | RateLimited:
-        """Request a job once per idempotency key, in one fenced unit of work (the message
-        status_message_id, if given, becomes the job's status message)."""
+        """Request a job once per idempotency key, in one fenced unit of work.
+
+        shown_price_kop: the price the user agreed to; a different live price is refused
+        (`PriceChanged`), nothing written. status_message_id, if given, becomes the job's
+        status message.
+        """
         wait_s = self._throttle.try_acquire(user_id)
         if wait_s > 0:
             logger.info("generation_rate_limited", extra={"user_id": user_id,
@@ -136,7 +137,12 @@ class Generations:
         if leadership is None:
             raise FencedError("no current term")
         async with leadership.fenced(self._pool) as conn:
-            return await request_generation(
-                conn, catalog=self.catalog, markup=self._markup, limits=self._limits,
-                user_id=user_id, chat_id=chat_id, model_id=model_id, params=params,
-                idempotency_key=idempotency_key, status_message_id=status_message_id)
+            outcome = await request_generation(
+                conn, catalog=self.catalog, markup=self._storefront.markup,
+                limits=self._limits, user_id=user_id, chat_id=chat_id, model_id=model_id,
+                params=params, idempotency_key=idempotency_key,
+                expected_price_kop=shown_price_kop, status_message_id=status_message_id)
+        if isinstance(outcome, PriceChanged | ModelUnavailable):
+            # The screens' cached overrides are behind the database: re-read them next.
+            self._storefront.forget()
+        return outcome

@@ -155,13 +155,13 @@ class JobStore:
 
     async def insert_job(self, *, user_id: int, chat_id: int, model_id: str,
                          params: Mapping[str, object], price_kop: int, category: str,
-                         free: bool, idempotency_key: str,
+                         free: bool, idempotency_key: str, kie_cost_kop: int,
                          status_message_id: int | None = None) -> Job:
         """Insert a pending job (showing `queued` on its status message, if any); return it."""
         job = await self._one_job("insert_job", {
             "user_id": user_id, "chat_id": chat_id, "model_id": model_id,
             "params": Jsonb(dict(params)), "price_kop": price_kop, "category": category,
-            "free": free, "idempotency_key": idempotency_key,
+            "free": free, "idempotency_key": idempotency_key, "kie_cost_kop": kie_cost_kop,
             "status_message_id": status_message_id})
         assert job is not None  # INSERT ... RETURNING
         return job

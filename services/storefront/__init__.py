@@ -1,9 +1,14 @@
 """The storefront: the catalog as users see it, with operators' overrides applied.
 
 The catalog file is the single source of the models; `model_overrides` rows (database, set by
-operators) hide a model or replace its price, and are read on every `shelf()` call (one small
-query), so a change shows on the next screen on any instance. Prices are the catalog's RUB
-price per SKU x `PRICE_MARKUP`, in kopecks, computed once at start; a free SKU costs 0.
+operators) hide a model or replace its price. Screens read them through a short cache
+(`OVERRIDES_CACHE_S`; every update used to pay a transaction for this small table): an
+operator's change shows on this process's next screen at once (`set_override` and the console
+drop the cache after their commit) and on any other within the cache time. That lag can never
+charge a price nobody saw: `request_generation` reads the model's override again inside its
+own fenced transaction and refuses a press whose price differs from the live one
+(`PriceChanged`) or whose model was switched off (`ModelUnavailable`). Prices come from
+`pricing.user_price_kop`, the one pricing function (override, else SKU price x markup).
 
 A listing's `index` is its position in the catalog file: buttons carry it (model ids can
 exceed Telegram's 64-byte callback data), and it is stable for one catalog file.
@@ -11,8 +16,9 @@ exceed Telegram's 64-byte callback data), and it is stable for one catalog file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,22 +26,20 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from services.catalog import Catalog, Model, price_kopecks
+from services.catalog import Catalog, Model
+from services.storefront.pricing import Override, Price, kie_cost_kop, quote, user_price_kop
+from supervisor.db import autocommit
 from supervisor.election import FencedError, Leadership
 from supervisor.sqlstore import QueryStore
+
+__all__ = ["CATEGORIES", "Listing", "Override", "OverrideStore", "Price", "Shelf",
+           "Storefront", "kie_cost_kop", "quote", "user_price_kop"]
 
 QUERIES = QueryStore(Path(__file__).with_name("sql") / "overrides.sql")
 # The order categories are offered in (every catalog category is one of these).
 CATEGORIES = ("image", "video", "audio", "upscale")
-
-
-@dataclass(frozen=True, slots=True)
-class Override:
-    """An operator's override of one model."""
-
-    model_id: str
-    enabled: bool
-    price_kop: int | None
+# How long screens trust the overrides they read (the request re-reads them, see above).
+OVERRIDES_CACHE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +106,46 @@ class Storefront:
     """Build shelves from the catalog, the markup and the operators' overrides."""
 
     def __init__(self, pool: AsyncConnectionPool, catalog: Catalog, *, markup: Decimal,
-                 leadership: Callable[[], Leadership | None]) -> None:
+                 leadership: Callable[[], Leadership | None],
+                 cache_s: float = OVERRIDES_CACHE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._pool = pool
         self._leadership = leadership
         self.catalog = catalog
-        self._listings = tuple(_listing(i, m, markup) for i, m in enumerate(catalog.models))
+        self.markup = markup
+        self._cache_s = cache_s
+        self._clock = clock
+        self._read_at: float | None = None
+        self._overrides: dict[str, Override] = {}
+        self._shelf = self._build({})
+
+    async def overrides(self) -> Mapping[str, Override]:
+        """Return the operators' overrides by model id (read at most every cache_s)."""
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self._cache_s:
+            async with autocommit(self._pool) as conn:
+                found = {o.model_id: o for o in await OverrideStore(conn).overrides()}
+            if found != self._overrides:
+                self._overrides, self._shelf = found, self._build(found)
+            self._read_at = now
+        return self._overrides
 
     async def shelf(self) -> Shelf:
         """Return what is on sale now."""
-        async with self._pool.connection() as conn:
-            overrides = await OverrideStore(conn).overrides()
-        return Shelf(tuple(_apply(self._listings, {o.model_id: o for o in overrides})))
+        await self.overrides()
+        return self._shelf
+
+    def forget(self) -> None:
+        """Drop the cached overrides: the next screen reads them (after an operator's change)."""
+        self._read_at = None
+
+    def _build(self, overrides: Mapping[str, Override]) -> Shelf:
+        listings = []
+        for index, model in enumerate(self.catalog.models):
+            override = overrides.get(model.id)
+            if override is None or override.enabled:
+                listings.append(_listing(index, model, self.markup, override))
+        return Shelf(tuple(listings))
 
     async def set_override(self, model_id: str, *, enabled: bool, price_kop: int | None,
                            operator_id: int) -> None:
@@ -125,6 +158,7 @@ class Storefront:
         async with leadership.fenced(self._pool) as conn:
             await OverrideStore(conn).set_override(model_id, enabled=enabled,
                                                    price_kop=price_kop, operator_id=operator_id)
+        self.forget()
 
 
 class OverrideStore:
@@ -139,6 +173,13 @@ class OverrideStore:
         await cur.execute(QUERIES["overrides"])
         return [Override(**row) for row in await cur.fetchall()]
 
+    async def override(self, model_id: str) -> Override | None:
+        """Return the override of one model, or None."""
+        cur = self._conn.cursor(row_factory=dict_row)
+        await cur.execute(QUERIES["override"], {"model_id": model_id})
+        row = await cur.fetchone()
+        return None if row is None else Override(**row)
+
     async def set_override(self, model_id: str, *, enabled: bool, price_kop: int | None,
                            operator_id: int) -> None:
         """Insert or replace the override of one model."""
@@ -147,20 +188,9 @@ class OverrideStore:
             "updated_by": operator_id})
 
 
-def _listing(index: int, model: Model, markup: Decimal) -> Listing:
-    prices = [0 if sku.free else price_kopecks(model, dict(sku.params), markup)
-              for sku in model.skus]
+def _listing(index: int, model: Model, markup: Decimal, override: Override | None) -> Listing:
+    prices = [user_price_kop(sku, markup=markup, override=override) for sku in model.skus]
     return Listing(index=index, model=model, min_kop=min(prices), max_kop=max(prices))
-
-
-def _apply(listings: Iterable[Listing], overrides: dict[str, Override]) -> Iterable[Listing]:
-    for listing in listings:
-        override = overrides.get(listing.model.id)
-        if override is None:
-            yield listing
-        elif override.enabled:
-            price = override.price_kop
-            yield listing if price is None else replace(listing, min_kop=price, max_kop=price)
 
 
 def _by_price(listings: Iterable[Listing]) -> list[Listing]:

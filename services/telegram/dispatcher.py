@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 
 import psycopg
 from aiogram import Bot, Dispatcher
@@ -74,12 +73,12 @@ class CurrentTerm:
     def __init__(self) -> None:
         self.leadership: Leadership | None = None
 
-    def fenced(self, pool: AsyncConnectionPool) -> AbstractAsyncContextManager[
-            psycopg.AsyncConnection]:
-        """Return the current term's fenced unit of work; raise FencedError if none."""
+    def fence_params(self) -> dict[str, object]:
+        """Return the current term's self-fencing statement parameters; raise FencedError if
+        none (see `Leadership.fence_params`)."""
         if self.leadership is None:
             raise FencedError("no current term")
-        return self.leadership.fenced(pool)
+        return self.leadership.fence_params()
 
 
 class InboxDispatcher:

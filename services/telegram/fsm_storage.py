@@ -6,18 +6,28 @@ part of the primary key; `thread_id=None` is stored as 0 and `business_connectio
 '' (Telegram never uses 0 or '' for a real thread or business connection).
 
 Writes
-    Each write is one transaction on a pool connection. When a `fenced` unit of work is given
-    (the leader's `leadership.fenced`, through `CurrentTerm.fenced`), the write runs inside
-    it, so a write from a superseded term raises and changes nothing. Reads take no fence.
-    `FsmStore` is the only user of `sql/fsm.sql`.
+    Each write is one statement on a pool connection in autocommit, so one transaction and
+    one round trip. The leader's storage is given `fence` (`CurrentTerm.fence_params`): every
+    write statement then calls `fence(name, term)` itself (sql/fsm.sql), so a write from a
+    superseded term raises FencedError and changes nothing, exactly as inside a
+    `leadership.fenced` unit of work, without its BEGIN, fence and COMMIT round trips. Reads
+    take no fence. `update_state_and_data` sets the state and merges data in one upsert (a
+    form step: one write instead of two). `FsmStore` is the only user of `sql/fsm.sql`.
     `update_data` merges in SQL (`data || patch`) in a single upsert: concurrent patches are
     serialised by the row lock, none is lost (no read-modify-write).
 
+Leader caches
+    The leader's storage keeps write-through caches of states and data, scoped to its term
+    (only the leader writes, every write fenced; a new term starts empty). They are filled
+    only after a write committed, dropped for a key whose write failed (it may have committed
+    anyway), and a `set_state` to the state already stored writes nothing.
+
 Empty rows are deleted
     A row left with no state and empty data (`state.clear()`, `set_state(None)` on a key with no
-    data, ...) is deleted in the same transaction, keeping the table to live conversations. The
-    upsert that emptied it still holds its row lock, so no concurrent write can be deleted; a
-    missing row reads as no state and empty data, exactly like a stored empty one.
+    data, ...) is deleted right after (a second fenced statement), keeping the table to live
+    conversations. The delete repeats the emptiness condition, so a write that slipped in
+    between keeps its row; a crash between the two leaves an empty row, which reads as no
+    state and empty data, exactly like a missing one.
 
 Data must be JSON
     Data is stored as JSONB: values must be JSON-serializable (dict, list, str, int, float,
@@ -31,22 +41,23 @@ The pool is owned elsewhere: `close()` does not close it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from aiogram.exceptions import DataNotDictLikeError
+from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from supervisor.db import autocommit
+from supervisor.election import raise_if_fenced
 from supervisor.sqlstore import QueryStore
 
 _QUERIES = QueryStore(Path(__file__).with_name("sql") / "fsm.sql")
@@ -57,8 +68,10 @@ NO_BUSINESS_CONNECTION_ID = ""
 # preceded by an even number of backslashes (an odd number would make it a literal backslash).
 _JSON_NUL_RE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
-# A unit of work: a pooled connection inside a transaction (e.g. `Leadership.fenced`).
-Fenced = Callable[[AsyncConnectionPool], AbstractAsyncContextManager[psycopg.AsyncConnection]]
+# The parameters that make a write statement fence itself (`Leadership.fence_params`).
+Fence = Callable[[], Mapping[str, object]]
+# An unfenced write (tools and tests, never the leader): the statements skip the check.
+NO_FENCE: Mapping[str, object] = {"fence_name": None, "fence_term": None}
 
 
 def key_params(key: StorageKey) -> dict[str, Any]:
@@ -84,6 +97,11 @@ def _dumps(value: Any) -> str:
 
 def encode_data(data: Mapping[str, Any]) -> Jsonb:
     """Encode FSM data as a JSONB parameter; raise TypeError naming a key that is not JSON."""
+    return _encode(data)[1]
+
+
+def _encode(data: Mapping[str, Any]) -> tuple[str, Jsonb]:
+    """Return FSM data's JSON text and its JSONB parameter (see encode_data)."""
     try:
         text = _dumps(data)
     except (TypeError, ValueError) as exc:
@@ -95,14 +113,7 @@ def encode_data(data: Mapping[str, Any]) -> Jsonb:
                     f"FSM data key {name!r}: value of type {type(value).__name__} cannot be "
                     f"stored as JSON ({item_exc})") from item_exc
         raise TypeError(f"FSM data cannot be stored as JSON ({exc})") from exc
-    return Jsonb(data, dumps=lambda _obj: text)
-
-
-@contextlib.asynccontextmanager
-async def unfenced(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
-    """Yield a pooled connection in a plain transaction (tools and tests, never the leader)."""
-    async with pool.connection() as conn, conn.transaction():
-        yield conn
+    return text, Jsonb(data, dumps=lambda _obj: text)
 
 
 class FsmStore:
@@ -133,6 +144,12 @@ class FsmStore:
         """Merge a patch into a key's data; return (data, empty)."""
         return await self._one(conn, "update_data", {**where, "data": data})
 
+    async def update_state_data(self, conn: psycopg.AsyncConnection, where: Mapping[str, Any],
+                                state: str | None, data: Jsonb) -> tuple[Any, ...] | None:
+        """Upsert a key's state and merge a patch into its data; return (data, empty)."""
+        return await self._one(conn, "update_state_data", {**where, "state": state,
+                                                            "data": data})
+
     async def prune(self, conn: psycopg.AsyncConnection, where: Mapping[str, Any]) -> None:
         """Delete a key's row if it holds nothing."""
         await conn.execute(_QUERIES["prune"], where)
@@ -147,23 +164,30 @@ class FsmStore:
 class PostgresStorage(BaseStorage):
     """Keep aiogram FSM state and data in the fsm_states table."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, fenced: Fenced = unfenced,
-                 state_cache_size: int = 0, cache_scope: Callable[[], object] | None = None,
-                 ) -> None:
+    def __init__(self, pool: AsyncConnectionPool, *, fence: Fence | None = None,
+                 state_cache_size: int = 0, data_cache_size: int = 0,
+                 cache_scope: Callable[[], object] | None = None) -> None:
         self._pool = pool
-        self._fenced = fenced
+        self._fence = fence
         self._store = FsmStore()
-        # Optional write-through cache of states (aiogram reads the state of every update).
-        # Only sound while this storage is the only writer: the leader's dispatcher, with
-        # cache_scope returning the current term, so a new term starts with an empty cache.
+        # Optional write-through caches of states and data (aiogram reads the state of every
+        # update; a form step reads its data). Only sound while this storage is the only
+        # writer: the leader's dispatcher, with cache_scope returning the current term, so a
+        # new term starts with empty caches. Data is kept as its JSON text (each read gets a
+        # fresh copy); an entry is dropped when its write fails (it may have committed).
         self._cache_size = state_cache_size
+        self._data_cache_size = data_cache_size
         self._cache_scope = cache_scope or (lambda: None)
         self._cached_for: object = None
         self._states: OrderedDict[tuple[Any, ...], str | None] = OrderedDict()
+        self._data: OrderedDict[tuple[Any, ...], str] = OrderedDict()
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         """Set the state of key; None clears it (the data is kept)."""
         value = state.state if isinstance(state, State) else state
+        cache_key = self._cache_key(key)
+        if cache_key in self._states and self._states[cache_key] == value:
+            return  # already stored (the cache is the truth within the term): nothing to write
         await self._write(key, lambda conn, where: self._store.set_state(conn, where, value))
         self._remember(key, value)
 
@@ -182,6 +206,7 @@ class PostgresStorage(BaseStorage):
         scope = self._cache_scope()
         if scope is not self._cached_for:
             self._states.clear()
+            self._data.clear()
             self._cached_for = scope
         return tuple(key_params(key).values())
 
@@ -192,43 +217,101 @@ class PostgresStorage(BaseStorage):
         if len(self._states) > self._cache_size:
             self._states.popitem(last=False)
 
+    def _remember_data(self, key: StorageKey, text: str) -> None:
+        if not self._data_cache_size:
+            return
+        self._data[self._cache_key(key)] = text
+        if len(self._data) > self._data_cache_size:
+            self._data.popitem(last=False)
+
+    def _forget(self, key: StorageKey) -> None:
+        cache_key = self._cache_key(key)
+        self._states.pop(cache_key, None)
+        self._data.pop(cache_key, None)
+
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         """Replace the data of key (the state is kept); an empty dict empties it."""
         if not isinstance(data, dict):
             msg = f"Data must be a dict or dict-like object, got {type(data).__name__}"
             raise DataNotDictLikeError(msg)
-        encoded = encode_data(data)
+        text, encoded = _encode(data)
         await self._write(key, lambda conn, where: self._store.set_data(conn, where, encoded))
+        self._remember_data(key, text)
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
         """Return a fresh copy of the data of key (empty if none)."""
+        cache_key = self._cache_key(key)
+        text = self._data.get(cache_key)
+        if text is not None:
+            self._data.move_to_end(cache_key)
+            loaded: dict[str, Any] = json.loads(text)
+            return loaded
         row = await self._read(key, self._store.get_data)
-        return dict(row[0]) if row else {}
+        data = dict(row[0]) if row else {}
+        self._remember_data(key, _dumps(data))
+        return data
 
     async def update_data(self, key: StorageKey, data: Mapping[str, Any]) -> dict[str, Any]:
         """Merge data into the data of key atomically (like dict.update); return the result."""
-        encoded = encode_data(dict(data))
+        _, encoded = _encode(dict(data))
         row = await self._write(
             key, lambda conn, where: self._store.update_data(conn, where, encoded))
-        return dict(row[0])
+        merged = dict(row[0])
+        self._remember_data(key, _dumps(merged))
+        return merged
+
+    async def update_state_and_data(self, key: StorageKey, state: StateType,
+                                    data: Mapping[str, Any]) -> dict[str, Any]:
+        """Set the state and merge data into the data of key in one write; return the data.
+
+        The same as set_state then update_data, at the cost of one of them.
+        """
+        value = state.state if isinstance(state, State) else state
+        _, encoded = _encode(dict(data))
+        row = await self._write(key, lambda conn, where: self._store.update_state_data(
+            conn, where, value, encoded))
+        merged = dict(row[0])
+        self._remember(key, value)
+        self._remember_data(key, _dumps(merged))
+        return merged
 
     async def close(self) -> None:
         """Release nothing: the pool belongs to the caller."""
 
     async def _read(self, key: StorageKey, query: Callable[..., Any]) -> tuple[Any, ...] | None:
         """Run a one-row read for key, without a fence."""
-        async with self._pool.connection() as conn:
+        async with autocommit(self._pool) as conn:
             row: tuple[Any, ...] | None = await query(conn, key_params(key))
             return row
 
     async def _write(self, key: StorageKey, upsert: Callable[..., Any]) -> tuple[Any, ...]:
-        """Run an upsert for key in the (fenced) unit of work; prune the row if it ended up
-        empty."""
-        where = key_params(key)
-        async with self._fenced(self._pool) as conn:
-            row = await upsert(conn, where)
-            if row is None:  # an upsert always returns its row
-                raise RuntimeError("fsm_states upsert returned no row")
-            if row[-1]:  # `empty`: no state and no data left
-                await self._store.prune(conn, where)
-            return tuple(row)
+        """Run an upsert for key as one self-fencing statement; prune the row if it ended up
+        empty. On any error the key's cache entries are dropped: the write may have
+        committed."""
+        try:
+            where = {**key_params(key), **(self._fence() if self._fence else NO_FENCE)}
+            async with autocommit(self._pool) as conn:
+                try:
+                    row = await upsert(conn, where)
+                    if row is None:  # an upsert always returns its row
+                        raise RuntimeError("fsm_states upsert returned no row")
+                    if row[-1]:  # `empty`: no state and no data left
+                        await self._store.prune(conn, where)
+                except psycopg.Error as exc:
+                    raise_if_fenced(exc)
+                    raise
+                return tuple(row)
+        except BaseException:
+            self._forget(key)
+            raise
+
+
+async def set_state_and_update_data(context: FSMContext, state: StateType,
+                                    data: Mapping[str, Any]) -> None:
+    """Set the state and merge data: one write on PostgresStorage, two on other storages."""
+    storage = context.storage
+    if isinstance(storage, PostgresStorage):
+        await storage.update_state_and_data(context.key, state, data)
+    else:
+        await context.set_state(state)
+        await context.update_data(dict(data))

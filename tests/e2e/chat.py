@@ -22,6 +22,11 @@ from sandbox.telegram import SandboxClient, TelegramSandbox
 from services.accounts import Accounts
 from services.admin.service import Admin
 from services.catalog import get_catalog
+from services.composition import (
+    FSM_DATA_CACHE_SIZE,
+    FSM_STATE_CACHE_SIZE,
+    KNOWN_USERS_CACHE_SIZE,
+)
 from services.delivery.status import StatusBoard
 from services.generation import JobLimits
 from services.generation.service import Generations
@@ -105,11 +110,16 @@ class ChatBot:
     async def start(self) -> None:
         """Start polling and dispatching as the leader."""
         fresh_routers()
-        accounts = Accounts(self.pool, leadership=lambda: self.term.leadership)
+        accounts = Accounts(self.pool, leadership=lambda: self.term.leadership,
+                            known_cache_size=KNOWN_USERS_CACHE_SIZE)
         generations = Generations(self.pool, leadership=lambda: self.term.leadership,
-                                  catalog=get_catalog(), markup=MARKUP,
+                                  storefront=self.storefront,
                                   limits=JobLimits(max_active_jobs=2, free_daily_quota=5))
-        dp = build_dispatcher(PostgresStorage(self.pool, fenced=self.term.fenced),
+        storage = PostgresStorage(self.pool, fence=self.term.fence_params,
+                                  state_cache_size=FSM_STATE_CACHE_SIZE,
+                                  data_cache_size=FSM_DATA_CACHE_SIZE,
+                                  cache_scope=lambda: self.term.leadership)
+        dp = build_dispatcher(storage,
                               accounts=accounts, storefront=self.storefront,
                               support=self.support, generations=generations,
                               payments=self.payments, admin=self.admin,

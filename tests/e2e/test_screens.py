@@ -9,9 +9,6 @@ from services.storefront import CATEGORIES
 from tests.e2e.chat import ChatBot
 
 CATEGORY_COUNTS = {c: sum(m.category == c for m in get_catalog()) for c in CATEGORIES}
-OVERRIDE_SQL = b"""
-INSERT INTO model_overrides (model_id, enabled, price_kop, updated_by) VALUES (%s, %s, %s, 1)
-"""
 TOPUP_SQL = b"""
 INSERT INTO ledger (user_id, kind, balance_delta_kop, hold_delta_kop, idempotency_key, payment_id)
 VALUES (109, 'topup', 50000, 0, 't1', 1)
@@ -81,8 +78,8 @@ async def test_a_disabled_model_disappears_and_its_old_button_is_outdated(
     first = audio.data()[0]
     index = int(first.split(":")[1])
     model_id = get_catalog().models[index].id
-    async with chatbot.pool.connection() as conn:
-        await conn.execute(OVERRIDE_SQL, (model_id, False, None))
+    await chatbot.storefront.set_override(model_id, enabled=False, price_kop=None,
+                                          operator_id=1)
     stale = await user.press(first)
     assert stale.text.startswith("This button is outdated")
     assert "· 4" in " ".join(label for label, _ in stale.buttons)

@@ -96,3 +96,27 @@ async def test_delivery_speaks_the_language_the_user_chose(pool: AsyncConnection
     await accounts.set_language(77, Language.RU)
     async with pool.connection() as conn:
         assert await LoopStore(conn).user_language(77) == "ru"
+
+
+async def test_the_leader_remembers_known_users_for_its_term_and_reads_wallets_live(
+        pool: AsyncConnectionPool) -> None:
+    term: list[Leadership | None] = [await lead(pool)]
+    accounts = Accounts(pool, leadership=lambda: term[0], known_cache_size=10)
+    first = await accounts.enter(ANN)
+    async with pool.connection() as conn:  # behind the memory: only a new term sees it
+        await conn.execute(b"UPDATE users SET ui_language = 'ru' WHERE user_id = 77")
+        await conn.execute(b"INSERT INTO ledger (user_id, kind, balance_delta_kop,"
+                           b" hold_delta_kop, idempotency_key, payment_id)"
+                           b" VALUES (77, 'topup', 300, 0, 'seed:77', 77)")
+    again = await accounts.enter(ANN)
+    assert (first.created, again.created, again.ui_language) == (True, False, None)
+    assert await again.wallet() == Wallet(balance_kop=300, hold_kop=0)  # money is never cached
+    await accounts.set_language(77, Language.EN)
+    assert (await accounts.enter(ANN)).ui_language == Language.EN
+    renamed = await accounts.enter(ANN.model_copy(update={"first_name": "Anna"}))
+    assert renamed.first_name == "Anna" and await users(pool) == [(77, "Anna")]
+    async with pool.connection() as conn:
+        await conn.execute(b"UPDATE users SET ui_language = 'ru' WHERE user_id = 77")
+    term[0] = await lead(pool, term=2)
+    assert (await accounts.enter(ANN.model_copy(update={"first_name": "Anna"}))
+            ).ui_language == Language.RU

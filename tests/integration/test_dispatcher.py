@@ -114,7 +114,7 @@ async def test_polled_commands_register_the_user_and_answer_in_their_language(
     leadership = await lead(pool)
     term = CurrentTerm()
     dp = product_dispatcher()
-    dp.fsm.storage = PostgresStorage(pool, fenced=term.fenced)
+    dp.fsm.storage = PostgresStorage(pool, fence=term.fence_params)
     dp.workflow_data.update(accounts=Accounts(pool, leadership=lambda: term.leadership),
                             storefront=Storefront(pool, get_catalog(), markup=Decimal(2),
                                                   leadership=lambda: term.leadership),

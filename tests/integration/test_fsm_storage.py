@@ -7,10 +7,9 @@ The contract tests run against both storages; the tests after them are PostgreSQ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
@@ -20,12 +19,11 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
-from psycopg import pq
 from psycopg_pool import AsyncConnectionPool
 
-from services.telegram.fsm_storage import Fenced, PostgresStorage
+from services.telegram.fsm_storage import PostgresStorage, set_state_and_update_data
 from supervisor.election import FencedError
-from tests.helpers import lead, set_term
+from tests.helpers import eventually, lead, set_term
 
 KEY = StorageKey(bot_id=42, chat_id=-1001, user_id=7)
 
@@ -41,14 +39,18 @@ class FenceRefused(Exception):
     """Raised by the test fence that refuses every write."""
 
 
-def fenced_by(fence: Callable[[psycopg.AsyncConnection], Awaitable[None]]) -> Fenced:
-    """Return a unit of work that runs fence first in its transaction (like Leadership's)."""
-    @contextlib.asynccontextmanager
-    async def unit(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
-        async with pool.connection() as conn, conn.transaction():
-            await fence(conn)
-            yield conn
-    return unit
+class FenceLog:
+    """A fence (as the leader's storage gets one) that records each call and may refuse."""
+
+    def __init__(self, *, refuse: Callable[[int], bool] = lambda n: False) -> None:
+        self.calls = 0
+        self._refuse = refuse
+
+    def __call__(self) -> dict[str, object]:
+        self.calls += 1
+        if self._refuse(self.calls):
+            raise FenceRefused("term superseded")
+        return {"fence_name": None, "fence_term": None}
 
 
 @pytest.fixture(params=["memory", "postgres", "postgres-cached"])
@@ -59,7 +61,7 @@ def storage(request: pytest.FixtureRequest) -> BaseStorage:
         return MemoryStorage()
     pool: AsyncConnectionPool = request.getfixturevalue("pool")
     if request.param == "postgres-cached":
-        return PostgresStorage(pool, state_cache_size=3)
+        return PostgresStorage(pool, state_cache_size=3, data_cache_size=3)
     return PostgresStorage(pool)
 
 
@@ -402,10 +404,7 @@ async def test_with_a_refusing_fence_writes_raise_and_change_nothing(
     await unfenced.set_state(KEY, Order.choosing_model)
     await unfenced.set_data(KEY, {"model": "flux"})
 
-    async def refuse(conn: psycopg.AsyncConnection) -> None:
-        raise FenceRefused("term superseded")
-
-    fenced = PostgresStorage(pool, fenced=fenced_by(refuse))
+    fenced = PostgresStorage(pool, fence=FenceLog(refuse=lambda n: True))
     other = dataclasses.replace(KEY, user_id=8)
     for key in (KEY, other):
         with pytest.raises(FenceRefused):
@@ -425,31 +424,54 @@ async def test_with_a_refusing_fence_writes_raise_and_change_nothing(
     assert await count_rows(pool) == 1
 
 
-async def test_the_fence_runs_once_per_write_inside_its_transaction_and_never_for_reads(
+async def test_the_fence_is_asked_once_per_write_and_never_for_reads(
         pool: AsyncConnectionPool) -> None:
-    seen: list[pq.TransactionStatus] = []
-
-    async def record(conn: psycopg.AsyncConnection) -> None:
-        seen.append(conn.info.transaction_status)
-
-    storage = PostgresStorage(pool, fenced=fenced_by(record))
+    fence = FenceLog()
+    storage = PostgresStorage(pool, fence=fence)
     await storage.set_state(KEY, Order.confirming)
     await storage.set_data(KEY, {"a": 1})
     await storage.update_data(KEY, {"b": 2})
     await storage.set_state(KEY, None)
     await storage.set_data(KEY, {})
-    assert len(seen) == 5
-    assert set(seen) == {pq.TransactionStatus.INTRANS}
+    assert fence.calls == 5
 
     await storage.get_state(KEY)
     await storage.get_data(KEY)
     await storage.get_value(KEY, "a")
-    assert len(seen) == 5
+    assert fence.calls == 5
+
+
+async def test_a_write_fences_itself_in_one_statement_that_a_promotion_waits_for(
+        pool: AsyncConnectionPool, database_url: str) -> None:
+    leadership = await lead(pool, term=1)
+    storage = PostgresStorage(pool, fence=leadership.fence_params)
+    async with await psycopg.AsyncConnection.connect(database_url) as promoter:
+        # A promotion in flight holds the term row: the write waits for it, then is refused.
+        await promoter.execute("UPDATE leader_lease SET term = term + 1 WHERE name = %s",
+                               (leadership.lease_name,))
+        write = asyncio.create_task(storage.set_state(KEY, Order.confirming))
+        await wait_until_waiting(pool)
+        await promoter.commit()
+        with pytest.raises(FencedError):
+            await write
+    assert await count_rows(pool) == 0
+
+
+async def wait_until_waiting(pool: AsyncConnectionPool) -> None:
+    """Wait until some backend waits on a lock."""
+    async def waiting() -> bool:
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT count(*) FROM pg_stat_activity"
+                                     " WHERE wait_event_type = 'Lock'")
+            row = await cur.fetchone()
+            return bool(row and row[0])
+
+    await eventually(waiting, what="a write waiting on the term row")
 
 
 async def test_a_superseded_leader_term_cannot_write(pool: AsyncConnectionPool) -> None:
     term1 = await lead(pool, term=1)
-    storage = PostgresStorage(pool, fenced=term1.fenced)
+    storage = PostgresStorage(pool, fence=term1.fence_params)
     await storage.set_state(KEY, Order.confirming)
     await storage.update_data(KEY, {"model": "flux"})
 
@@ -462,7 +484,7 @@ async def test_a_superseded_leader_term_cannot_write(pool: AsyncConnectionPool) 
         await storage.set_data(KEY, {})
 
     term2 = await lead(pool, term=2)
-    new_leader = PostgresStorage(pool, fenced=term2.fenced)
+    new_leader = PostgresStorage(pool, fence=term2.fence_params)
     assert await new_leader.get_state(KEY) == "Order:confirming"
     assert await new_leader.update_data(KEY, {"step": 2}) == {"model": "flux", "step": 2}
 
@@ -489,17 +511,13 @@ NOT_JSON = [
 @pytest.mark.parametrize("value", NOT_JSON)
 async def test_a_value_that_is_not_json_raises_a_type_error_naming_its_key(
         pool: AsyncConnectionPool, value: Any) -> None:
-    fence_calls: list[None] = []
-
-    async def record(conn: psycopg.AsyncConnection) -> None:
-        fence_calls.append(None)
-
-    storage = PostgresStorage(pool, fenced=fenced_by(record))
+    fence = FenceLog()
+    storage = PostgresStorage(pool, fence=fence)
     with pytest.raises(TypeError, match="'bad_key'"):
         await storage.set_data(KEY, {"ok": 1, "bad_key": value})
     with pytest.raises(TypeError, match="'bad_key'"):
         await storage.update_data(KEY, {"ok": 1, "bad_key": value})
-    assert fence_calls == []  # refused before any SQL
+    assert fence.calls == 0  # refused before any SQL
     assert await count_rows(pool) == 0
 
 
@@ -558,13 +576,58 @@ async def test_the_state_cache_keeps_only_the_most_recent_keys(pool: AsyncConnec
 
 async def test_a_refused_write_leaves_the_cached_state_unchanged(
         pool: AsyncConnectionPool) -> None:
-    async def refuse(conn: psycopg.AsyncConnection) -> None:
-        raise FenceRefused
-
     allowed = PostgresStorage(pool, state_cache_size=10)
     await allowed.set_state(KEY, "kept")
-    refusing = PostgresStorage(pool, fenced=fenced_by(refuse), state_cache_size=10)
+    refusing = PostgresStorage(pool, fence=FenceLog(refuse=lambda n: True), state_cache_size=10)
     assert await refusing.get_state(KEY) == "kept"
     with pytest.raises(FenceRefused):
         await refusing.set_state(KEY, "never stored")
     assert await refusing.get_state(KEY) == "kept"
+
+
+async def test_the_data_cache_serves_reads_within_a_term_and_starts_empty_in_the_next(
+        pool: AsyncConnectionPool) -> None:
+    term: list[object] = [object()]
+    cached = PostgresStorage(pool, data_cache_size=10, cache_scope=lambda: term[0])
+    other_writer = PostgresStorage(pool)
+    await cached.update_data(KEY, {"form": {"model": "flux"}})
+    await other_writer.set_data(KEY, {"form": "changed behind the cache"})
+    mine = await cached.get_data(KEY)
+    assert mine == {"form": {"model": "flux"}}
+    mine["form"]["model"] = "edited by the caller"  # a fresh copy each read
+    assert await cached.get_data(KEY) == {"form": {"model": "flux"}}
+    term[0] = object()
+    assert await cached.get_data(KEY) == {"form": "changed behind the cache"}
+
+
+async def test_a_failed_write_drops_the_cached_state_and_data(pool: AsyncConnectionPool) -> None:
+    cached = PostgresStorage(pool, fence=FenceLog(refuse=lambda n: n == 2), state_cache_size=10,
+                             data_cache_size=10)
+    await cached.update_state_and_data(KEY, Order.confirming, {"a": 1})
+    with pytest.raises(FenceRefused):
+        await cached.update_state_and_data(KEY, None, {"a": 2})
+    await PostgresStorage(pool).update_state_and_data(KEY, "written by another", {"a": 3})
+    assert await cached.get_state(KEY) == "written by another"
+    assert await cached.get_data(KEY) == {"a": 3}
+
+
+async def test_state_and_data_change_in_one_fenced_write_and_an_unchanged_state_writes_nothing(
+        pool: AsyncConnectionPool) -> None:
+    fence = FenceLog()
+    cached = PostgresStorage(pool, fence=fence, state_cache_size=10, data_cache_size=10)
+    context = FSMContext(storage=cached, key=KEY)
+    await set_state_and_update_data(context, Order.confirming, {"form": {"step": 1}})
+    assert fence.calls == 1
+    await context.set_state(Order.confirming)  # already the stored state
+    assert await context.get_data() == {"form": {"step": 1}}
+    assert fence.calls == 1
+    fresh = PostgresStorage(pool)
+    assert await fresh.get_state(KEY) == Order.confirming.state
+    assert await fresh.get_data(KEY) == {"form": {"step": 1}}
+    await set_state_and_update_data(context, None, {"form": None})
+    assert (await fresh.get_state(KEY), await fresh.get_data(KEY)) == (None, {"form": None})
+    memory = FSMContext(storage=MemoryStorage(), key=KEY)
+    await set_state_and_update_data(memory, Order.confirming, {"form": 1})
+    assert (await memory.get_state(), await memory.get_data()) == (Order.confirming.state,
+                                                                   {"form": 1})
+

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from services.catalog import select_sku
 from services.generation import Created, Duplicate, InvalidParams
-from services.generation.service import Generations, Price, RateLimited, RequestThrottle
+from services.generation.service import Generations, RateLimited, RequestThrottle
+from services.storefront import Price, Storefront
 from supervisor.election import FencedError, Leadership
 from tests.helpers import lead, set_term
 from tests.integration.generation_support import (
@@ -27,7 +29,8 @@ JOBS_SQL = b"SELECT count(*) FROM generation_jobs"
 
 def service(pool: AsyncConnectionPool, leadership: Leadership | None, *,
             throttle: RequestThrottle | None = None) -> Generations:
-    return Generations(pool, leadership=lambda: leadership, catalog=CATALOG, markup=MARKUP,
+    storefront = Storefront(pool, CATALOG, markup=MARKUP, leadership=lambda: leadership)
+    return Generations(pool, leadership=lambda: leadership, storefront=storefront,
                        limits=LIMITS, throttle=throttle)
 
 
@@ -37,16 +40,21 @@ async def jobs(pool: AsyncConnectionPool) -> int:
     return int(row[0]) if row else 0
 
 
-def test_the_price_follows_the_chosen_sku_at_the_markup() -> None:
-    generations = Generations(None, leadership=lambda: None,  # type: ignore[arg-type]
-                              catalog=CATALOG, markup=MARKUP, limits=LIMITS)
-    assert generations.price(PRICED, PROMPT) == Price(PRICE_KOP, free=False)
+async def test_the_price_follows_the_chosen_sku_at_the_markup(
+        pool: AsyncConnectionPool) -> None:
+    generations = service(pool, None)
+
+    def sku(model_id: str, params: dict[str, object]) -> object:
+        return select_sku(CATALOG[model_id], params)
+
+    assert await generations.price(PRICED, PROMPT) == Price(PRICE_KOP, sku(PRICED, PROMPT))
     # nano-banana-pro: 1K 14.14 RUB (the default), 4K 18.86 RUB; x 2.0, in kopecks.
-    assert generations.price("nano-banana-pro", PROMPT) == Price(2828, free=False)
-    assert generations.price("nano-banana-pro", {**PROMPT, "resolution": "4K"}) == Price(
-        3772, free=False)
-    assert generations.price("z-image", {"prompt": "x"}) == Price(0, free=True)
-    assert isinstance(generations.price("no-such-model", {}), InvalidParams)
+    assert (await generations.price("nano-banana-pro", PROMPT)).price_kop == 2828
+    assert (await generations.price("nano-banana-pro", {**PROMPT, "resolution": "4K"})
+            ).price_kop == 3772
+    free = await generations.price("z-image", {"prompt": "x"})
+    assert isinstance(free, Price) and free.price_kop == 0 and free.free
+    assert isinstance(await generations.price("no-such-model", {}), InvalidParams)
 
 
 async def test_one_key_makes_one_job_and_holds_its_price(pool: AsyncConnectionPool) -> None:

@@ -64,6 +64,14 @@ SELECT coalesce(sum(balance_delta_kop) FILTER (WHERE kind = 'topup'), 0)::bigint
        coalesce(-sum(hold_delta_kop) FILTER (WHERE kind = 'commit'), 0)::bigint AS revenue_kop
   FROM ledger;
 
+-- name: kie_cost
+-- What Kie billed, in kopecks: the SKU cost of every succeeded job (free ones too; the user's
+-- price may be an operator's override). Jobs from before migration 014: price / markup.
+SELECT coalesce(sum(coalesce(kie_cost_kop, floor(price_kop / %(markup)s::numeric))),
+                0)::bigint AS kie_cost_kop
+  FROM generation_jobs
+ WHERE status = 'succeeded';
+
 -- name: job_stats
 -- Jobs by model and status, with the median seconds from request to result of the succeeded.
 SELECT model_id, status, count(*) AS n,

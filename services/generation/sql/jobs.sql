@@ -23,9 +23,9 @@ SELECT (SELECT count(*) FROM generation_jobs
 -- A job with a status message (the confirm card) starts as showing `queued`.
 WITH inserted AS (
     INSERT INTO generation_jobs (user_id, chat_id, model_id, params, price_kop, category, free,
-                                 idempotency_key, status_message_id, status_shown)
+                                 idempotency_key, kie_cost_kop, status_message_id, status_shown)
     VALUES (%(user_id)s, %(chat_id)s, %(model_id)s, %(params)s, %(price_kop)s, %(category)s,
-            %(free)s, %(idempotency_key)s, %(status_message_id)s,
+            %(free)s, %(idempotency_key)s, %(kie_cost_kop)s, %(status_message_id)s,
             CASE WHEN %(status_message_id)s::bigint IS NOT NULL THEN 'queued' END)
     RETURNING *
 )

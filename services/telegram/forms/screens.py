@@ -38,7 +38,7 @@ class Verb(StrEnum):
     RESET = "r"    # forget the value of the input being asked (default again)
     DONE = "d"     # stop adding files to the array being asked
     BACK = "b"     # back to the card, nothing changed
-    GO = "g"       # generate: request the job (the confirm press)
+    GO = "g"       # generate: request the job (the confirm press); `a` = the price shown, kop
     CANCEL = "x"   # drop the form
 
 
@@ -173,7 +173,9 @@ def card(t: Translate, lang: str, model: Model, form: Form, quote: Quote,
         verb = Verb.TOGGLE if f.type == "bool" else Verb.OPEN
         options.append(Button(f"{label(t, f)}: {shown}", Action(verb, index)))
     rows.extend(_rows(options, 2))
-    rows.append((Button(say(t, "button-generate", price=price), Action(Verb.GO)),))
+    # The press agrees to the price it shows: the request refuses any other (PriceChanged).
+    rows.append((Button(say(t, "button-generate", price=price),
+                        Action(Verb.GO, 0 if quote.free else quote.price_kop)),))
     rows.append((Button(say(t, "button-cancel"), Action(Verb.CANCEL)),))
     return Screen("\n".join(lines), tuple(rows))
 

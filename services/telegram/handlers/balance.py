@@ -40,7 +40,7 @@ def line_text(i18n: I18nContext, line: LedgerLine) -> str:
 async def balance_screen(i18n: I18nContext, member: Member,
                          accounts: Accounts) -> tuple[str, InlineKeyboardBuilder]:
     """Return the balance text and its keyboard."""
-    wallet = await accounts.wallet(member.user_id) or member.wallet
+    wallet = await member.wallet()
     lines = await accounts.statement(member.user_id, limit=STATEMENT_LINES)
     parts = [i18n.get("balance-text", balance=rubles(wallet.balance_kop),
                       hold=rubles(wallet.hold_kop)), ""]

@@ -31,7 +31,8 @@ touching the FSM: a crash before its commit leaves nothing; after it, the re-run
 Duplicate and the state is moved to the menu then.
 
 Cost per step (the pool is small, so transactions are what latency queues on): a question
-or a card change is one FSM write; Generate is the job's transaction plus the state write.
+or a card change is one FSM write (state and form together); the form is read from the
+leader's FSM data cache; Generate is the job's transaction plus the state write.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ from services.generation import (
     InsufficientFunds,
     InvalidParams,
     Job,
+    ModelUnavailable,
+    PriceChanged,
 )
 from services.generation.service import Generations, RateLimited
 from services.storefront import Storefront
@@ -67,6 +70,7 @@ from services.telegram.forms import engine, screens
 from services.telegram.forms.engine import Form
 from services.telegram.forms.screens import Quote, Screen, Verb, say
 from services.telegram.forms.values import Refusal, Upload
+from services.telegram.fsm_storage import set_state_and_update_data
 from services.telegram.handlers.menu import outdated
 from services.telegram.results import status_keyboard
 from services.telegram.texts import rubles
@@ -123,7 +127,7 @@ async def start_form(query: CallbackQuery, callback_data: GenerateCb, state: FSM
         return
     form = engine.start(listing.model, card=_card_id(event_update))
     await _store(state, form)
-    await show(query, *_render(i18n, member, generations, listing.model, form))
+    await show(query, *await _render(i18n, member, generations, listing.model, form))
 
 
 @router.message(StateFilter(None), F.text, ~F.text.startswith("/"))
@@ -141,7 +145,7 @@ async def quick_path(message: Message, state: FSMContext, i18n: I18nContext, mem
         await message.answer(screens.refusal_text(i18n.get, model, step))
         return
     await _store(state, step)
-    text, markup = _render(i18n, member, generations, model, step)
+    text, markup = await _render(i18n, member, generations, model, step)
     if step.asking is None:
         text = say(i18n.get, "quick-offer", model=model.title.get(i18n.locale)) + "\n\n" + text
     await message.answer(text, reply_markup=markup)
@@ -198,7 +202,7 @@ async def pressed(query: CallbackQuery, callback_data: FormPress, state: FSMCont
     model, form = loaded
     if str(callback_data.card) != form.card:
         callback_answer.text = say(i18n.get, "rule-stale")
-        await show(query, *_render(i18n, member, generations, model, form))
+        await show(query, *await _render(i18n, member, generations, model, form))
         return
     if callback_data.verb is Verb.CANCEL:
         await _drop(state)
@@ -206,7 +210,7 @@ async def pressed(query: CallbackQuery, callback_data: FormPress, state: FSMCont
         return
     if callback_data.verb is Verb.GO:
         await _generate(query, i18n, member, generations, callback_answer, form, state,
-                        status_board)
+                        status_board, shown_price_kop=callback_data.a)
         return
     step = _press(model, form, callback_data, _card_id(event_update))
     if isinstance(step, Refusal):
@@ -214,7 +218,7 @@ async def pressed(query: CallbackQuery, callback_data: FormPress, state: FSMCont
         callback_answer.show_alert = True
         return
     await _store(state, step)
-    await show(query, *_render(i18n, member, generations, model, step))
+    await show(query, *await _render(i18n, member, generations, model, step))
 
 
 def _press(model: Model, form: Form, press: FormPress, card: str) -> Form | Refusal:
@@ -239,8 +243,10 @@ def _press(model: Model, form: Form, press: FormPress, card: str) -> Form | Refu
 
 async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
                     generations: Generations, answer: CallbackAnswer, form: Form,
-                    state: FSMContext, board: StatusBoard | None) -> None:
-    """Request the card's job; a card that already made its job finds it (Duplicate)."""
+                    state: FSMContext, board: StatusBoard | None, *,
+                    shown_price_kop: int) -> None:
+    """Request the card's job at the price it showed; a card that already made its job
+    finds it (Duplicate); a price changed since is refused with the new card."""
     model = generations.catalog.get(form.model_id)
     message = query.message
     if model is None or message is None or engine.missing(model, form):
@@ -250,8 +256,9 @@ async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
     outcome = await generations.request(
         user_id=member.user_id, chat_id=chat_id, model_id=model.id,
         params=engine.params(form), idempotency_key=f"gen:{chat_id}:{form.card}",
-        status_message_id=message.message_id)
-    queued = i18n.get("status-queued", model=model.title.get(i18n.locale))
+        shown_price_kop=shown_price_kop, status_message_id=message.message_id)
+    title = model.title.get(i18n.locale)
+    queued = i18n.get("status-queued", model=title)
     match outcome:
         case Created(job):
             # Back at the menu (plain text is the quick path again); the form stays in the
@@ -279,6 +286,16 @@ async def _generate(query: CallbackQuery, i18n: I18nContext, member: Member,
         case RateLimited(retry_after_s=wait_s):
             answer.text = say(i18n.get, "rate-limited", seconds=math.ceil(wait_s))
             answer.show_alert = True
+        case PriceChanged(price_kop=price):
+            # Nothing was written; the same card (same key) re-shown with the live price.
+            text, markup = await _render(i18n, member, generations, model, form)
+            changed = say(i18n.get, "price-changed", model=title,
+                          price=say(i18n.get, "free") if price == 0 else rubles(price))
+            await show(query, changed + "\n\n" + text, markup)
+        case ModelUnavailable():
+            await _drop(state)
+            await show(query, say(i18n.get, "model-unavailable", model=title),
+                       _menu_only(i18n))
         case InvalidParams(field=name, rule=rule):
             await message.answer(screens.refusal_text(
                 i18n.get, model, Refusal("rule-invalid", {"field": name, "reason": rule})))
@@ -306,7 +323,7 @@ async def open_again(target: Message | CallbackQuery, i18n: I18nContext, member:
         return False
     form = engine.prefilled(listing.model, job.params, card=card, ask_first=change)
     await _store(state, form)
-    await show(target, *_render(i18n, member, generations, listing.model, form))
+    await show(target, *await _render(i18n, member, generations, listing.model, form))
     return True
 
 
@@ -315,23 +332,23 @@ async def _after_message(message: Message, state: FSMContext, i18n: I18nContext,
                          step: Form | Refusal) -> None:
     """Store a step made from a message and show what comes next, or re-ask the same."""
     if isinstance(step, Refusal):
-        text, markup = _render(i18n, member, generations, model, form)
+        text, markup = await _render(i18n, member, generations, model, form)
         await message.answer(screens.refusal_text(i18n.get, model, step) + "\n\n" + text,
                              reply_markup=markup)
         return
     await _store(state, step)
-    text, markup = _render(i18n, member, generations, model, step)
+    text, markup = await _render(i18n, member, generations, model, step)
     await message.answer(text, reply_markup=markup)
 
 
-def _render(i18n: I18nContext, member: Member, generations: Generations, model: Model,
-            form: Form) -> tuple[str, InlineKeyboardMarkup]:
+async def _render(i18n: I18nContext, member: Member, generations: Generations, model: Model,
+                  form: Form) -> tuple[str, InlineKeyboardMarkup]:
     """Return the question being asked, or the card priced for the member, as a message."""
     if form.asking is not None:
         screen = screens.ask(i18n.get, i18n.locale, model, form)
     else:
-        price = generations.price(model.id, engine.params(form))
-        balance = member.wallet.balance_kop
+        price = await generations.price(model.id, engine.params(form))
+        balance = (await member.wallet()).balance_kop
         quote = (Quote(0, free=False, balance_kop=balance) if isinstance(price, InvalidParams)
                  else Quote(price.price_kop, free=price.free, balance_kop=balance))
         screen = screens.card(i18n.get, i18n.locale, model, form, quote, rubles)
@@ -361,15 +378,12 @@ async def _load(state: FSMContext, generations: Generations) -> tuple[Model, For
 
 
 async def _store(state: FSMContext, form: Form) -> None:
-    # The state is cached (no read); writing it only when it changes saves a transaction.
-    if await state.get_state() != GenerateForm.filling.state:
-        await state.set_state(GenerateForm.filling)
-    await state.update_data({FORM_KEY: form.to_data()})
+    # State and form in one write (one fenced transaction), not two.
+    await set_state_and_update_data(state, GenerateForm.filling, {FORM_KEY: form.to_data()})
 
 
 async def _drop(state: FSMContext) -> None:
-    await state.set_state(None)
-    await state.update_data({FORM_KEY: None})
+    await set_state_and_update_data(state, None, {FORM_KEY: None})
 
 
 def _card_id(update: Update) -> str:

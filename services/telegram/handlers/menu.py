@@ -17,6 +17,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
 from services.accounts import Accounts, Member
+from services.billing.ledger import Wallet
 from services.storefront import Storefront
 from services.telegram.texts import rubles
 from services.telegram.ui import (
@@ -44,12 +45,12 @@ DEEP_LINK_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 async def show_menu(target: Message | CallbackQuery, i18n: I18nContext, member: Member,
                     storefront: Storefront, accounts: Accounts, *, text: str | None = None,
-                    state: FSMContext | None = None) -> None:
+                    state: FSMContext | None = None, wallet: Wallet | None = None) -> None:
     """Show the main menu (with `text` above it instead of the menu title)."""
     if state is not None:
         await leave_prompt(state)
     shelf = await storefront.shelf()
-    balance = rubles(member.wallet.balance_kop)
+    balance = rubles((wallet or await member.wallet()).balance_kop)
     kb = InlineKeyboardBuilder()
     for category, count in shelf.categories():
         kb.button(text=i18n.get("menu-category", category=category, count=count),
@@ -89,8 +90,10 @@ async def start(message: Message, command: CommandObject, i18n: I18nContext, mem
     if command.args and DEEP_LINK_RE.fullmatch(command.args):
         await accounts.remember_start_payload(member.user_id, command.args)
     key = "start-welcome" if member.created else "start-welcome-back"
-    text = i18n.get(key, name=member.first_name, balance=rubles(member.wallet.balance_kop))
-    await show_menu(message, i18n, member, storefront, accounts, text=text, state=state)
+    wallet = await member.wallet()
+    text = i18n.get(key, name=member.first_name, balance=rubles(wallet.balance_kop))
+    await show_menu(message, i18n, member, storefront, accounts, text=text, state=state,
+                    wallet=wallet)
 
 
 @router.message(Command("menu"))

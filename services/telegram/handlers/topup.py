@@ -108,7 +108,7 @@ async def topup_screen(target: Message | CallbackQuery, i18n: I18nContext, membe
                        accounts: Accounts, payments: Payments) -> None:
     """Show the amounts, Stars when on, and the user's pending top-ups with Cancel."""
     terms = payments.terms
-    wallet = await accounts.wallet(member.user_id) or member.wallet
+    wallet = await member.wallet()
     parts = [i18n.get("topup-title", balance=rubles(wallet.balance_kop),
                       min=rubles(terms.min_rub * 100), max=rubles(terms.max_rub * 100))]
     kb = InlineKeyboardBuilder()

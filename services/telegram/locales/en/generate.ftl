@@ -80,5 +80,7 @@ generate-funds = Not enough money: { $shortfall } more is needed.
 generate-active-limit = You already have { $limit } generations running. Wait for one to finish, then try again.
 generate-free-quota = You used today's { $limit } free generations. They renew at 00:00 UTC; paid models work now.
 generate-rate-limited = Too many requests. Try again in { $seconds } s.
+generate-price-changed = The price of { $model } changed: it is { $price } now. Here is the card with the new price; nothing was charged.
+generate-model-unavailable = { $model } is not available right now. Nothing was charged; pick another model from the catalog.
 generate-cancelled = Cancelled.
 generate-no-form = This form is closed. Open a model from the catalog.
