@@ -62,7 +62,6 @@ from psycopg_pool import AsyncConnectionPool
 import supervisor.worker as worker
 from services.catalog import Catalog
 from services.catalog.loader import Model
-from services.delivery import texts
 from services.delivery.files import ResultFile, ResultKind
 from services.delivery.sender import MAX_TEXT_UTF16, Delivery, Outcome, ResultSender, clip
 from services.generation import (
@@ -78,7 +77,7 @@ from services.generation.applier import read_answer
 from services.generation.loops import LoopStore
 from services.generation.store import JobStore
 from services.kie import FailureReason, failure_reason
-from services.kie.failures import TEXTS as FAILURE_TEXTS
+from services.kie.failures import reason_text
 from services.telegram import texts as bot_texts
 from services.telegram.results import next_text, result_keyboard
 from services.telegram.texts import language_of
@@ -315,9 +314,9 @@ class DeliveryWorker:
     async def _send_failure(self, job: Job, lang: str, title: str,
                             buttons: InlineKeyboardMarkup) -> Delivery:
         """Tell the user why a job failed or expired (and that nothing was charged)."""
-        reason = FAILURE_TEXTS[failure_of(job)].get(lang)
-        message = await self._send_text(job.chat_id, texts.get(lang, "failed", model=title,
-                                                                reason=reason), buttons)
+        reason = reason_text(failure_of(job), lang)
+        text = bot_texts.get(lang, "delivery-failed", model=title, reason=reason)
+        message = await self._send_text(job.chat_id, text, buttons)
         if message is None:
             return Delivery(Outcome.BLOCKED, detail=BLOCKED_REASON)
         return Delivery(Outcome.SENT, message_ids=[message])

@@ -46,7 +46,7 @@ from services.delivery.status import OnShown, StatusBoard
 from services.generation.delivery_worker import BLOCKED_REASON, failure_of
 from services.generation.loops import LoopStore
 from services.generation.store import Job, JobStatus, JobStore, StatusShown
-from services.kie.failures import TEXTS as FAILURE_TEXTS
+from services.kie.failures import reason_text
 from services.telegram import texts
 from services.telegram.results import status_keyboard
 from services.telegram.texts import language_of
@@ -176,7 +176,7 @@ class JobStatusMessages:
         if job.status is JobStatus.SUCCEEDED:
             return self._text(language, "status-undelivered", job)
         return self._text(language, "status-failed", job,
-                          reason=FAILURE_TEXTS[failure_of(job)].get(language))
+                          reason=reason_text(failure_of(job), language))
 
     def _text(self, language: str, key: str, job: Job, **values: object) -> str:
         model = self._catalog.get(job.model_id)

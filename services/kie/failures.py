@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
-from types import MappingProxyType
 
-from services.catalog.loader import LocalizedText
 from services.kie.state import TaskState
+from services.telegram import texts
 
 
 class FailureReason(enum.StrEnum):
@@ -39,26 +37,6 @@ BAD_INPUT_CODES = frozenset({"451"})
 TIMEOUT_CODES = frozenset({"408"})
 UNAVAILABLE_CODES = frozenset({"429", "455", "502", "503", "504", "550"})
 
-TEXTS: Mapping[FailureReason, LocalizedText] = MappingProxyType({
-    FailureReason.CONTENT_POLICY: LocalizedText(
-        ru="Запрос отклонён правилами модели о допустимом содержании. Измените описание "
-           "или изображение.",
-        en="The model's content rules refused this request. Change the prompt or the image."),
-    FailureReason.BAD_INPUT_IMAGE: LocalizedText(
-        ru="Модель не смогла прочитать ваш файл. Пришлите другое изображение (JPG или PNG).",
-        en="The model could not read your file. Send another image (JPG or PNG)."),
-    FailureReason.TIMEOUT: LocalizedText(
-        ru="Генерация не уложилась во время. Попробуйте ещё раз.",
-        en="The generation took too long. Please try again."),
-    FailureReason.SERVICE_UNAVAILABLE: LocalizedText(
-        ru="Сервис генерации сейчас недоступен. Попробуйте чуть позже.",
-        en="The generation service is unavailable right now. Please try again later."),
-    FailureReason.GENERIC: LocalizedText(
-        ru="Генерация не удалась. Попробуйте ещё раз или измените запрос.",
-        en="The generation failed. Please try again or change the request."),
-})
-
-
 def failure_reason(code: str | int | None, message: str | None = None, *,
                    raw_status: str = "") -> FailureReason:
     """Return the user-level reason for a Kie failure code, text and family status."""
@@ -76,6 +54,11 @@ def failure_reason(code: str | int | None, message: str | None = None, *,
 
 
 def failure_text(state: TaskState, lang: str) -> str:
-    """Return the short text telling a user why this task failed."""
+    """Return the short text telling a user why this task failed (Fluent `failure-<reason>`)."""
     reason = failure_reason(state.fail_code, state.fail_message, raw_status=state.raw_status)
-    return TEXTS[reason].get(lang)
+    return reason_text(reason, lang)
+
+
+def reason_text(reason: FailureReason, lang: str | None) -> str:
+    """Return a reason's user-safe text in a language (services/telegram/locales failures.ftl)."""
+    return texts.get(lang, f"failure-{reason}")
