@@ -13,6 +13,13 @@ route (it could not fetch the URL, a photo's dimensions) moves to the next route
 Telegram already has (an earlier `file_id`) is sent by that id: history re-sends work after
 Kie's URLs expired.
 
+An image of unknown size is sent as a photo by URL without probing it first (URL_FIRST_KINDS):
+nearly every generated image is under 5 MB, and Telegram answers 400 for a photo URL it cannot
+fetch or that is over 5 MB, so the HEAD would only delay the common case. On that refusal the
+file is probed and continues on its size's remaining routes (upload, document, link). Video,
+audio and documents are probed first: they are often over 20 MB, and a refused URL would cost
+Telegram's fetch of 20 MB before the right route.
+
 Several files go out as albums (sendMediaGroup, 2-10 items; photos and videos together, audio
 and documents each on their own, larger sets split evenly); an album Telegram refuses is
 sent again file by file. Links go in one text message. The caption rides on the first message.
@@ -77,6 +84,8 @@ MAX_ALBUM_ITEMS: Final[int] = 10
 # A 50 MB upload needs longer than the Bot's default 30 s request timeout.
 UPLOAD_REQUEST_TIMEOUT_S: Final[int] = 300
 ELLIPSIS: Final[str] = "…"
+# Kinds whose first route (by URL) is tried before the size is known; see the module doc.
+URL_FIRST_KINDS: Final[frozenset[ResultKind]] = frozenset({ResultKind.IMAGE})
 # Telegram's descriptions that concern the chat, not the file: no other route would help.
 CHAT_ERRORS: Final[tuple[str, ...]] = ("chat not found", "chat_id is empty", "user not found",
                                        "PEER_ID_INVALID")
@@ -171,7 +180,7 @@ class _Item:
 
     index: int
     file: ResultFile
-    size_bytes: int
+    size_bytes: int | None  # None: not probed yet (its first route goes by URL, unprobed)
     routes: list[Route]
 
     @property
@@ -259,10 +268,11 @@ class ResultSender:
         caption = clip(caption, MAX_CAPTION_UTF16)
         # One file is one message (or one link message): the buttons go on it.
         markup = reply_markup if len(items) == 1 else None
+        # Taken before sending: an item whose routes all get refused sends its own link.
+        links = [item for item in items if item.route is None]
         try:
             caption = await self._send_media(chat_id, [i for i in items if i.route], caption,
                                              delivery, markup)
-            links = [item for item in items if item.route is None]
             if links:
                 await self._send_links(chat_id, links, caption, delivery, markup)
             if reply_markup is not None and len(items) > 1 and delivery.sent:
@@ -280,7 +290,11 @@ class ResultSender:
         return delivery
 
     async def _plan(self, files: list[ResultFile], delivery: Delivery) -> list[_Item]:
-        """Learn each file's size (concurrently) and its routes; unreadable files are noted."""
+        """Learn each file's size (concurrently) and its routes; unreadable files are noted.
+
+        A file of URL_FIRST_KINDS whose size is unknown is not probed: it starts on its
+        first route (by URL) alone, and is probed only if Telegram refuses that.
+        """
         sizes = await asyncio.gather(*(self._size_of(file) for file in files),
                                      return_exceptions=True)
         items = []
@@ -291,17 +305,29 @@ class ResultSender:
                 continue
             if isinstance(size, BaseException):
                 raise size
-            items.append(_Item(index, file, size, self._routes(file, size)))
+            routes = [ROUTES[file.kind][0]] if size is None else self._routes(file, size)
+            items.append(_Item(index, file, size, routes))
         return items
 
-    async def _size_of(self, file: ResultFile) -> int:
-        """Return a file's size: known, not needed (a file_id), or probed from its URL."""
+    async def _size_of(self, file: ResultFile) -> int | None:
+        """Return a file's size: known, not needed (a file_id), not yet needed (None: a
+        URL-first kind), or probed from its URL."""
         if file.file_id is not None:
             return 0
         if file.size_bytes is not None:
             return file.size_bytes
+        if file.kind in URL_FIRST_KINDS:
+            return None
         assert file.url is not None
         return await probe_size(self._http, file.url)
+
+    async def _probe_after_refusal(self, item: _Item, refused: Route) -> None:
+        """Give an unprobed item whose URL route Telegram refused the routes its size allows
+        (the refused one left out); raises ResultFetchError when the file cannot be read."""
+        assert item.file.url is not None
+        item.size_bytes = await probe_size(self._http, item.file.url)
+        item.routes = [route for route in self._routes(item.file, item.size_bytes)
+                       if route != refused]
 
     def _routes(self, file: ResultFile, size_bytes: int) -> list[Route]:
         """Return a file's routes; a cached file_id goes first, its URL's routes after it."""
@@ -365,12 +391,14 @@ class ResultSender:
                                                     "media": route.media, "source": route.source,
                                                     "error": exc.message[:200]})
                 item.routes.pop(0)
+                if item.size_bytes is None:
+                    try:
+                        await self._probe_after_refusal(item, route)
+                    except ResultFetchError as fetch:
+                        return self._unreadable(delivery, item, fetch)
                 continue
             except ResultFetchError as exc:
-                logger.warning("result_unreadable", extra={"index": item.index,
-                                                           "error": str(exc)})
-                delivery.unavailable.append(item.index)
-                return False
+                return self._unreadable(delivery, item, exc)
             self._record(delivery, item, message)
             return True
         if item.file.url is None:
@@ -378,6 +406,13 @@ class ResultSender:
             return False
         await self._send_links(chat_id, [item], caption, delivery, markup)
         return True
+
+    @staticmethod
+    def _unreadable(delivery: Delivery, item: _Item, error: ResultFetchError) -> bool:
+        """Note an item whose file cannot be read; return False (no message went out)."""
+        logger.warning("result_unreadable", extra={"index": item.index, "error": str(error)})
+        delivery.unavailable.append(item.index)
+        return False
 
     @contextlib.asynccontextmanager
     async def _source(self, item: _Item) -> AsyncIterator[str | InputFile]:

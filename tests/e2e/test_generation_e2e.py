@@ -267,8 +267,9 @@ async def test_a_result_url_that_fails_twice_is_delivered_on_the_retry_not_after
     # the retries in time.
     timings = dataclasses.replace(QUICK, delivery_lease_s=3_600.0)
     async with scenario(database_url, timings=timings) as (stack, kie, telegram):
-        # Each attempt probes the file with HEAD, then GET: 4 failed reads = 2 failed attempts.
-        await kie.fault("result", failing_reads=4, fail_next=len(USERS))
+        # Each attempt reads the file three times: Telegram's fetch of the photo URL, then our
+        # probe's HEAD and GET after the refusal: 6 failed reads = 2 failed attempts.
+        await kie.fault("result", failing_reads=6, fail_next=len(USERS))
         jobs = await run_jobs(stack)
         await assert_charged_once_and_delivered_once(stack, telegram, jobs)
         assert [job.delivery_attempts for job in jobs.values()] == [3] * len(USERS)
