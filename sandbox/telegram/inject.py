@@ -81,6 +81,10 @@ def _content_field(item: dict[str, Any]) -> bytes | None:
     return data
 
 
+# The fields of a human's Bot API `User` an item may set (first_name has a default).
+PROFILE_FIELDS: Final[tuple[str, ...]] = ("first_name", "last_name", "username", "language_code")
+
+
 def make_user(item: dict[str, Any], user_id: int) -> dict[str, Any]:
     """Build the Bot API `User` of the human behind an item."""
     user: dict[str, Any] = {
@@ -88,7 +92,7 @@ def make_user(item: dict[str, Any], user_id: int) -> dict[str, Any]:
         "is_bot": False,
         "first_name": _str_field(item, "first_name") or f"User{user_id}",
     }
-    for name in ("last_name", "username", "language_code"):
+    for name in PROFILE_FIELDS[1:]:
         value = _str_field(item, name)
         if value:
             user[name] = value

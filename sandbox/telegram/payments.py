@@ -30,7 +30,7 @@ from aiohttp import web
 
 from sandbox.common.responses import ControlError, control_errors, dump, json_body, query_int
 from sandbox.telegram.errors import bad_request
-from sandbox.telegram.inject import ensure_chat, make_user
+from sandbox.telegram.inject import PROFILE_FIELDS, ensure_chat, make_user
 from sandbox.telegram.invoices import PRE_CHECKOUT_DEADLINE_S, Charge, Checkout, Invoice
 from sandbox.telegram.methods import (
     QUERY_INVALID,
@@ -184,6 +184,16 @@ def _deliver_payment(bot: BotState, charge: Charge) -> int | None:
     return _push(bot, "message", obj, chat.id)
 
 
+def _payer(bot: BotState, item: dict[str, Any], chat_id: int) -> dict[str, Any]:
+    """Return the paying user: as the item describes them, else as the chat last saw them
+    (Telegram sends a user's whole profile, language_code included, with every update)."""
+    user_id = int(item.get("user_id") or chat_id)
+    chat = bot.chats.get(chat_id)
+    known = chat.user if chat is not None and chat.user and chat.user["id"] == user_id else None
+    described = any(name in item for name in PROFILE_FIELDS)
+    return dict(known) if known is not None and not described else make_user(item, user_id)
+
+
 class PaymentControl:
     """The control endpoints of the user's side of payments."""
 
@@ -212,7 +222,7 @@ class PaymentControl:
         if not isinstance(item, dict) or not isinstance(item.get("chat_id"), int):
             raise ControlError(400, "send {chat_id, user_id?, message_id?, deadline_s?}")
         chat_id = int(item["chat_id"])
-        user = make_user(item, int(item.get("user_id") or chat_id))
+        user = _payer(bot, item, chat_id)
         invoices = [inv for (chat, _), inv in bot.payments.invoices.items() if chat == chat_id]
         message_id = item.get("message_id")
         invoice = (bot.payments.invoices.get((chat_id, message_id)) if message_id is not None

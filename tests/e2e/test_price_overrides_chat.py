@@ -74,7 +74,7 @@ async def test_an_override_is_shown_in_the_catalog_and_on_the_card_and_is_what_i
     label, data = generate_button(card)
     assert label.endswith(rubles(777)) and rubles(5000 - 777) in card.text
     queued = await user.press(data)
-    assert queued.text.startswith("Queued")
+    assert queued.text.startswith("⏳") and "queued" in queued.text
     [(job_id, price_kop, status)] = await rows(chatbot, JOBS_SQL, 301)
     assert (price_kop, status) == (777, "pending")
     async with chatbot.pool.connection() as conn:
@@ -98,7 +98,7 @@ async def test_a_price_changed_while_the_card_is_open_is_refused_with_the_new_ca
     new_label, new_press = generate_button(changed)
     assert new_label.endswith(rubles(1500))
     queued = await user.press(new_press)
-    assert queued.text.startswith("Queued")
+    assert queued.text.startswith("⏳") and "queued" in queued.text
     [(_, price_kop, _)] = await rows(chatbot, JOBS_SQL, 302)
     assert price_kop == 1500
     assert await rows(chatbot, LEDGER_SQL, 302) == [("hold", -1500, 1500)]
