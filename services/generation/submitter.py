@@ -2,8 +2,9 @@
 
 Overview (a supervisor.worker.Worker over SubmitQueue; its claim runs in the worker's fenced
 turn, one transaction for a whole batch)
-    claim     0. backpressure (`SubmitQueue._room`): while BACKLOG_BOUND stored callbacks
-                 are unapplied or finished jobs wait unclaimed for delivery, claim fewer or
+    claim     0. backpressure (`SubmitQueue._room`): while BACKLOG_BOUND jobs are past
+                 Kie's answer or on their way to it (submissions in flight, callbacks not
+                 applied, results not yet delivered: waiting or being sent), claim fewer or
                  none (the delivery worker's turns nudge the submitter to look again)
               1. `claim_pending`: pending jobs in fair order (a job's slot is its user's jobs
                  in flight plus its rank in the user's queue), each under a lease of
@@ -112,9 +113,11 @@ BUCKET_WATCH_S: Final[float] = 0.02
 # A refused attempt is tried again after this backoff (doubling per attempt), not the lease.
 RETRY_INITIAL_S: Final[float] = 2.0
 RETRY_MAX_S: Final[float] = 60.0
-# Backpressure: new submissions wait while this many callbacks are unapplied or results
-# undelivered (see SubmitQueue._room) ...
-BACKLOG_BOUND: int | None = 16  # None: no backpressure (read when a Submitter is made)
+# Backpressure: new submissions wait while this many jobs are in flight or past Kie's answer
+# and not delivered (see SubmitQueue._room). 4 keeps a burst's callback -> sent time near one
+# job's own (bench/generation.py: 16 let it queue 300-400 ms) at the same jobs/s; with real
+# Kie times (seconds to minutes) the backlog after Kie is rarely above it ...
+BACKLOG_BOUND: int | None = 4  # None: no backpressure (read when a Submitter is made)
 # ... but never longer than this at a stretch.
 HOLD_MAX_S: Final[float] = 5.0
 MODEL_GONE_CODE: Final[str] = "model_unavailable"
@@ -154,19 +157,23 @@ class SubmitQueue:
         self._bound = backlog_bound
         self._hold_max_s = hold_max_s
         self.held_since: float | None = None  # monotonic; None: not holding back
+        # Submissions on their way to Kie: with a fast Kie their callbacks are the next
+        # backlog, so they count against the bound before the database sees them.
+        self.sending = 0
 
     async def _room(self, conn: psycopg.AsyncConnection, limit: int) -> int:
         """Return how many jobs to claim: limit, less while work after Kie's answer piles up.
 
-        Backpressure: with BACKLOG_BOUND callbacks unapplied or results undelivered, new
-        submissions wait (durably, in `pending`, in their fair order) until deliveries catch
-        up, so a burst's results go out before more work is started. Never longer than
+        Backpressure: with BACKLOG_BOUND submissions in flight, callbacks unapplied or
+        results undelivered (being sent included), new submissions wait (durably, in
+        `pending`, in their fair order) until deliveries catch up, so a burst's results go
+        out before more work is started. Never longer than
         hold_max_s at a stretch: a stuck delivery must not stop submissions (pending jobs
         have deadlines).
         """
         if self._bound is None:
             return limit
-        backlog = await JobStore(conn).downstream_backlog(bound=self._bound)
+        backlog = self.sending + await JobStore(conn).downstream_backlog(bound=self._bound)
         now = time.monotonic()
         if backlog < self._bound:
             self.held_since = None
@@ -307,6 +314,13 @@ class Submitter:
 
     async def submit(self, claimed: worker.Job[Attempt], leadership: Leadership) -> None:
         """Send one claimed attempt to Kie and store the task id it answers with."""
+        self._queue.sending += 1
+        try:
+            await self._submit(claimed, leadership)
+        finally:
+            self._queue.sending -= 1
+
+    async def _submit(self, claimed: worker.Job[Attempt], leadership: Leadership) -> None:
         attempt = claimed.payload
         job, ticket = attempt.job, attempt.ticket
         if ticket.attempt > 1:

@@ -98,15 +98,13 @@ SELECT extract(epoch FROM now() - started_at)::float8 AS age_s
  LIMIT %(limit)s;
 
 -- name: downstream_backlog
--- How much work after Kie's answer waits for the leader to pick it up, counted up to
--- `bound`: stored callbacks not applied yet, plus finished jobs not delivered that no
--- delivery holds and whose retry time (if any) has come. Deliveries in progress are not
--- waiting, nor are jobs backing off after a failed attempt or held by a dead claimant.
+-- How much work after Kie's answer is in the leader's hands, counted up to `bound`: stored
+-- callbacks not applied yet, plus finished jobs not delivered (waiting or being sent) whose
+-- retry time (if any) has come. Jobs backing off after a failed attempt are not counted.
 SELECT (SELECT count(*) FROM (SELECT 1 FROM job_callbacks WHERE applied_at IS NULL
                                LIMIT %(bound)s) AS c)
      + (SELECT count(*) FROM (SELECT 1 FROM generation_jobs
                                WHERE finished_at IS NOT NULL AND delivered_at IS NULL
-                                 AND delivering_at IS NULL
                                  AND (delivery_retry_at IS NULL OR delivery_retry_at <= now())
                                LIMIT %(bound)s) AS d) AS n;
 
