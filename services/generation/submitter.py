@@ -115,8 +115,9 @@ RETRY_INITIAL_S: Final[float] = 2.0
 RETRY_MAX_S: Final[float] = 60.0
 # Backpressure: new submissions wait while this many jobs are in flight or past Kie's answer
 # and not delivered (see SubmitQueue._room). 4 keeps a burst's callback -> sent time near one
-# job's own (bench/generation.py: 16 let it queue 300-400 ms) at the same jobs/s; with real
-# Kie times (seconds to minutes) the backlog after Kie is rarely above it ...
+# job's own (bench/generation.py: p99 113 ms, 234 at 16) for a fifth less burst throughput
+# (72 jobs/s, 91 at 16: still 35 times Kie's default limit); with real Kie times (seconds to
+# minutes) the backlog after Kie is rarely above it ...
 BACKLOG_BOUND: int | None = 4  # None: no backpressure (read when a Submitter is made)
 # ... but never longer than this at a stretch.
 HOLD_MAX_S: Final[float] = 5.0
@@ -167,9 +168,8 @@ class SubmitQueue:
         Backpressure: with BACKLOG_BOUND submissions in flight, callbacks unapplied or
         results undelivered (being sent included), new submissions wait (durably, in
         `pending`, in their fair order) until deliveries catch up, so a burst's results go
-        out before more work is started. Never longer than
-        hold_max_s at a stretch: a stuck delivery must not stop submissions (pending jobs
-        have deadlines).
+        out before more work is started. Never longer than hold_max_s at a stretch: a stuck
+        delivery must not stop submissions (pending jobs have deadlines).
         """
         if self._bound is None:
             return limit
