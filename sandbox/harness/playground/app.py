@@ -26,20 +26,19 @@ Bad input gets a 400 with `error` saying which rule it broke, and nothing is sen
 from __future__ import annotations
 
 import base64
-import ipaddress
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 from aiohttp import web
 
 from sandbox.telegram import SandboxClient, SandboxError, SandboxTimeout
+from sandbox.telegram.media import is_loopback_host, url_host
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +170,7 @@ class _Api:
     def _remember_url(self, media: Any) -> None:
         """Remember where a file sent by URL lives, when that is on this machine."""
         url = media.get("url") if isinstance(media, dict) else None
-        if isinstance(url, str) and media.get("file_id") and _is_loopback(url):
+        if isinstance(url, str) and media.get("file_id") and is_loopback_host(url_host(url)):
             self._urls[str(media["file_id"])] = url
 
     async def _message(self, chat_id: int, message_id: int) -> Mapping[str, Any] | None:
@@ -255,17 +254,6 @@ class _Api:
                                                              "application/octet-stream"),
                         "Cache-Control": "max-age=3600"})
         raise web.HTTPNotFound(text="no bytes for this file (sent by a URL not on this machine)")
-
-
-def _is_loopback(url: str) -> bool:
-    """Tell whether a URL's host is this machine (127.0.0.0/8, ::1, localhost)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _int_query(request: web.Request, name: str) -> int:
