@@ -163,10 +163,8 @@ async def typed(message: Message, state: FSMContext, i18n: I18nContext, member: 
                 generations: Generations, event_update: Update) -> None:
     """Apply typed text to the input being asked (on the card: the prompt)."""
     assert message.text is not None
-    loaded = await _load(state, generations)
+    loaded = await _form_for_message(message, state, i18n, generations)
     if loaded is None:
-        await _drop(state)
-        await message.answer(say(i18n.get, "no-form"))
         return
     model, form = loaded
     step = engine.type_text(model, form, message.text, card=_card_id(event_update))
@@ -178,10 +176,8 @@ async def typed(message: Message, state: FSMContext, i18n: I18nContext, member: 
 async def uploaded(message: Message, state: FSMContext, i18n: I18nContext, member: Member,
                    generations: Generations, event_update: Update) -> None:
     """Apply an uploaded file to the media input being asked."""
-    loaded = await _load(state, generations)
+    loaded = await _form_for_message(message, state, i18n, generations)
     if loaded is None:
-        await _drop(state)
-        await message.answer(say(i18n.get, "no-form"))
         return
     model, form = loaded
     step = engine.send_upload(model, form, _upload_of(message), card=_card_id(event_update))
@@ -325,6 +321,17 @@ async def open_again(target: Message | CallbackQuery, i18n: I18nContext, member:
     await _store(state, form)
     await show(target, *await _render(i18n, member, generations, listing.model, form))
     return True
+
+
+async def _form_for_message(message: Message, state: FSMContext, i18n: I18nContext,
+                            generations: Generations) -> tuple[Model, Form] | None:
+    """Return the form a message answers; None (the stale state dropped, the user told)
+    when there is none."""
+    loaded = await _load(state, generations)
+    if loaded is None:
+        await _drop(state)
+        await message.answer(say(i18n.get, "no-form"))
+    return loaded
 
 
 async def _after_message(message: Message, state: FSMContext, i18n: I18nContext,
