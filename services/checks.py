@@ -12,7 +12,13 @@ import secrets
 from psycopg_pool import AsyncConnectionPool
 
 from config import Settings
-from services.billing.ledger import EntryKind, LedgerConflict, apply_entry, count_entries
+from services.billing.ledger import (
+    EntryKind,
+    LedgerConflict,
+    apply_entry,
+    count_entries,
+    read_wallet,
+)
 from services.catalog import Catalog, load_catalog, price_kopecks
 from services.users import ensure_user
 from supervisor.services import Check
@@ -48,6 +54,7 @@ def checks(settings: Settings, pool: AsyncConnectionPool,
                               language_code=None)
             first = await apply_entry(conn, **entry)  # type: ignore[arg-type]
             second = await apply_entry(conn, **entry)  # type: ignore[arg-type]
+            wallet = await read_wallet(conn, PROBE_USER_ID)
             entries = await count_entries(conn, key)
             try:
                 await apply_entry(conn, **(entry | {"balance_delta_kop": 1}))  # type: ignore[arg-type]
@@ -55,11 +62,10 @@ def checks(settings: Settings, pool: AsyncConnectionPool,
                 conflict = True
             else:
                 conflict = False
-        if not (first.applied and not second.applied and entries == 1 and conflict
-                and second.wallet and second.wallet.balance_kop == PROBE_AMOUNT_KOP):
+        if not (first and not second and entries == 1 and conflict
+                and wallet and wallet.balance_kop == PROBE_AMOUNT_KOP):
             raise RuntimeError(f"same key applied twice or a conflicting replay accepted: "
-                               f"entries={entries}, conflict={conflict}, "
-                               f"wallet={second.wallet}")
+                               f"entries={entries}, conflict={conflict}, wallet={wallet}")
         return "same ledger key twice -> one entry, another amount -> conflict (rolled back)"
 
     return [Check("catalog", catalog_probe), Check("billing_idempotency", billing_probe)]

@@ -175,20 +175,20 @@ class Admin:
             before = await ledger.lock_wallet(user_id)
             if before is None:
                 raise AdminError("admin-err-no-wallet", user=user_id)
-            result = await apply_entry(conn, user_id=user_id, kind=EntryKind.ADJUSTMENT,
-                                       balance_delta_kop=amount_kop, hold_delta_kop=0,
-                                       idempotency_key=f"admin:adjust:{key}",
-                                       note=reason.strip()[:500])
-            if result.applied:
+            applied = await apply_entry(conn, user_id=user_id, kind=EntryKind.ADJUSTMENT,
+                                        balance_delta_kop=amount_kop, hold_delta_kop=0,
+                                        idempotency_key=f"admin:adjust:{key}",
+                                        note=reason.strip()[:500])
+            after = await ledger.wallet(user_id)
+            if applied:
                 await AdminStore(conn).insert_audit(
                     operator_id=operator_id, action=AdminAction.BALANCE_ADJUST,
                     subject=f"user:{user_id}", before=_wallet(before),
-                    after=_wallet(result.wallet) | {"amount_kop": amount_kop,
-                                                    "reason": reason.strip()[:500]})
+                    after=_wallet(after) | {"amount_kop": amount_kop,
+                                            "reason": reason.strip()[:500]})
         logger.info("admin_adjusted", extra={"user_id": user_id, "amount_kop": amount_kop,
-                                             "operator_id": operator_id,
-                                             "applied": result.applied})
-        return Applied(result.applied, result.wallet)
+                                             "operator_id": operator_id, "applied": applied})
+        return Applied(applied, after)
 
     async def refund_job(self, job_id: int, *, operator_id: int) -> Applied:
         """Credit a charged (succeeded) job's price back, once per job.
@@ -205,17 +205,19 @@ class Admin:
                 raise NotRefundable("admin-err-no-job", job=job_id)
             if not job.committed or job.price_kop == 0:
                 raise NotRefundable("admin-err-not-charged", job=job_id, status=job.status)
-            before = await LedgerStore(conn).lock_wallet(job.user_id)
-            result = await apply_entry(conn, user_id=job.user_id, kind=EntryKind.ADJUSTMENT,
-                                       balance_delta_kop=job.price_kop, hold_delta_kop=0,
-                                       idempotency_key=refund_key(job_id),
-                                       job_id=job_id, note=f"refund of job {job_id}")
-            if result.applied:
+            ledger = LedgerStore(conn)
+            before = await ledger.lock_wallet(job.user_id)
+            applied = await apply_entry(conn, user_id=job.user_id, kind=EntryKind.ADJUSTMENT,
+                                        balance_delta_kop=job.price_kop, hold_delta_kop=0,
+                                        idempotency_key=refund_key(job_id),
+                                        job_id=job_id, note=f"refund of job {job_id}")
+            after = await ledger.wallet(job.user_id)
+            if applied:
                 await AdminStore(conn).insert_audit(
                     operator_id=operator_id, action=AdminAction.JOB_REFUND,
                     subject=f"job:{job_id}", before=_wallet(before),
-                    after=_wallet(result.wallet) | {"refunded_kop": job.price_kop})
-        return Applied(result.applied, result.wallet)
+                    after=_wallet(after) | {"refunded_kop": job.price_kop})
+        return Applied(applied, after)
 
     async def stats(self) -> Stats:
         """Return users, money and jobs figures."""

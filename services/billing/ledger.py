@@ -11,6 +11,12 @@ one job. The caller owns the transaction (and, on the leader, the fence).
 Crash analysis: the entry and its wallet move are one statement, inside the caller's
 transaction: a crash before its commit leaves neither, after it both; the retry replays the
 key and gets "already applied".
+
+A refusal (InsufficientFunds, LedgerConflict) leaves the caller's transaction aborted, as
+any failed statement does: no savepoint is taken per entry (two round trips on every money
+movement), because the hold, the settlement and every operator's movement end their
+transaction on a refusal anyway. A caller that goes on after one wraps the entry in its
+own savepoint (`async with conn.transaction()`).
 """
 
 from __future__ import annotations
@@ -85,14 +91,6 @@ class LedgerLine:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class EntryResult:
-    """Outcome of apply_entry: applied now, or already applied earlier under the same key."""
-
-    applied: bool
-    wallet: Wallet | None
-
-
 class LedgerStore:
     """The ledger's queries (sql/ledger.sql) on one connection, one method per query."""
 
@@ -148,8 +146,9 @@ class LedgerStore:
 async def apply_entry(conn: psycopg.AsyncConnection, *, user_id: int, kind: EntryKind,
                       balance_delta_kop: int, hold_delta_kop: int, idempotency_key: str,
                       job_id: int | None = None, payment_id: int | None = None,
-                      note: str | None = None) -> EntryResult:
-    """Apply one ledger entry once.
+                      note: str | None = None) -> bool:
+    """Apply one ledger entry once; return True if applied now, False if the key was
+    applied earlier (the same movement: nothing changes).
 
     Raise InsufficientFunds if a total would go negative, LedgerConflict if the key (or the
     payment's top-up, or the job's hold or settlement) already stands for another movement.
@@ -158,9 +157,7 @@ async def apply_entry(conn: psycopg.AsyncConnection, *, user_id: int, kind: Entr
     entry = Entry(user_id=user_id, kind=kind, balance_delta_kop=balance_delta_kop,
                   hold_delta_kop=hold_delta_kop, job_id=job_id, payment_id=payment_id)
     try:
-        async with conn.transaction():  # a savepoint when the caller has a transaction open
-            applied = await store.insert_entry(entry, idempotency_key=idempotency_key,
-                                               note=note)
+        applied = await store.insert_entry(entry, idempotency_key=idempotency_key, note=note)
     except psycopg.errors.CheckViolation as exc:
         if exc.diag.constraint_name in WALLET_FLOOR_CONSTRAINTS:
             raise InsufficientFunds(f"wallet of user {user_id} cannot cover {kind}") from exc
@@ -173,7 +170,7 @@ async def apply_entry(conn: psycopg.AsyncConnection, *, user_id: int, kind: Entr
         if stored != entry:
             raise LedgerConflict(f"idempotency key {idempotency_key!r} was used for another "
                                  f"movement: {stored} (asked: {entry})")
-    return EntryResult(applied=applied, wallet=await store.wallet(user_id))
+    return applied
 
 
 async def read_wallet(conn: psycopg.AsyncConnection, user_id: int) -> Wallet | None:

@@ -93,13 +93,13 @@ async def refund_charge(conn: psycopg.AsyncConnection, job: Job, *, note: str) -
     """
     if job.status is not JobStatus.SUCCEEDED or job.price_kop <= 0:
         return False
-    result = await apply_entry(conn, user_id=job.user_id, kind=EntryKind.ADJUSTMENT,
-                               balance_delta_kop=job.price_kop, hold_delta_kop=0,
-                               idempotency_key=refund_key(job.id), job_id=job.id,
-                               note=note[:500])
+    applied = await apply_entry(conn, user_id=job.user_id, kind=EntryKind.ADJUSTMENT,
+                                balance_delta_kop=job.price_kop, hold_delta_kop=0,
+                                idempotency_key=refund_key(job.id), job_id=job.id,
+                                note=note[:500])
     logger.info("job_refunded", extra={"job_id": job.id, "price_kop": job.price_kop,
-                                       "applied": result.applied})
-    return result.applied
+                                       "applied": applied})
+    return applied
 
 
 async def apply_outcome(conn: psycopg.AsyncConnection, job_id: int,

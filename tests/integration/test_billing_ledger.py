@@ -47,7 +47,7 @@ def deltas(kind: EntryKind, amount: int) -> tuple[int, int]:
 
 
 async def move(conn: psycopg.AsyncConnection, kind: EntryKind, amount: int, key: str,
-               user_id: int = USER):  # type: ignore[no-untyped-def]
+               user_id: int = USER) -> bool:
     balance, hold = deltas(kind, amount)
     # Job movements name a job; one per key keeps "one hold / one settlement per job" apart.
     job_id = zlib.crc32(key.encode()) if kind is not EntryKind.TOPUP else None
@@ -103,12 +103,9 @@ async def test_ensure_user_keeps_the_wallet_of_a_returning_user(
 
 async def test_same_idempotency_key_applies_once(conn: psycopg.AsyncConnection) -> None:
     await new_user(conn)
-    first = await move(conn, EntryKind.TOPUP, 1000, "payment:1")
-    second = await move(conn, EntryKind.TOPUP, 1000, "payment:1")
-    assert first.applied is True
-    assert first.wallet == Wallet(balance_kop=1000, hold_kop=0)
-    assert second.applied is False
-    assert second.wallet == Wallet(balance_kop=1000, hold_kop=0)
+    assert await move(conn, EntryKind.TOPUP, 1000, "payment:1") is True
+    assert await read_wallet(conn, USER) == Wallet(balance_kop=1000, hold_kop=0)
+    assert await move(conn, EntryKind.TOPUP, 1000, "payment:1") is False
     assert await read_wallet(conn, USER) == Wallet(balance_kop=1000, hold_kop=0)
     assert await count_entries(conn, "payment:1") == 1
 
@@ -128,7 +125,7 @@ async def test_concurrent_replays_of_one_key_apply_once(database_url: str) -> No
 
     async def attempt() -> bool:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-            return (await move(c, EntryKind.TOPUP, 700, "payment:race")).applied
+            return await move(c, EntryKind.TOPUP, 700, "payment:race")
 
     results = await asyncio.gather(*(attempt() for _ in range(8)))
     assert sorted(results) == [False] * 7 + [True]
@@ -150,7 +147,8 @@ async def test_hold_beyond_the_balance_is_refused_and_changes_nothing(
     assert await count_entries(conn, "hold:job-1") == 0
     assert await ledger_rows(conn) == 1
     # The key stays usable: the refused attempt left no trace.
-    assert (await move(conn, EntryKind.HOLD, 300, "hold:job-1")).wallet == Wallet(0, 300)
+    assert await move(conn, EntryKind.HOLD, 300, "hold:job-1")
+    assert await read_wallet(conn, USER) == Wallet(0, 300)
 
 
 async def test_commit_beyond_the_hold_is_refused(conn: psycopg.AsyncConnection) -> None:
@@ -163,15 +161,16 @@ async def test_commit_beyond_the_hold_is_refused(conn: psycopg.AsyncConnection) 
     assert await count_entries(conn, "commit") == 0
 
 
-async def test_refusal_inside_a_caller_transaction_keeps_the_transaction_usable(
+async def test_a_refusal_inside_the_callers_savepoint_keeps_the_transaction_usable(
         database_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(database_url) as c:
         async with c.transaction():
             await new_user(c)
             await move(c, EntryKind.TOPUP, 100, "topup")
             with pytest.raises(InsufficientFunds):
-                await move(c, EntryKind.HOLD, 1000, "too-much")
-            assert (await move(c, EntryKind.HOLD, 60, "ok")).applied
+                async with c.transaction():
+                    await move(c, EntryKind.HOLD, 1000, "too-much")
+            assert await move(c, EntryKind.HOLD, 60, "ok")
         assert await read_wallet(c, USER) == Wallet(balance_kop=40, hold_kop=60)
 
 
@@ -197,21 +196,20 @@ async def run_sequence(url: str, ops: list[tuple[EntryKind, int, bool]]) -> None
         for kind, amount, replay in ops:
             if replay and keys:
                 key, first_kind, first_amount = keys[amount % len(keys)]
-                result = await move(c, first_kind, first_amount, key)
-                assert result.applied is False
-                assert result.wallet == Wallet(balance, hold)
+                assert await move(c, first_kind, first_amount, key) is False
+                assert await read_wallet(c, USER) == Wallet(balance, hold)
                 continue
             key = f"op-{next(counter)}"
             d_balance, d_hold = deltas(kind, amount)
             if balance + d_balance < 0 or hold + d_hold < 0:
                 with pytest.raises(InsufficientFunds):
-                    await move(c, kind, amount, key)
+                    async with c.transaction():  # the sequence goes on after a refusal
+                        await move(c, kind, amount, key)
                 assert await count_entries(c, key) == 0
             else:
-                result = await move(c, kind, amount, key)
+                assert await move(c, kind, amount, key) is True
                 balance, hold = balance + d_balance, hold + d_hold
-                assert result.applied is True
-                assert result.wallet == Wallet(balance, hold)
+                assert await read_wallet(c, USER) == Wallet(balance, hold)
                 keys.append((key, kind, amount))
         wallet = await read_wallet(c, USER)
         assert wallet == Wallet(balance, hold)
