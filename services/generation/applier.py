@@ -2,8 +2,9 @@
 
 Overview
     Callbacks (any instance, callback_ingress.py) and the status poller's answers
-    (poller.py) land in the `job_callbacks` inbox with a NOTIFY on `job_callbacks`. This loop
-    wakes on that NOTIFY (or every POLL_INTERVAL_S, in case one was missed), and in ONE
+    (poller.py) land in the `job_callbacks` inbox with a NOTIFY on `job_callbacks` naming the
+    job's user. This loop wakes that user's partition on it (or every partition every
+    POLL_INTERVAL_S, in case one was missed), and in ONE
     fenced transaction per batch reads up to BATCH unapplied callbacks of one partition of
     the users (PARTS partitions run in parallel: they share no job and no wallet, so they
     never wait on each other's row locks nor deadlock), turns each into an
@@ -25,9 +26,19 @@ Failure handling
     Crash before the commit: the callbacks stay unapplied, the next leader applies them;
     after the commit: nothing to redo. Settlement is once per job in any case.
 
-A job finished here NOTIFYs `job_finished` on commit (finish_job), which wakes the delivery
-worker: a result goes out as soon as its callback is applied. Every ORPHAN_SWEEP_EVERY_S the
-batch also moves orphan callbacks (stored by task id before the job had it) to their jobs.
+Hand-off to delivery: the batch's transaction also claims the jobs it finished for the
+delivery worker of this process (`DeliveryHandoff`, as many as it has free slots), which
+starts them once the batch committed: a result goes out as soon as its callback is applied,
+without waiting for the worker's NOTIFY, wake-up and claim transaction. Every job finished
+here also NOTIFYs `job_finished` on commit (finish_job): the delivery worker claims those
+it was not handed (no free slot). A crash after the commit leaves the handed jobs claimed
+by this term: the next leader's delivery worker frees them at its start (as any claim of a
+dead leader), so they are delivered, at least once, as before.
+
+The batch runs pipelined (`fenced(pipeline=True)`): BEGIN, the fence and the first read
+share one round trip, and each mark travels with the next statement or the COMMIT.
+Every ORPHAN_SWEEP_EVERY_S the batch also moves orphan callbacks (stored by task id before
+the job had it) to their jobs.
 """
 
 from __future__ import annotations
@@ -35,8 +46,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -103,15 +114,29 @@ def outcome_of(state: TaskState) -> Outcome | None:
     return None
 
 
+class DeliveryHandoff(Protocol):
+    """The delivery worker as the applier hands it the jobs a batch finished."""
+
+    async def claim_finished(self, conn: psycopg.AsyncConnection, job_ids: Sequence[int],
+                             leadership: Leadership) -> Sequence[Any]:
+        """Claim (some of) these jobs for delivery inside the batch's transaction."""
+
+    def adopt(self, claimed: Sequence[Any], leadership: Leadership) -> None:
+        """Deliver what claim_finished claimed, once the batch committed."""
+
+
 class CallbackApplier:
     """Apply stored Kie answers to their jobs while this instance leads."""
 
     name = "kie-callbacks"
 
     def __init__(self, pool: AsyncConnectionPool, catalog: Catalog, state: RuntimeState, *,
-                 listen_connect: ConnectFn | None = None, parts: int = PARTS) -> None:
-        """Apply through pool in `parts` parallel user partitions, reading models from catalog."""
+                 listen_connect: ConnectFn | None = None, parts: int = PARTS,
+                 deliveries: DeliveryHandoff | None = None) -> None:
+        """Apply through pool in `parts` parallel user partitions, reading models from catalog;
+        the jobs a batch finishes are claimed for `deliveries` in its transaction."""
         self._pool = pool
+        self._deliveries = deliveries
         self._catalog = catalog
         self._state = state
         self._listen_connect = listen_connect
@@ -165,16 +190,26 @@ class CallbackApplier:
     async def apply_batch(self, leadership: Leadership, *, part: int = 0, parts: int = 1) -> int:
         """Apply up to BATCH stored callbacks of one user partition in one fenced transaction;
         return how many."""
-        async with leadership.fenced(self._pool) as conn:
+        finished: list[int] = []
+        claimed: Sequence[Any] = ()
+        # Pipelined: BEGIN and the fence go with the first read, the last mark with the claim.
+        async with leadership.fenced(self._pool, pipeline=True) as conn:
             if part == 0 and time.monotonic() >= self._next_sweep:
                 await reconcile_orphans(conn)
                 self._next_sweep = time.monotonic() + ORPHAN_SWEEP_EVERY_S
             callbacks = await JobStore(conn).pending_callbacks_of_users(
                 part=part, parts=parts, limit=BATCH)
             for callback, model_id in callbacks:
-                await apply_callback(conn, callback, self._outcome(callback, model_id))
+                settlement = await apply_callback(conn, callback,
+                                                  self._outcome(callback, model_id))
+                if settlement is not None and settlement.applied:
+                    finished.append(settlement.job.id)
+            if finished and self._deliveries is not None:
+                claimed = await self._deliveries.claim_finished(conn, finished, leadership)
         if callbacks:
             self._state.count("kie_callbacks_applied", len(callbacks))
+        if claimed and self._deliveries is not None:
+            self._deliveries.adopt(claimed, leadership)
         return len(callbacks)
 
     def _outcome(self, callback: StoredCallback, model_id: str) -> Outcome | None:
@@ -188,15 +223,15 @@ class CallbackApplier:
         return outcome_of(state) if state is not None else None
 
     async def _listen(self, leadership: Leadership) -> None:
-        """Hold a LISTEN session on the callbacks channel; every notification wakes all parts."""
+        """Hold a LISTEN session on the callbacks channel; a notification wakes its user's part."""
         assert self._listen_connect is not None
         while not leadership.draining.is_set():
             try:
                 async with await self._listen_connect() as conn:
                     await JobStore(conn).listen_callbacks()
                     self._wake_all()  # catch up on anything stored before LISTEN began
-                    async for _ in conn.notifies():
-                        self._wake_all()
+                    async for notify in conn.notifies():
+                        self._wake_for(notify.payload)
             except DB_ERRORS as exc:
                 logger.warning("callback_listen_failed", extra={"error": str(exc)[:200]})
                 await wait_event(leadership.draining, LISTEN_RETRY_S)
@@ -204,3 +239,11 @@ class CallbackApplier:
     def _wake_all(self) -> None:
         for wake in self._wakes:
             wake.set()
+
+    def _wake_for(self, user: str) -> None:
+        """Wake the partition of the user a notification names (all of them when it names
+        none: orphans moved to their jobs), so a callback costs one transaction, not PARTS."""
+        if user.isdigit():
+            self._wakes[int(user) % self._parts].set()
+        else:
+            self._wake_all()

@@ -64,10 +64,12 @@ async def claim_deliveries(conn: psycopg.AsyncConnection, *, instance_id: str, l
 
 async def claim_deliveries_with_languages(
         conn: psycopg.AsyncConnection, *, instance_id: str, limit: int,
-        lease_s: float = DELIVERY_LEASE_S) -> list[tuple[Job, str | None]]:
-    """Claim as `claim_deliveries`, each job with its user's language (None: unknown)."""
+        lease_s: float = DELIVERY_LEASE_S,
+        job_ids: Sequence[int] | None = None) -> list[tuple[Job, str | None]]:
+    """Claim as `claim_deliveries` (of job_ids only, if given), each job with its user's
+    language (None: unknown)."""
     return await JobStore(conn).claim_deliveries(instance_id=instance_id, limit=limit,
-                                                 lease_s=lease_s)
+                                                 lease_s=lease_s, job_ids=job_ids)
 
 
 async def record_delivered(conn: psycopg.AsyncConnection, job: Job, *,

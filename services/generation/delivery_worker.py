@@ -4,7 +4,10 @@ Overview (a supervisor.worker.Worker over DeliveryQueue)
     claim     `claim_deliveries_with_languages`: finished, undelivered jobs under a lease
               on delivering_at (the claim numbered by delivery_attempts, the guard of the
               record), each with its user's language (no extra query per delivery); after
-              each turn the submitter is nudged (its backpressure waits for claims)
+              each turn the submitter is nudged (its backpressure waits for claims).
+              The applier claims the jobs it finished the same way inside its own
+              transaction (`claim_finished`, up to the free slots) and hands them over
+              once committed (`adopt`): those skip the wake-up and the claim turn
     handle    succeeded: the result files through services.delivery's sender (by URL,
               upload, document or link by size; albums), caption = the model's title;
               failed or expired: one message with the user-safe reason (ru/en, from
@@ -150,11 +153,12 @@ class DeliveryQueue:
         """Wake on finished jobs (settled by the applier, expired by the poller)."""
         await JobStore(conn).listen_finished()
 
-    async def claim(self, conn: psycopg.AsyncConnection, *, term: int,
-                    limit: int) -> list[worker.Job[Job]]:
-        """Claim up to limit finished jobs to deliver."""
+    async def claim(self, conn: psycopg.AsyncConnection, *, term: int, limit: int,
+                    job_ids: Sequence[int] | None = None) -> list[worker.Job[Job]]:
+        """Claim up to limit finished jobs to deliver (of job_ids only, if given)."""
         claimed = await claim_deliveries_with_languages(
-            conn, instance_id=self._instance_id, limit=limit, lease_s=self._lease_s)
+            conn, instance_id=self._instance_id, limit=limit, lease_s=self._lease_s,
+            job_ids=job_ids)
         self.languages.update((job.id, language) for job, language in claimed)
         return [worker.Job(key=job.id, attempts=job.delivery_attempts, payload=job)
                 for job, _ in claimed]
@@ -220,10 +224,26 @@ class DeliveryWorker:
             worker.WorkerConfig(name=self.name, concurrency=CONCURRENCY,
                                 max_attempts=max_attempts, handler_timeout_s=HANDLER_TIMEOUT_S,
                                 poll_interval_s=POLL_INTERVAL_S,
-                                retry_initial_s=retry_initial_s, retry_max_s=retry_max_s),
+                                retry_initial_s=retry_initial_s, retry_max_s=retry_max_s,
+                                pipeline=True),
             pool=pool, queue=self._queue, handle=self.deliver,
             listen_connect=listen_connect, on_dead_letter=self._tell_undeliverable,
             on_turn=self._turned)
+
+    async def claim_finished(self, conn: psycopg.AsyncConnection, job_ids: Sequence[int],
+                             leadership: Leadership) -> list[worker.Job[Job]]:
+        """Claim jobs just finished in the caller's fenced transaction (the applier's), as
+        many as the worker has free slots; give them to `adopt` once that committed. The
+        rest wait for the worker's own claim (woken by their NOTIFY)."""
+        limit = self.worker.free_slots(leadership)
+        if not job_ids or limit <= 0:
+            return []
+        return await self._queue.claim(conn, term=leadership.term, limit=limit,
+                                       job_ids=job_ids)
+
+    def adopt(self, claimed: Sequence[worker.Job[Job]], leadership: Leadership) -> None:
+        """Deliver jobs claimed by `claim_finished` (committed) now, without a claim turn."""
+        self.worker.adopt(claimed, leadership)
 
     def _turned(self, settled: Sequence[worker.Settlement[Job]]) -> None:
         if self._on_progress is not None:
@@ -256,7 +276,7 @@ class DeliveryWorker:
         else:
             delivery = await self._send_failure(job, lang, title, buttons)
         reason = None if delivery.outcome is Outcome.SENT else _reason(delivery)
-        async with leadership.fenced(self._pool) as conn:
+        async with leadership.fenced(self._pool, pipeline=True) as conn:
             if reason is None:
                 await record_delivered(
                     conn, job, file_ids=[file_id or "" for file_id in

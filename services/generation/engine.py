@@ -12,8 +12,10 @@
 Each step wakes the next through PostgreSQL, so the path works across processes and a
 crash loses no wake-up for longer than a poll interval: a new job NOTIFYs `job_requested`
 (submitter), a stored callback or poll answer `job_callbacks` (applier), a finished job
-`job_finished` (delivery worker). One wake-up goes backwards, in process: the delivery
-worker nudges the submitter, whose backpressure waits for deliveries to catch up.
+`job_finished` (delivery worker). Two hand-offs are in process: the applier's transaction
+claims the jobs it finished for the delivery worker, which starts them once it committed
+(no wake-up or claim transaction on a result's way out), and the delivery worker nudges the
+submitter, whose backpressure waits for deliveries to catch up.
 """
 
 from __future__ import annotations
@@ -89,7 +91,6 @@ def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeSt
         kie = KieClient.from_settings(settings)
         kie.bucket = submit_bucket(settings.kie_create_limit)
     status = JobStatusMessages(pool, status_board or StatusBoard(bot), catalog)
-    applier = CallbackApplier(pool, catalog, state, listen_connect=listen_connect)
     poller = StatusPoller(pool, kie, catalog, state, deadlines_s=expiry_deadlines(settings),
                           poll_base_s=timings.poll_base_s, poll_max_s=timings.poll_max_s,
                           poll_interval_s=timings.poll_interval_s)
@@ -104,6 +105,8 @@ def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeSt
                               retry_initial_s=timings.delivery_retry_s,
                               retry_max_s=timings.delivery_retry_max_s,
                               on_progress=submitter.nudge, status=status)
+    applier = CallbackApplier(pool, catalog, state, listen_connect=listen_connect,
+                              deliveries=delivery)
     ingress = CallbackIngress(pool, state, hmac_key=settings.kie_webhook_hmac_key)
     invariants = InvariantsJob(pool, state)
     return Engine(leader_only=[submitter, applier, poller, delivery, StatusRefresher(status)],

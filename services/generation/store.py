@@ -292,12 +292,14 @@ class JobStore:
             "deadlines_s": [float(v) for v in deadlines_s.values()]})
         return [int(r["id"]) for r in rows]
 
-    async def claim_deliveries(self, *, instance_id: str, limit: int,
-                               lease_s: float) -> list[tuple[Job, str | None]]:
-        """Claim finished undelivered jobs under a delivery lease, each with its user's
-        language (None when unknown)."""
-        rows = await self._all("claim_deliveries", {"instance_id": instance_id,
-                                                    "limit": limit, "lease_s": lease_s})
+    async def claim_deliveries(self, *, instance_id: str, limit: int, lease_s: float,
+                               job_ids: Sequence[int] | None = None
+                               ) -> list[tuple[Job, str | None]]:
+        """Claim finished undelivered jobs (of job_ids only, if given) under a delivery
+        lease, each with its user's language (None when unknown)."""
+        rows = await self._all("claim_deliveries", {
+            "instance_id": instance_id, "limit": limit, "lease_s": lease_s,
+            "job_ids": None if job_ids is None else list(job_ids)})
         rows.sort(key=lambda r: (r["finished_at"], r["id"]))
         return [(Job.from_row(r), r["language"]) for r in rows]
 

@@ -263,7 +263,8 @@ class Submitter:
                                 max_attempts=max_attempts,
                                 handler_timeout_s=HANDLER_TIMEOUT_S,
                                 poll_interval_s=POLL_INTERVAL_S,
-                                retry_initial_s=retry_initial_s, retry_max_s=retry_max_s),
+                                retry_initial_s=retry_initial_s, retry_max_s=retry_max_s,
+                                pipeline=True),
             pool=pool, queue=self._queue, handle=self.submit,
             listen_connect=listen_connect, concurrency=self._slots)
 
@@ -353,7 +354,7 @@ class Submitter:
                                                            "attempt": ticket.attempt,
                                                            "code": exc.code})
             return
-        async with leadership.fenced(self._pool) as conn:
+        async with leadership.fenced(self._pool, pipeline=True) as conn:
             submitted = await record_submitted(conn, job.id, task_id,
                                                first_poll_s=self._first_poll_s)
         self._state.count("kie_tasks_created")

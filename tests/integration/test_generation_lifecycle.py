@@ -170,7 +170,7 @@ async def test_a_callback_is_stored_once_and_wakes_the_leader(
             duplicate = await store_callback(conn, job.id, token, dict(SUCCESS))
         notice = await anext(listener.notifies(timeout=10))
     assert first is not None and duplicate is None
-    assert notice.payload == str(job.id)
+    assert notice.payload == str(job.user_id)  # the applier wakes that user's partition
     assert await apply_all(funded, Succeeded(SUCCESS["resultUrls"])) == 1  # type: ignore[arg-type]
     assert await apply_all(funded, Succeeded([])) == 0
     assert (await committed_job(funded, job.id)).status is JobStatus.SUCCEEDED

@@ -171,15 +171,17 @@ SELECT j.id, coalesce(array_agg(s.token_hash) FILTER (WHERE s.token_hash IS NOT 
 
 -- name: store_callback
 -- Keep a job's callback (or poll answer) durably, once per distinct payload, and wake the
--- leader. No row: the same payload was stored before.
+-- leader's applier, naming the job's user (the applier wakes only that user's partition).
+-- No row: the same payload was stored before.
 WITH stored AS (
     INSERT INTO job_callbacks (job_id, source, payload, payload_hash)
     VALUES (%(job_id)s, %(source)s, %(payload)s,
             sha256(convert_to(%(payload)s::jsonb::text, 'UTF8')))
     ON CONFLICT (job_id, payload_hash) DO NOTHING
-    RETURNING id
+    RETURNING id, job_id
 )
-SELECT id, pg_notify('job_callbacks', %(job_id)s::text) AS notified FROM stored;
+SELECT s.id, pg_notify('job_callbacks', j.user_id::text) AS notified
+  FROM stored s JOIN generation_jobs j ON j.id = s.job_id;
 
 -- name: job_id_by_task
 -- The job Kie knows by this task id.
@@ -268,10 +270,12 @@ SELECT j.id
 -- Claim finished, undelivered jobs whose delivery lease is free or expired and whose retry
 -- time (after a failed attempt) has come, oldest first; the claim's attempt number is the
 -- claimant's guard for recording the result. Each comes with the language delivery speaks to
--- its user in (as loops.sql's user_language: saves a round trip per delivery).
+-- its user in (as loops.sql's user_language: saves a round trip per delivery). With job_ids,
+-- only those jobs (the applier claims the jobs its batch just finished).
 WITH due AS (
     SELECT id FROM generation_jobs
      WHERE finished_at IS NOT NULL AND delivered_at IS NULL
+       AND (%(job_ids)s::bigint[] IS NULL OR id = ANY(%(job_ids)s::bigint[]))
        AND (delivering_at IS NULL
             OR delivering_at < now() - make_interval(secs => %(lease_s)s))
        AND (delivery_retry_at IS NULL OR delivery_retry_at <= now())
