@@ -27,8 +27,9 @@ Run 2, pace (the 20-per-10-s bucket on, the sandbox enforcing Kie's limit):
     one user confirms QUEUED jobs (default 100; --quick 40); once the first window's worth
     was submitted, a second user confirms one job.
     kie_429                the sandbox's 429 answers (must be 0)
-    drain_rate_per_s       jobs per second at Kie over whole windows of 20 (the first 20 at
-                           t0 excluded), vs the limit's 2/s
+    drain_rate_per_s       jobs per second at Kie over whole windows of 20: the jobs of the
+                           windows before the last whole one over the time from the first
+                           window's start to the last one's, vs the limit's 2/s
     fairness_slots         the first user's jobs submitted between the second user's
                            confirm and its submission (target <= 1)
 
@@ -243,10 +244,10 @@ async def pace(url: str, *, queued: int) -> dict[str, Any]:
         violations = await stack.violations()
     confirmed = {r["id"]: r["confirmed_s"] for r in await rows(url, "job_timings")}
     times = sorted(at_kie.values())
-    # The bucket grants a window's 20 at once; count whole windows: the first 20 at t0, the
-    # last counted job closes the last whole window.
-    whole = len(times) // BUCKET_CAPACITY * BUCKET_CAPACITY
-    drain = (whole - BUCKET_CAPACITY) / (times[whole - 1] - times[0])
+    # The bucket grants a window's 20 at once: the pace is whole windows' jobs over the time
+    # from the first window's start to the start of the window after them.
+    whole = len(times) // BUCKET_CAPACITY * BUCKET_CAPACITY - BUCKET_CAPACITY
+    drain = whole / (times[whole] - times[0])
     mine = at_kie[newcomer]
     ahead = sum(1 for job_id in job_ids if confirmed[newcomer] < at_kie[job_id] < mine)
     return {
