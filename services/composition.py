@@ -90,17 +90,17 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     inbox = InboxStore(bot_id, instance_id=settings.instance_id)
     storage = PostgresStorage(pool, fence=term.fence_params, state_cache_size=FSM_STATE_CACHE_SIZE,
                               data_cache_size=FSM_DATA_CACHE_SIZE,
-                              cache_scope=lambda: term.leadership)
-    accounts = Accounts(pool, leadership=lambda: term.leadership,
+                              cache_scope=term.current)
+    accounts = Accounts(pool, leadership=term.current,
                         known_cache_size=KNOWN_USERS_CACHE_SIZE)
     storefront = Storefront(pool, catalog, markup=settings.price_markup,
-                            leadership=lambda: term.leadership)
-    payments = Payments(pool, bot, payment_terms(settings), leadership=lambda: term.leadership)
-    generations = Generations(pool, leadership=lambda: term.leadership, storefront=storefront,
+                            leadership=term.current)
+    payments = Payments(pool, bot, payment_terms(settings), leadership=term.current)
+    generations = Generations(pool, leadership=term.current, storefront=storefront,
                               limits=JobLimits.from_settings(settings))
     admin = Admin(pool, storefront, operators=settings.admin_ids, markup=settings.price_markup,
                   lease_name=lease_name(settings.telegram_bot_token.get()),
-                  leadership=lambda: term.leadership)
+                  leadership=term.current)
     alerts = AuditAlerts(pool, bot, operators=settings.admin_ids)
     i18n_core = await asyncio.to_thread(texts.core)
     # One board per process: the confirm handler notes the card it turns into a job's status

@@ -73,6 +73,11 @@ class CurrentTerm:
     def __init__(self) -> None:
         self.leadership: Leadership | None = None
 
+    def current(self) -> Leadership | None:
+        """Return the term handlers run under now (None between terms): the `leadership`
+        callable the services that write for handlers are given."""
+        return self.leadership
+
     def fence_params(self) -> dict[str, object]:
         """Return the current term's self-fencing statement parameters; raise FencedError if
         none (see `Leadership.fence_params`)."""
