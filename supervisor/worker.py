@@ -208,11 +208,10 @@ class Worker(Generic[P]):
 
     def free_slots(self, leadership: Leadership) -> int:
         """Return how many more jobs this worker would start now under leadership's term
-        (0 when it is not running that term, or is draining)."""
-        run = self._run
-        if run is None or run.leadership is not leadership or leadership.draining.is_set():
-            return 0
-        return max(0, self._concurrency() - len(run.in_flight))
+        (0 when it is not running that term, has not yet made its start's release, or is
+        draining). A bound of the moment: claimers that read it at once may overshoot it."""
+        run = self._adopting(leadership)
+        return 0 if run is None else max(0, self._concurrency() - len(run.in_flight))
 
     def adopt(self, jobs: Sequence[Job[P]], leadership: Leadership) -> None:
         """Run jobs that another loop of this process claimed for this queue, in a fenced
@@ -221,15 +220,25 @@ class Worker(Generic[P]):
 
         They run and settle as if this worker had claimed them. Should the run have ended
         (or be draining) they are not started: claims no task holds are released by the
-        next run's start, as after a crash.
+        next run's start, as after a crash. Nor before the run's start-of-run release is
+        done: that release frees every claim no task holds, so a job adopted before it
+        could be freed and claimed (run) a second time.
         """
-        run = self._run
-        if run is None or run.leadership is not leadership or leadership.draining.is_set():
+        run = self._adopting(leadership)
+        if run is None:
             return
         for job in jobs:
             if job.key not in run.in_flight:
                 run.in_flight[job.key] = asyncio.create_task(
                     self._run_job(run, job), name=f"{self.name}-{job.key}")
+
+    def _adopting(self, leadership: Leadership) -> _Run[P] | None:
+        """Return the run that may take adopted jobs of leadership's term, if any."""
+        run = self._run
+        if run is None or run.leadership is not leadership or not run.released \
+                or leadership.draining.is_set():
+            return None
+        return run
 
     async def run(self, leadership: Leadership | None) -> None:
         """Work until draining (finish in-flight jobs, settle them) or cancelled."""
@@ -245,7 +254,8 @@ class Worker(Generic[P]):
                 await asyncio.wait(run.in_flight.values())
             await self._final_settle(run)  # a drained handover re-runs nothing
         finally:
-            self._run = None
+            if self._run is run:
+                self._run = None
             for task in [*side, *run.in_flight.values()]:
                 task.cancel()
             await asyncio.wait([*side, *run.in_flight.values()])
@@ -271,8 +281,9 @@ class Worker(Generic[P]):
                 continue
             backoff.reset()
             for job in jobs:
-                run.in_flight[job.key] = asyncio.create_task(
-                    self._run_job(run, job), name=f"{self.name}-{job.key}")
+                if job.key not in run.in_flight:  # adopted meanwhile: it runs already
+                    run.in_flight[job.key] = asyncio.create_task(
+                        self._run_job(run, job), name=f"{self.name}-{job.key}")
             if limit and len(jobs) == limit:
                 continue  # there may be more ready right now
             await wait_event(self._wake, cfg.poll_interval_s)

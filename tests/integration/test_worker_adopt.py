@@ -1,0 +1,304 @@
+"""Jobs another loop of the process claimed under the term are handed to the running worker
+(`free_slots`, `adopt`): run once and settled as its own claims; refused by a worker that does
+not run that term; and a NOTIFY naming a job the run holds does not cost a turn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Collection, Hashable, Sequence
+
+import psycopg
+from psycopg import Notify
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from supervisor.election import Leadership
+from supervisor.worker import Job, Released, Settlement, Worker, WorkerConfig
+from tests.helpers import TEST_LEASE, eventually, lead
+from tests.integration.test_worker import ToyQueue, seed, statuses
+
+CONCURRENCY = 4
+# No poll turns during a test: every turn is one the test caused (a wake-up or a job's end).
+NEVER_S = 3600.0
+INSERT_SQL = b"INSERT INTO toy_jobs (id) VALUES (%s)"
+
+
+class Handler:
+    """A handler that records each run (job, attempt) and blocks until released."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[int, int]] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, job: Job[int], leadership: Leadership) -> None:
+        self.runs.append((job.payload, job.attempts))
+        await self.release.wait()
+
+
+class Started:
+    """on_turn: set once the worker's first turn committed (its start release is behind it,
+    so a claim made after it is not freed as a dead run's)."""
+
+    def __init__(self) -> None:
+        self.turned = asyncio.Event()
+
+    def __call__(self, settled: Sequence[Settlement[int]]) -> None:
+        self.turned.set()
+
+
+def toy_worker(pool: AsyncConnectionPool, handle: Handler, *,
+               queue: ToyQueue | None = None, on_turn: Started | None = None,
+               listen_connect: TappedConnect | None = None) -> Worker[int]:
+    config = WorkerConfig(name="toy", concurrency=CONCURRENCY, poll_interval_s=NEVER_S)
+    return Worker(config, pool=pool, queue=queue or ToyQueue(), handle=handle,
+                  on_turn=on_turn, listen_connect=listen_connect)
+
+
+async def claim_elsewhere(pool: AsyncConnectionPool, leadership: Leadership,
+                          ids: Sequence[int]) -> list[Job[int]]:
+    """Add jobs and claim them in one fenced transaction of the term, as another loop of the
+    process does (the applier for delivery): the worker never sees them ready."""
+    async with leadership.fenced(pool) as conn:
+        for job_id in ids:
+            await conn.execute(INSERT_SQL, (job_id,))
+        jobs = await ToyQueue().claim(conn, term=leadership.term, limit=len(ids))
+    assert sorted(j.payload for j in jobs) == sorted(ids)
+    return jobs
+
+
+async def stop(task: asyncio.Task[None], leadership: Leadership, handle: Handler) -> None:
+    """Drain the run (its in-flight jobs released first, so a failed test ends at once)."""
+    handle.release.set()
+    leadership.draining.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_adopted_jobs_run_once_count_in_flight_and_are_settled(
+        pool: AsyncConnectionPool) -> None:
+    await seed(pool, 0)
+    leadership = await lead(pool)
+    handle, started = Handler(), Started()
+    worker = toy_worker(pool, handle, on_turn=started)
+    task = asyncio.create_task(worker.run(leadership))
+    try:
+        await asyncio.wait_for(started.turned.wait(), 10)
+        assert worker.free_slots(leadership) == CONCURRENCY
+        jobs = await claim_elsewhere(pool, leadership, [1, 2])
+        worker.adopt(jobs, leadership)
+        worker.adopt(jobs, leadership)  # handed over twice: still one task per job
+        # Counted at once (the hand-over is synchronous), so a next claim takes fewer.
+        assert worker.free_slots(leadership) == CONCURRENCY - 2
+        await eventually(lambda: len(handle.runs) == 2, what="both adopted jobs running")
+        handle.release.set()
+
+        async def settled() -> bool:
+            return [s for _, s, _ in await statuses(pool)] == ["done", "done"]
+        await eventually(settled, what="the adopted jobs settled done by the worker")
+        await eventually(lambda: worker.free_slots(leadership) == CONCURRENCY,
+                         what="the slots freed")
+    finally:
+        await stop(task, leadership, handle)
+    assert sorted(handle.runs) == [(1, 1), (2, 1)]  # each once, on the attempt claimed
+    assert await statuses(pool) == [(1, "done", 1), (2, "done", 1)]
+
+
+async def test_a_worker_not_started_offers_no_slot_and_adopts_nothing(
+        pool: AsyncConnectionPool) -> None:
+    await seed(pool, 0)
+    leadership = await lead(pool)
+    handle = Handler()
+    handle.release.set()
+    worker = toy_worker(pool, handle)
+    assert worker.free_slots(leadership) == 0
+    jobs = await claim_elsewhere(pool, leadership, [1])
+    worker.adopt(jobs, leadership)
+    # The claim no task holds is freed by the run's start, as after a crash, and claimed
+    # again: had adopt started it, it would also have run on attempt 1.
+    task = asyncio.create_task(worker.run(leadership))
+    try:
+        async def done() -> bool:
+            return await statuses(pool) == [(1, "done", 2)]
+        await eventually(done, what="the job run by the worker's own claim")
+    finally:
+        await stop(task, leadership, handle)
+    assert handle.runs == [(1, 2)]
+    assert worker.free_slots(leadership) == 0  # the run ended
+
+
+async def test_another_leadership_object_gets_no_slot_and_adopts_nothing(
+        pool: AsyncConnectionPool) -> None:
+    await seed(pool, 0)
+    leadership = await lead(pool)
+    # Same term and lease, another object: not the run's (a restarted term, a stale handle).
+    other = Leadership(term=leadership.term, instance_id="test", lease_name=TEST_LEASE,
+                       trusted=lambda: True)
+    handle, started = Handler(), Started()
+    worker = toy_worker(pool, handle, on_turn=started)
+    task = asyncio.create_task(worker.run(leadership))
+    try:
+        await asyncio.wait_for(started.turned.wait(), 10)
+        assert worker.free_slots(other) == 0
+        jobs = await claim_elsewhere(pool, leadership, [1])
+        worker.adopt(jobs, other)
+        assert worker.free_slots(leadership) == CONCURRENCY  # nothing was started
+        assert handle.runs == []
+        worker.adopt(jobs, leadership)
+        assert worker.free_slots(leadership) == CONCURRENCY - 1
+        handle.release.set()
+
+        async def done() -> bool:
+            return await statuses(pool) == [(1, "done", 1)]
+        await eventually(done, what="the job adopted under the run's leadership settled")
+    finally:
+        await stop(task, leadership, handle)
+    assert handle.runs == [(1, 1)]
+
+
+async def test_a_draining_worker_offers_no_slot_and_adopts_nothing(
+        pool: AsyncConnectionPool) -> None:
+    await seed(pool, 0)
+    leadership = await lead(pool)
+    handle, started = Handler(), Started()
+    worker = toy_worker(pool, handle, on_turn=started)
+    task = asyncio.create_task(worker.run(leadership))
+    try:
+        await asyncio.wait_for(started.turned.wait(), 10)
+        worker.adopt(await claim_elsewhere(pool, leadership, [1]), leadership)
+        await eventually(lambda: handle.runs == [(1, 1)], what="job 1 running")
+        leadership.draining.set()  # job 1 keeps the run alive: it finishes in-flight work
+        assert worker.free_slots(leadership) == 0
+        worker.adopt(await claim_elsewhere(pool, leadership, [2]), leadership)
+        handle.release.set()
+        await asyncio.wait_for(task, 10)
+    finally:
+        await stop(task, leadership, handle)
+    assert handle.runs == [(1, 1)]
+    # Job 2 stays claimed by the term, for the next run's start (or leader) to free.
+    assert await statuses(pool) == [(1, "done", 1), (2, "processing", 1)]
+
+
+class GatedRelease(ToyQueue):
+    """The toy queue whose start-of-run release waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.releasing = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def release_claims(self, conn: psycopg.AsyncConnection, *, held: Collection[Hashable],
+                             older_than_s: float, max_attempts: int) -> list[Released[int]]:
+        self.releasing.set()
+        await self.go.wait()
+        return await super().release_claims(conn, held=held, older_than_s=older_than_s,
+                                            max_attempts=max_attempts)
+
+
+async def test_a_worker_adopts_nothing_before_its_start_release_so_nothing_runs_twice(
+        pool: AsyncConnectionPool) -> None:
+    # A claim handed over while the start release is under way would be freed by it (no task
+    # held it when the release began) and claimed again: two runs of one job. Until that
+    # release is done the worker offers no slot and adopts nothing; the job runs once, on the
+    # claim of the worker's own turn after the release freed the adopted one.
+    await seed(pool, 0)
+    leadership = await lead(pool)
+    handle, queue = Handler(), GatedRelease()
+    worker = toy_worker(pool, handle, queue=queue)
+    # The other loop's transaction claims before the release's begins and commits while the
+    # release is under way (so the release, which began later, frees that claim).
+    async with leadership.fenced(pool) as conn:
+        await conn.execute(INSERT_SQL, (1,))
+        jobs = await ToyQueue().claim(conn, term=leadership.term, limit=1)
+        task = asyncio.create_task(worker.run(leadership))
+        await asyncio.wait_for(queue.releasing.wait(), 10)
+        assert worker.free_slots(leadership) == 0
+    try:
+        worker.adopt(jobs, leadership)
+        queue.go.set()
+        await eventually(lambda: handle.runs == [(1, 2)], what="job 1 run by the worker's claim")
+        assert worker.free_slots(leadership) == CONCURRENCY - 1
+    finally:
+        await stop(task, leadership, handle)
+    assert handle.runs == [(1, 2)]
+    assert await statuses(pool) == [(1, "done", 2)]
+
+
+# ---- a notification naming a held job ----
+
+CHANNEL = "toy_jobs"
+
+
+class ListeningQueue(ToyQueue):
+    """The toy queue with a NOTIFY channel (payload: the job's key, as job_finished)."""
+
+    def __init__(self) -> None:
+        self.listening = asyncio.Event()
+
+    async def listen(self, conn: psycopg.AsyncConnection) -> None:
+        await conn.execute(f"LISTEN {CHANNEL}")
+        self.listening.set()  # the worker's catch-up wake-up follows synchronously
+
+
+class TappedConnection(psycopg.AsyncConnection[TupleRow]):
+    """A LISTEN session that records, as the worker asks for the next notification (so it
+    has handled the last one), whether the worker's loop is now due for a turn."""
+
+    worker: Worker[int] | None = None
+    handled: list[tuple[str, bool]]
+
+    async def notifies(self, *, timeout: float | None = None,  # noqa: ASYNC109  (psycopg's)
+                       stop_after: int | None = None) -> AsyncGenerator[Notify]:
+        async for notify in super().notifies(timeout=timeout, stop_after=stop_after):
+            yield notify
+            assert self.worker is not None
+            # Resumed synchronously right after the worker's handling: nothing else ran.
+            self.handled.append((notify.payload, self.worker._wake.is_set()))
+
+
+class TappedConnect:
+    """listen_connect of `worker` (set once built) that keeps the session it opened."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.worker: Worker[int] | None = None
+        self.session: TappedConnection | None = None
+
+    async def __call__(self) -> psycopg.AsyncConnection:
+        session = await TappedConnection.connect(self.url, autocommit=True)
+        session.worker, session.handled = self.worker, []
+        self.session = session
+        return session
+
+
+async def notify(pool: AsyncConnectionPool, payload: str) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+
+async def test_a_notification_naming_a_held_job_does_not_wake_the_loop(
+        pool: AsyncConnectionPool, database_url: str) -> None:
+    await seed(pool, 0)
+    leadership = await lead(pool)
+    handle, started = Handler(), Started()
+    connect, queue = TappedConnect(database_url), ListeningQueue()
+    worker = connect.worker = toy_worker(pool, handle, queue=queue, on_turn=started,
+                                         listen_connect=connect)
+    task = asyncio.create_task(worker.run(leadership))
+    try:
+        await asyncio.wait_for(started.turned.wait(), 10)
+        assert not worker._holds("7")  # nothing held yet
+        worker.adopt(await claim_elsewhere(pool, leadership, [7]), leadership)
+        assert worker._holds("7") and not worker._holds("8") and not worker._holds("")
+        await asyncio.wait_for(queue.listening.wait(), 10)
+        await eventually(lambda: not worker._wake.is_set(),
+                         what="the loop idle (its catch-up wake-up taken)")
+        session = connect.session
+        assert session is not None
+        await notify(pool, "7")  # job 7's NOTIFY after its hand-over: needs no turn
+        await eventually(lambda: len(session.handled) == 1, what="the notification handled")
+        await notify(pool, "8")  # a job the run does not hold: a turn to claim it
+        await eventually(lambda: len(session.handled) == 2, what="the second one handled")
+        assert session.handled == [("7", False), ("8", True)]
+        handle.release.set()
+    finally:
+        await stop(task, leadership, handle)
+    assert worker._holds("7") is False  # the run ended
+    assert handle.runs == [(7, 1)]
