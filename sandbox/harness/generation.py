@@ -37,7 +37,6 @@ from services.catalog import Catalog, get_catalog
 from services.catalog.loader import InputField, Model
 from services.generation import Job, JobLimits, RequestOutcome, audit, request_generation
 from services.generation.engine import Engine, Timings, build_engine
-from services.generation.service import CONFIRM_CONCURRENCY
 from services.generation.submitter import submit_bucket
 from services.kie import KieClient, TokenBucket
 from services.telegram.bot import create_bot
@@ -122,7 +121,6 @@ class GenerationStack:
         self._tasks: list[asyncio.Task[Any]] = []
         self.settings: Settings | None = None
         self.pool: AsyncConnectionPool | None = None
-        self._writing = asyncio.Semaphore(CONFIRM_CONCURRENCY)
         self.engine: Engine | None = None
         self.leadership: Leadership | None = None
 
@@ -228,10 +226,9 @@ class GenerationStack:
 
     async def request(self, user_id: int, model_id: str, params: Mapping[str, object], *,
                       key: str) -> RequestOutcome:
-        """Ask for a generation as a handler does (the press's idempotency key): at most
-        CONFIRM_CONCURRENCY at once, as `Generations.request` writes them."""
+        """Ask for a generation as a handler does (the press's idempotency key)."""
         assert self.pool is not None
-        async with self._writing, self.pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, conn.transaction():
             return await request_generation(
                 conn, catalog=self.catalog, markup=MARKUP, limits=self.options.limits,
                 user_id=user_id, chat_id=user_id, model_id=model_id, params=params,

@@ -14,16 +14,6 @@ leaves nothing (no job, no hold) and the re-run update requests afresh under the
 crash after the commit and before the reply makes the re-run find the job under its key
 (`Duplicate`), so it shows the job instead of making a second one.
 
-Confirmations written at once are bounded (`CONFIRM_CONCURRENCY`, a semaphore in memory,
-taken before the connection): a storm of Generate presses (a broadcast, a script) waits its
-turn holding no connection, instead of taking every pool connection and every PostgreSQL
-core it can while the engine delivers paid results on the same pool, process and database.
-Measured (bench/generation.py, 16 concurrent confirmers over 1,000 users): callback -> sent
-p99 67 ms with 4 at once, 77 with 6, 90-117 with all 16; the confirmations then go in at
-about 200 a second instead of 400 on the benchmark's two cores, far above what the chat's
-handlers feed them. A wait here changes nothing durable; a crash while waiting leaves no
-trace, and the re-run update asks again.
-
 The per-user rate limit is checked first and in memory (`RequestThrottle`): only the leader
 handles updates and it handles every one, so a count in its process is exact without a
 database round trip (a new leader starts with empty windows: at worst one more window's
@@ -33,7 +23,6 @@ writes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -62,8 +51,6 @@ REQUESTS_PER_WINDOW = 5
 WINDOW_S = 60.0
 # Forget idle users' windows once this many users are tracked (memory stays bounded).
 MAX_TRACKED_USERS = 100_000
-# Requests (fenced transactions that lock a wallet) written at once by this process.
-CONFIRM_CONCURRENCY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +103,6 @@ class Generations:
         self.catalog: Catalog = storefront.catalog
         self._limits = limits
         self._throttle = throttle or RequestThrottle()
-        self._writing = asyncio.Semaphore(CONFIRM_CONCURRENCY)
 
     async def price(self, model_id: str, params: Mapping[str, object]) -> Price | InvalidParams:
         """Return the user's price of params (defaults filled), as the screens show it."""
@@ -150,7 +136,7 @@ class Generations:
         leadership = self._leadership()
         if leadership is None:
             raise FencedError("no current term")
-        async with self._writing, leadership.fenced(self._pool) as conn:
+        async with leadership.fenced(self._pool) as conn:
             outcome = await request_generation(
                 conn, catalog=self.catalog, markup=self._storefront.markup,
                 limits=self._limits, user_id=user_id, chat_id=chat_id, model_id=model_id,
