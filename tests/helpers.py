@@ -155,19 +155,26 @@ class ResultFiles:
 
 
 @contextlib.asynccontextmanager
+async def serve_loopback(app: web.Application) -> AsyncIterator[str]:
+    """Serve app on a free loopback port for the block; yield its base URL."""
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
 async def serve_result_files() -> AsyncIterator[ResultFiles]:
     """Serve generated result files on a loopback port for the test's duration."""
     files = ResultFiles()
     app = web.Application()
     app.router.add_get("/{mode}/{size}/{name}", files.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    files.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve_loopback(app) as base_url:
+        files.base_url = base_url
         yield files
-    finally:
-        await runner.cleanup()
 
 
 BOT_ID = 123456789  # the numeric prefix of BOT_TOKEN

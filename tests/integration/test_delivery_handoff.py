@@ -26,7 +26,7 @@ from services.generation.delivery_worker import DeliveryWorker
 from services.generation.store import JobStore
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import eventually, lead
+from tests.helpers import eventually, lead, serve_loopback
 from tests.integration.generation_support import (
     CATALOG,
     OTHER,
@@ -168,15 +168,12 @@ async def held_file() -> AsyncIterator[HeldFile]:
     held = HeldFile()
     app = web.Application()
     app.router.add_get("/held.png", held.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    held.url = f"http://127.0.0.1:{runner.addresses[0][1]}/held.png"
-    try:
-        yield held
-    finally:
-        held.release.set()
-        await runner.cleanup()
+    async with serve_loopback(app) as base_url:
+        held.url = f"{base_url}/held.png"
+        try:
+            yield held
+        finally:
+            held.release.set()
 
 
 @pytest.fixture

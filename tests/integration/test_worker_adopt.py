@@ -5,7 +5,8 @@ not run that term; and a NOTIFY naming a job the run holds does not cost a turn.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Collection, Hashable, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Hashable, Sequence
 
 import psycopg
 from psycopg import Notify
@@ -73,8 +74,11 @@ async def stop(task: asyncio.Task[None], leadership: Leadership, handle: Handler
     await asyncio.wait_for(task, 10)
 
 
-async def test_adopted_jobs_run_once_count_in_flight_and_are_settled(
-        pool: AsyncConnectionPool) -> None:
+@contextlib.asynccontextmanager
+async def running_worker(pool: AsyncConnectionPool
+                         ) -> AsyncIterator[tuple[Leadership, Handler, Worker[int]]]:
+    """Lead, start a toy worker and wait for its first turn (its start release is behind
+    it); stop it when the block ends."""
     await seed(pool, 0)
     leadership = await lead(pool)
     handle, started = Handler(), Started()
@@ -82,6 +86,14 @@ async def test_adopted_jobs_run_once_count_in_flight_and_are_settled(
     task = asyncio.create_task(worker.run(leadership))
     try:
         await asyncio.wait_for(started.turned.wait(), 10)
+        yield leadership, handle, worker
+    finally:
+        await stop(task, leadership, handle)
+
+
+async def test_adopted_jobs_run_once_count_in_flight_and_are_settled(
+        pool: AsyncConnectionPool) -> None:
+    async with running_worker(pool) as (leadership, handle, worker):
         assert worker.free_slots(leadership) == CONCURRENCY
         jobs = await claim_elsewhere(pool, leadership, [1, 2])
         worker.adopt(jobs, leadership)
@@ -96,8 +108,6 @@ async def test_adopted_jobs_run_once_count_in_flight_and_are_settled(
         await eventually(settled, what="the adopted jobs settled done by the worker")
         await eventually(lambda: worker.free_slots(leadership) == CONCURRENCY,
                          what="the slots freed")
-    finally:
-        await stop(task, leadership, handle)
     assert sorted(handle.runs) == [(1, 1), (2, 1)]  # each once, on the attempt claimed
     assert await statuses(pool) == [(1, "done", 1), (2, "done", 1)]
 
@@ -127,16 +137,10 @@ async def test_a_worker_not_started_offers_no_slot_and_adopts_nothing(
 
 async def test_another_leadership_object_gets_no_slot_and_adopts_nothing(
         pool: AsyncConnectionPool) -> None:
-    await seed(pool, 0)
-    leadership = await lead(pool)
-    # Same term and lease, another object: not the run's (a restarted term, a stale handle).
-    other = Leadership(term=leadership.term, instance_id="test", lease_name=TEST_LEASE,
-                       trusted=lambda: True)
-    handle, started = Handler(), Started()
-    worker = toy_worker(pool, handle, on_turn=started)
-    task = asyncio.create_task(worker.run(leadership))
-    try:
-        await asyncio.wait_for(started.turned.wait(), 10)
+    async with running_worker(pool) as (leadership, handle, worker):
+        # Same term and lease, another object: not the run's (a restarted term, a stale one).
+        other = Leadership(term=leadership.term, instance_id="test", lease_name=TEST_LEASE,
+                           trusted=lambda: True)
         assert worker.free_slots(other) == 0
         jobs = await claim_elsewhere(pool, leadership, [1])
         worker.adopt(jobs, other)
@@ -149,29 +153,17 @@ async def test_another_leadership_object_gets_no_slot_and_adopts_nothing(
         async def done() -> bool:
             return await statuses(pool) == [(1, "done", 1)]
         await eventually(done, what="the job adopted under the run's leadership settled")
-    finally:
-        await stop(task, leadership, handle)
     assert handle.runs == [(1, 1)]
 
 
 async def test_a_draining_worker_offers_no_slot_and_adopts_nothing(
         pool: AsyncConnectionPool) -> None:
-    await seed(pool, 0)
-    leadership = await lead(pool)
-    handle, started = Handler(), Started()
-    worker = toy_worker(pool, handle, on_turn=started)
-    task = asyncio.create_task(worker.run(leadership))
-    try:
-        await asyncio.wait_for(started.turned.wait(), 10)
+    async with running_worker(pool) as (leadership, handle, worker):
         worker.adopt(await claim_elsewhere(pool, leadership, [1]), leadership)
         await eventually(lambda: handle.runs == [(1, 1)], what="job 1 running")
         leadership.draining.set()  # job 1 keeps the run alive: it finishes in-flight work
         assert worker.free_slots(leadership) == 0
         worker.adopt(await claim_elsewhere(pool, leadership, [2]), leadership)
-        handle.release.set()
-        await asyncio.wait_for(task, 10)
-    finally:
-        await stop(task, leadership, handle)
     assert handle.runs == [(1, 1)]
     # Job 2 stays claimed by the term, for the next run's start (or leader) to free.
     assert await statuses(pool) == [(1, "done", 1), (2, "processing", 1)]
