@@ -107,10 +107,11 @@ class Leadership:
 
         pipeline=True runs the block in psycopg's pipeline mode: BEGIN and the fence travel
         with the block's first statement, and a write whose result is not read travels with
-        the COMMIT, so a short transaction costs two round trips instead of four or more. For
-        blocks that read every result they rely on (fetch*): a cursor's rowcount is only set
-        at the next sync. A superseded term then surfaces at the block's first read, still as
-        FencedError, with nothing written.
+        the COMMIT, so a one-statement block costs three round trips instead of four (psycopg
+        syncs once more as the pipeline ends) and each further read one. For blocks that read
+        every result they rely on (fetch*): a cursor's rowcount is only set at the next sync.
+        A superseded term then surfaces at the block's first read (at its COMMIT if it reads
+        nothing), still as FencedError, with nothing written.
         """
         async with pool.connection(timeout=timeout_s) as conn:
             if not pipeline:
