@@ -41,7 +41,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import psycopg
@@ -65,6 +65,9 @@ RENEW_TIMEOUT_FRACTION = 0.8
 # Resigning is shielded from cancellation but never allowed to block shutdown for long.
 RESIGN_TIMEOUT_S = 2.0
 FENCED_SQLSTATE = "LF001"
+# The parameters of a self-fencing statement run unfenced (tools, tests, or inside a
+# transaction `fenced` already checked): its SQL skips the term check.
+NO_FENCE: Mapping[str, object] = {"fence_name": None, "fence_term": None}
 
 
 class ElectionError(Exception):

@@ -7,14 +7,26 @@ A file holds blocks headed by `-- name: <query_name>` followed by a description 
     UPDATE ...;
 
 `QueryStore(path)` parses the file once; `store["renew_lease"]` returns the SQL text.
+
+`send_one` runs a query without waiting for its row: in pipeline mode (`conn.pipeline()`)
+a store's `send_*` methods queue their statements, and the first `Sent.result()` brings
+every result back in one round trip, each statement still executed (and, in READ
+COMMITTED, given its snapshot) after the one before it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
+import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
+
+T = TypeVar("T")
+Row = dict[str, Any]
 
 _HEADER_RE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -46,3 +58,24 @@ class QueryStore:
 
     def __getitem__(self, name: str) -> sql.SQL:
         return self._queries[name]
+
+
+class Sent(Generic[T]):
+    """A statement sent on a connection whose first row is read later (`send_one`)."""
+
+    def __init__(self, cursor: psycopg.AsyncCursor[Row], read: Callable[[Row | None], T]) -> None:
+        self._cursor = cursor
+        self._read = read
+
+    async def result(self) -> T:
+        """Wait for the statement's first row (None: no row) and return it read."""
+        return self._read(await self._cursor.fetchone())
+
+
+async def send_one(conn: psycopg.AsyncConnection, query: sql.SQL,
+                   params: Mapping[str, object], read: Callable[[Row | None], T]) -> Sent[T]:
+    """Send query; its first row, as a dict, is read by `read` when `result()` is awaited.
+    Outside pipeline mode the statement has run by the time this returns."""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(query, params)
+    return Sent(cursor, read)

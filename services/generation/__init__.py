@@ -7,7 +7,7 @@ leader (`async with leadership.fenced(pool) as conn`), except `store_callback` a
 """
 
 from services.generation.callbacks import (
-    apply_callback,
+    apply_callbacks,
     pending_callbacks,
     reconcile_orphans,
     store_callback,
@@ -89,7 +89,7 @@ __all__ = [
     "SubmitTicket",
     "Succeeded",
     "Violation",
-    "apply_callback",
+    "apply_callbacks",
     "apply_outcome",
     "audit",
     "begin_submit",

@@ -9,8 +9,8 @@ Overview
     the users (PARTS partitions run in parallel: they share no job and no wallet, so they
     never wait on each other's row locks nor deadlock), turns each into an
     outcome with the job's Kie adapter (a callback body: `parse_callback`; a poll answer:
-    `parse_status`), settles the job (`apply_callback`: success commits the hold, failure
-    releases it, once per job) and marks the callback applied.
+    `parse_status`), settles the jobs (`apply_callbacks`: success commits the hold, failure
+    releases it, once per job) and marks the callbacks applied.
 
     Not a supervisor.worker.Worker: there is no I/O between reading a callback and settling
     its job, so claim, handle and settle collapse into one transaction; the Worker's split
@@ -36,7 +36,9 @@ by this term: the next leader's delivery worker frees them at its start (as any 
 dead leader), so they are delivered, at least once, as before.
 
 The batch runs pipelined (`fenced(pipeline=True)`): BEGIN, the fence and the first read
-share one round trip, and each mark travels with the next statement or the COMMIT.
+share one round trip; the batch's finishes are one more (executemany), its ledger entries
+(with the marks) one more, then the claim and the COMMIT: five in all, whatever the batch's
+size (it was two per callback).
 Every ORPHAN_SWEEP_EVERY_S the batch also moves orphan callbacks (stored by task id before
 the job had it) to their jobs.
 """
@@ -59,7 +61,7 @@ from services.generation import (
     Failed,
     Outcome,
     Succeeded,
-    apply_callback,
+    apply_callbacks,
     reconcile_orphans,
 )
 from services.generation.store import JobStore, StoredCallback
@@ -190,7 +192,6 @@ class CallbackApplier:
     async def apply_batch(self, leadership: Leadership, *, part: int = 0, parts: int = 1) -> int:
         """Apply up to BATCH stored callbacks of one user partition in one fenced transaction;
         return how many."""
-        finished: list[int] = []
         claimed: Sequence[Any] = ()
         # Pipelined: BEGIN and the fence go with the first read, the last mark with the claim.
         async with leadership.fenced(self._pool, pipeline=True) as conn:
@@ -199,11 +200,10 @@ class CallbackApplier:
                 self._next_sweep = time.monotonic() + ORPHAN_SWEEP_EVERY_S
             callbacks = await JobStore(conn).pending_callbacks_of_users(
                 part=part, parts=parts, limit=BATCH)
-            for callback, model_id in callbacks:
-                settlement = await apply_callback(conn, callback,
-                                                  self._outcome(callback, model_id))
-                if settlement is not None and settlement.applied:
-                    finished.append(settlement.job.id)
+            settlements = await apply_callbacks(conn, [
+                (callback, self._outcome(callback, model_id)) for callback, model_id in callbacks])
+            finished = [settlement.job.id for settlement in settlements
+                        if settlement is not None and settlement.applied]
             if finished and self._deliveries is not None:
                 claimed = await self._deliveries.claim_finished(conn, finished, leadership)
         if callbacks:

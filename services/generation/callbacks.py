@@ -14,8 +14,8 @@ recorded (`record_submitted`) or by the leader's periodic `reconcile_orphans` (w
 an orphan stored while the task id was being recorded).
 
 The leader reads `pending_callbacks` in a fenced transaction, turns each payload into an
-outcome (the Kie client's job) and calls `apply_callback`, which settles the job and marks
-the callback applied in that same transaction.
+outcome (the Kie client's job) and calls `apply_callbacks`, which settles the batch's jobs
+and marks its callbacks applied in that same transaction.
 
 Crash analysis: storing is one statement (insert + notify), committed before the 200; a
 crash before it loses nothing Kie will not resend. A lost NOTIFY only delays the leader until
@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import psycopg
 
 from services.generation.errors import CallbackUnauthorized, JobNotFound
-from services.generation.settlement import Outcome, Settlement, apply_outcome
+from services.generation.settlement import Outcome, Settlement, apply_outcomes
 from services.generation.store import CallbackSource, JobStore, StoredCallback
 from services.generation.submission import token_hash
 
@@ -104,9 +104,13 @@ async def pending_callbacks(conn: psycopg.AsyncConnection, *,
     return await JobStore(conn).pending_callbacks(limit=limit)
 
 
-async def apply_callback(conn: psycopg.AsyncConnection, callback: StoredCallback,
-                         outcome: Outcome | None) -> Settlement | None:
-    """Settle the callback's job with outcome (None: not final yet) and mark it applied."""
-    settlement = await apply_outcome(conn, callback.job_id, outcome) if outcome else None
-    await JobStore(conn).mark_callback_applied(callback.id)
-    return settlement
+async def apply_callbacks(conn: psycopg.AsyncConnection,
+                          answers: Sequence[tuple[StoredCallback, Outcome | None]]
+                          ) -> list[Settlement | None]:
+    """Settle each callback's job with its outcome (None: not final yet, nothing to settle)
+    and mark every callback applied, in order and in one transaction (two round trips for
+    the settlements, the mark riding with them); return each one's settlement."""
+    final = [(callback.job_id, outcome) for callback, outcome in answers if outcome]
+    await JobStore(conn).mark_callbacks_applied([callback.id for callback, _ in answers])
+    settled = iter(await apply_outcomes(conn, final))
+    return [next(settled) if outcome else None for _, outcome in answers]

@@ -28,12 +28,13 @@ finds the delivery closed (and the refund key used) and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import psycopg
 
 from services.generation.settlement import refund_charge
 from services.generation.store import Job, JobStore
+from supervisor.election import NO_FENCE
 
 # Sending a video can take a while; a lease shorter than that would double-send.
 DELIVERY_LEASE_S = 300.0
@@ -73,17 +74,24 @@ async def claim_deliveries_with_languages(
 
 
 async def record_delivered(conn: psycopg.AsyncConnection, job: Job, *,
-                           file_ids: Sequence[str], message_ids: Sequence[int]) -> bool:
-    """Record a claimed job delivered with Telegram's file_ids; False if the claim was lost."""
+                           file_ids: Sequence[str], message_ids: Sequence[int],
+                           fence: Mapping[str, object] = NO_FENCE) -> bool:
+    """Record a claimed job delivered with Telegram's file_ids; False if the claim was lost.
+
+    One statement: in a fenced transaction as it is, or alone in autocommit with
+    fence=`Leadership.fence_params()` (it checks the term itself).
+    """
     return await JobStore(conn).record_delivered(job.id, attempt=job.delivery_attempts,
-                                                 file_ids=file_ids, message_ids=message_ids)
+                                                 file_ids=file_ids, message_ids=message_ids,
+                                                 fence=fence)
 
 
-async def record_undeliverable(conn: psycopg.AsyncConnection, job: Job, *,
-                               reason: str) -> bool:
-    """Record that a claimed job cannot be delivered; False if the claim was lost."""
+async def record_undeliverable(conn: psycopg.AsyncConnection, job: Job, *, reason: str,
+                               fence: Mapping[str, object] = NO_FENCE) -> bool:
+    """Record that a claimed job cannot be delivered; False if the claim was lost.
+    fence: as record_delivered's."""
     return await JobStore(conn).record_undeliverable(job.id, attempt=job.delivery_attempts,
-                                                     reason=reason)
+                                                     reason=reason, fence=fence)
 
 
 async def release_delivery(conn: psycopg.AsyncConnection, job: Job, *, delay_s: float) -> bool:

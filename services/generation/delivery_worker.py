@@ -14,7 +14,8 @@ Overview (a supervisor.worker.Worker over DeliveryQueue)
               services.kie's failure texts) and that the hold was released;
               each with its buttons (services.telegram.results: Repeat, Change parameters,
               Another model, Menu; a failure Repeat and Menu);
-              then `record_delivered` (fenced) with Telegram's file_ids and message ids,
+              then `record_delivered` (one self-fencing statement in autocommit) with
+              Telegram's file_ids and message ids,
               and only then the job's status message is queued to show the final stage
               (never awaited: a status edit never delays a delivery)
     settle    a failed attempt frees its claim with a retry time (`release_delivery`: the
@@ -84,7 +85,8 @@ from services.kie.failures import reason_text
 from services.telegram import texts as bot_texts
 from services.telegram.results import next_text, result_keyboard
 from services.telegram.texts import language_of
-from supervisor.election import Leadership
+from supervisor.db import autocommit
+from supervisor.election import Leadership, raise_if_fenced
 from supervisor.runtime_state import RuntimeState
 
 if TYPE_CHECKING:
@@ -276,14 +278,20 @@ class DeliveryWorker:
         else:
             delivery = await self._send_failure(job, lang, title, buttons)
         reason = None if delivery.outcome is Outcome.SENT else _reason(delivery)
-        async with leadership.fenced(self._pool, pipeline=True) as conn:
-            if reason is None:
-                await record_delivered(
-                    conn, job, file_ids=[file_id or "" for file_id in
-                                         delivery.file_ids(len(job.result_urls or []))],
-                    message_ids=delivery.message_ids)
-            else:
-                await record_undeliverable(conn, job, reason=reason)
+        # One self-fencing statement in autocommit: one round trip, not BEGIN/fence/COMMIT.
+        fence = leadership.fence_params()
+        try:
+            async with autocommit(self._pool) as conn:
+                if reason is None:
+                    await record_delivered(
+                        conn, job, file_ids=[file_id or "" for file_id in
+                                             delivery.file_ids(len(job.result_urls or []))],
+                        message_ids=delivery.message_ids, fence=fence)
+                else:
+                    await record_undeliverable(conn, job, reason=reason, fence=fence)
+        except psycopg.Error as exc:
+            raise_if_fenced(exc)
+            raise
         self._state.count(f"deliveries_{delivery.outcome}")
         if self._status is not None:
             self._status.finished(job, leadership, language=lang, undeliverable_reason=reason)

@@ -136,7 +136,8 @@ class Generations:
         leadership = self._leadership()
         if leadership is None:
             raise FencedError("no current term")
-        async with leadership.fenced(self._pool) as conn:
+        # Pipelined: BEGIN and the fence travel with request_generation's reads.
+        async with leadership.fenced(self._pool, pipeline=True) as conn:
             outcome = await request_generation(
                 conn, catalog=self.catalog, markup=self._storefront.markup,
                 limits=self._limits, user_id=user_id, chat_id=chat_id, model_id=model_id,

@@ -13,10 +13,14 @@ its commit leaves the job unfinished and the hold open; the callback is still in
 (not marked applied) or the job is still overdue, so the next leader applies it again. After
 the commit, the re-application finds the job finished and does nothing.
 
-Lock order: a settlement locks the job row, then (through the ledger trigger) the user's
-wallet. Settle one job per transaction where two settlers may meet (callbacks and expiry):
-a transaction that settles several jobs of one user can deadlock with another settler, and
-PostgreSQL then aborts one of them (nothing is half-written; the loop retries).
+Batches: `apply_outcomes` (the applier's batch of callbacks) and `expire_overdue` settle
+several jobs in one transaction and two round trips: every finish first (psycopg's
+executemany, pipelined), then every ledger entry.
+
+Lock order: a settlement locks its job rows first, then (through the ledger trigger) the
+users' wallets, in user order. Two settlers (callbacks and expiry) thus never wait on each
+other's wallets in a cycle; expiry takes its job rows with SKIP LOCKED. Should PostgreSQL
+still find a deadlock, it aborts one transaction (nothing is half-written; its loop retries).
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ from datetime import datetime
 import psycopg
 
 from config import Settings
-from services.billing.ledger import EntryKind, apply_entry
+from services.billing.ledger import Entry, EntryKind, Move, apply_entries, apply_entry
 from services.generation.errors import JobNotFound
-from services.generation.store import Job, JobStatus, JobStore
+from services.generation.store import Finish, Job, JobStatus, JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -105,14 +109,16 @@ async def refund_charge(conn: psycopg.AsyncConnection, job: Job, *, note: str) -
 async def apply_outcome(conn: psycopg.AsyncConnection, job_id: int,
                         outcome: Outcome) -> Settlement:
     """Finish the job with outcome and settle its hold, once; raise JobNotFound if unknown."""
-    jobs = JobStore(conn)
-    if isinstance(outcome, Succeeded):
-        job = await jobs.finish_job(job_id, status=JobStatus.SUCCEEDED,
-                                    result_urls=outcome.result_urls)
-    else:
-        job = await jobs.finish_job(job_id, status=JobStatus.FAILED, fail_code=outcome.code,
-                                    fail_message=outcome.message)
-    return await _settle(conn, jobs, job_id, job)
+    [settlement] = await apply_outcomes(conn, [(job_id, outcome)])
+    return settlement
+
+
+async def apply_outcomes(conn: psycopg.AsyncConnection,
+                         outcomes: Sequence[tuple[int, Outcome]]) -> list[Settlement]:
+    """Finish each job with its outcome and settle its hold, once, as apply_outcome does, in
+    two round trips for the lot (the finishes, then the ledger entries); in order, so a job
+    named twice is settled by its first outcome. Raise JobNotFound if a job is unknown."""
+    return await _settle(conn, [_finish(job_id, outcome) for job_id, outcome in outcomes])
 
 
 async def expire_overdue(conn: psycopg.AsyncConnection, now: datetime,
@@ -121,34 +127,50 @@ async def expire_overdue(conn: psycopg.AsyncConnection, now: datetime,
 
     Each expired job's hold is released; return the jobs expired by this call.
     """
+    overdue = await JobStore(conn).overdue_jobs(now=now, deadlines_s=deadlines_by_category)
+    settlements = await _settle(conn, [
+        Finish(job_id, JobStatus.EXPIRED, fail_code=EXPIRED_CODE,
+               fail_message="no result before the deadline") for job_id in overdue])
+    return [settlement.job for settlement in settlements if settlement.applied]
+
+
+def _finish(job_id: int, outcome: Outcome) -> Finish:
+    if isinstance(outcome, Succeeded):
+        return Finish(job_id, JobStatus.SUCCEEDED, result_urls=outcome.result_urls)
+    return Finish(job_id, JobStatus.FAILED, fail_code=outcome.code,
+                  fail_message=outcome.message)
+
+
+async def _settle(conn: psycopg.AsyncConnection, finishes: Sequence[Finish]) -> list[Settlement]:
+    """Record the finishes, then the ledger entry of each priced job finished now, in the
+    users' order (two settlers lock wallets in one order: they cannot deadlock on them)."""
+    if not finishes:
+        return []
     jobs = JobStore(conn)
-    expired = []
-    for job_id in await jobs.overdue_jobs(now=now, deadlines_s=deadlines_by_category):
-        job = await jobs.finish_job(job_id, status=JobStatus.EXPIRED, fail_code=EXPIRED_CODE,
-                                    fail_message="no result before the deadline")
-        settlement = await _settle(conn, jobs, job_id, job)
-        if settlement.applied:
-            expired.append(settlement.job)
-    return expired
+    finished = await jobs.finish_jobs(finishes)
+    priced = sorted((job for job in finished if job is not None and job.price_kop > 0),
+                    key=lambda job: (job.user_id, job.id))
+    await apply_entries(conn, [_settle_move(job) for job in priced])
+    settlements = []
+    for finish, job in zip(finishes, finished, strict=True):
+        if job is None:  # finished before (a duplicate, a late answer): nothing moves
+            current = await jobs.job(finish.job_id)
+            if current is None:
+                raise JobNotFound(f"no job {finish.job_id}")
+            settlements.append(Settlement(job=current, applied=False))
+            continue
+        logger.info("job_settled", extra={"job_id": job.id, "status": str(job.status),
+                                          "price_kop": job.price_kop})
+        settlements.append(Settlement(job=job, applied=True))
+    return settlements
 
 
-async def _settle(conn: psycopg.AsyncConnection, jobs: JobStore, job_id: int,
-                  finished: Job | None) -> Settlement:
-    if finished is None:
-        current = await jobs.job(job_id)
-        if current is None:
-            raise JobNotFound(f"no job {job_id}")
-        return Settlement(job=current, applied=False)
-    if finished.price_kop > 0:
-        price = finished.price_kop
-        if finished.status is JobStatus.SUCCEEDED:
-            kind, balance_delta = EntryKind.COMMIT, 0
-        else:
-            kind, balance_delta = EntryKind.RELEASE, price
-        await apply_entry(conn, user_id=finished.user_id, kind=kind,
-                          balance_delta_kop=balance_delta, hold_delta_kop=-price,
-                          idempotency_key=settle_key(job_id), job_id=job_id,
-                          note=f"{finished.status} job {job_id}")
-    logger.info("job_settled", extra={"job_id": job_id, "status": str(finished.status),
-                                      "price_kop": finished.price_kop})
-    return Settlement(job=finished, applied=True)
+def _settle_move(job: Job) -> Move:
+    """Return a finished, priced job's one ledger entry: commit on success, else release."""
+    if job.status is JobStatus.SUCCEEDED:
+        kind, balance_delta = EntryKind.COMMIT, 0
+    else:
+        kind, balance_delta = EntryKind.RELEASE, job.price_kop
+    return Move(Entry(user_id=job.user_id, kind=kind, balance_delta_kop=balance_delta,
+                      hold_delta_kop=-job.price_kop, job_id=job.id),
+                settle_key(job.id), note=f"{job.status} job {job.id}")

@@ -18,7 +18,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from supervisor.sqlstore import QueryStore
+from supervisor.election import NO_FENCE
+from supervisor.sqlstore import QueryStore, Sent, send_one
 
 QUERIES = QueryStore(Path(__file__).with_name("sql") / "jobs.sql")
 # The channel store_callback and reconcile_orphans notify; the leader's applier listens on it.
@@ -128,6 +129,17 @@ class OpenStatus:
     language: str | None  # the user's chosen language, else Telegram's code
 
 
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """A job's final status to record (`JobStore.finish_jobs`)."""
+
+    job_id: int
+    status: JobStatus
+    result_urls: Sequence[str] | None = None
+    fail_code: str | None = None
+    fail_message: str | None = None
+
+
 class JobStore:
     """The generation area's queries (sql/jobs.sql) on one connection, one method per query."""
 
@@ -138,33 +150,38 @@ class JobStore:
         """Return the job, or None."""
         return await self._one_job("job", {"job_id": job_id})
 
-    async def job_by_key(self, idempotency_key: str) -> Job | None:
-        """Return the job created under this idempotency key, or None."""
-        return await self._one_job("job_by_key", {"idempotency_key": idempotency_key})
+    async def send_job_by_key(self, idempotency_key: str) -> Sent[Job | None]:
+        """Send job_by_key (the job created under this idempotency key, or None), its result
+        read later (pipelined: `sqlstore.send_one`)."""
+        return await send_one(self._conn, QUERIES["job_by_key"],
+                              {"idempotency_key": idempotency_key}, _job_or_none)
 
     async def recent_jobs(self, user_id: int, *, limit: int) -> list[Job]:
         """Return the user's latest jobs, newest first."""
         rows = await self._all("recent_jobs", {"user_id": user_id, "limit": limit})
         return [Job.from_row(r) for r in rows]
 
-    async def user_load(self, user_id: int) -> UserLoad:
-        """Return the user's active jobs and today's free jobs."""
-        row = await self._one("user_load", {"user_id": user_id})
-        assert row is not None  # an aggregate always returns its row
-        return UserLoad(active=row["active"], free_today=row["free_today"])
+    async def send_user_load(self, user_id: int) -> Sent[UserLoad]:
+        """Send user_load (the user's active jobs and today's free jobs), read later."""
+        return await send_one(self._conn, QUERIES["user_load"], {"user_id": user_id},
+                              _user_load)
 
-    async def insert_job(self, *, user_id: int, chat_id: int, model_id: str,
-                         params: Mapping[str, object], price_kop: int, category: str,
-                         free: bool, idempotency_key: str, kie_cost_kop: int,
-                         status_message_id: int | None = None) -> Job:
-        """Insert a pending job (showing `queued` on its status message, if any); return it."""
-        job = await self._one_job("insert_job", {
-            "user_id": user_id, "chat_id": chat_id, "model_id": model_id,
+    async def send_next_job_id(self) -> Sent[int]:
+        """Send next_job_id (a new job's id, taken before its insert), read later."""
+        return await send_one(self._conn, QUERIES["next_job_id"], {}, _job_id)
+
+    async def send_insert_job(self, *, job_id: int, user_id: int, chat_id: int,
+                              model_id: str, params: Mapping[str, object], price_kop: int,
+                              category: str, free: bool, idempotency_key: str,
+                              kie_cost_kop: int,
+                              status_message_id: int | None = None) -> Sent[Job]:
+        """Send insert_job (a pending job, showing `queued` on its status message if any),
+        the inserted job read later."""
+        return await send_one(self._conn, QUERIES["insert_job"], {
+            "job_id": job_id, "user_id": user_id, "chat_id": chat_id, "model_id": model_id,
             "params": Jsonb(dict(params)), "price_kop": price_kop, "category": category,
             "free": free, "idempotency_key": idempotency_key, "kie_cost_kop": kie_cost_kop,
-            "status_message_id": status_message_id})
-        assert job is not None  # INSERT ... RETURNING
-        return job
+            "status_message_id": status_message_id}, _inserted_job)
 
     async def listen_requests(self) -> None:
         """Subscribe this (autocommit) session to new jobs."""
@@ -271,18 +288,29 @@ class JobStore:
                                 source=CallbackSource(r["source"]), payload=r["payload"]),
                  r["model_id"]) for r in rows]
 
-    async def mark_callback_applied(self, callback_id: int) -> None:
-        """Record that a stored callback was applied."""
-        await self._conn.execute(QUERIES["mark_callback_applied"], {"callback_id": callback_id})
+    async def mark_callbacks_applied(self, callback_ids: Sequence[int]) -> None:
+        """Record that stored callbacks were applied (its result is not read: in a pipeline
+        the statement travels with the next one)."""
+        await self._conn.execute(QUERIES["mark_callbacks_applied"],
+                                 {"callback_ids": list(callback_ids)})
 
-    async def finish_job(self, job_id: int, *, status: JobStatus,
-                         result_urls: Sequence[str] | None = None, fail_code: str | None = None,
-                         fail_message: str | None = None) -> Job | None:
-        """Move an unfinished job to a final status; None if it was already finished."""
-        return await self._one_job("finish_job", {
-            "job_id": job_id, "status": str(status),
-            "result_urls": Jsonb(list(result_urls)) if result_urls is not None else None,
-            "fail_code": fail_code, "fail_message": fail_message})
+    async def finish_jobs(self, finishes: Sequence[Finish]) -> list[Job | None]:
+        """Move unfinished jobs to their final status, in order and in one round trip; for
+        each, the job, or None if it was already finished."""
+        params = [{"job_id": f.job_id, "status": str(f.status),
+                   "result_urls": Jsonb(list(f.result_urls)) if f.result_urls is not None
+                   else None, "fail_code": f.fail_code, "fail_message": f.fail_message}
+                  for f in finishes]
+        if len(params) == 1:  # executemany would add a pipeline's sync for one statement
+            return [await self._one_job("finish_job", params[0])]
+        cur = self._conn.cursor(row_factory=dict_row)
+        await cur.executemany(QUERIES["finish_job"], params, returning=True)
+        finished: list[Job | None] = []
+        for _ in params:
+            row = await cur.fetchone()
+            finished.append(Job.from_row(row) if row else None)
+            cur.nextset()
+        return finished
 
     async def overdue_jobs(self, *, now: datetime,
                            deadlines_s: Mapping[str, float]) -> list[int]:
@@ -311,11 +339,13 @@ class JobStore:
         return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
 
     async def record_delivered(self, job_id: int, *, attempt: int, file_ids: Sequence[str],
-                               message_ids: Sequence[int]) -> bool:
-        """Close the delivery of this claim; False if the claim was lost or it was closed."""
+                               message_ids: Sequence[int],
+                               fence: Mapping[str, object] = NO_FENCE) -> bool:
+        """Close the delivery of this claim; False if the claim was lost or it was closed.
+        fence: `Leadership.fence_params()` when run alone in autocommit."""
         row = await self._one("record_delivered", {
             "job_id": job_id, "attempt": attempt, "file_ids": Jsonb(list(file_ids)),
-            "message_ids": Jsonb(list(message_ids))})
+            "message_ids": Jsonb(list(message_ids)), **fence})
         return row is not None
 
     async def release_delivery(self, job_id: int, *, attempt: int, delay_s: float) -> bool:
@@ -324,10 +354,12 @@ class JobStore:
                                                    "delay_s": delay_s})
         return row is not None
 
-    async def record_undeliverable(self, job_id: int, *, attempt: int, reason: str) -> bool:
-        """Close the delivery of this claim as impossible; False if the claim was lost."""
+    async def record_undeliverable(self, job_id: int, *, attempt: int, reason: str,
+                                   fence: Mapping[str, object] = NO_FENCE) -> bool:
+        """Close the delivery of this claim as impossible; False if the claim was lost.
+        fence: as record_delivered's."""
         row = await self._one("record_undeliverable", {"job_id": job_id, "attempt": attempt,
-                                                       "reason": reason})
+                                                       "reason": reason, **fence})
         return row is not None
 
     async def record_status_shown(self, job_id: int, shown: StatusShown) -> bool:
@@ -369,3 +401,22 @@ class JobStore:
     async def _one_job(self, query: str, params: Mapping[str, object]) -> Job | None:
         row = await self._one(query, params)
         return Job.from_row(row) if row else None
+
+
+def _job_or_none(row: dict[str, Any] | None) -> Job | None:
+    return Job.from_row(row) if row else None
+
+
+def _inserted_job(row: dict[str, Any] | None) -> Job:
+    assert row is not None  # INSERT ... RETURNING
+    return Job.from_row(row)
+
+
+def _user_load(row: dict[str, Any] | None) -> UserLoad:
+    assert row is not None  # an aggregate always returns its row
+    return UserLoad(active=row["active"], free_today=row["free_today"])
+
+
+def _job_id(row: dict[str, Any] | None) -> int:
+    assert row is not None  # nextval returns its row
+    return int(row["id"])

@@ -30,7 +30,7 @@ from services.catalog import Catalog, Model
 from services.storefront.pricing import Override, Price, kie_cost_kop, quote, user_price_kop
 from supervisor.db import autocommit
 from supervisor.election import FencedError, Leadership
-from supervisor.sqlstore import QueryStore
+from supervisor.sqlstore import QueryStore, Sent, send_one
 
 __all__ = ["CATEGORIES", "Listing", "Override", "OverrideStore", "Price", "Shelf",
            "Storefront", "kie_cost_kop", "quote", "user_price_kop"]
@@ -175,10 +175,12 @@ class OverrideStore:
 
     async def override(self, model_id: str) -> Override | None:
         """Return the override of one model, or None."""
-        cur = self._conn.cursor(row_factory=dict_row)
-        await cur.execute(QUERIES["override"], {"model_id": model_id})
-        row = await cur.fetchone()
-        return None if row is None else Override(**row)
+        return await (await self.send_override(model_id)).result()
+
+    async def send_override(self, model_id: str) -> Sent[Override | None]:
+        """Send override, its result read later (pipelined: `sqlstore.send_one`)."""
+        return await send_one(self._conn, QUERIES["override"], {"model_id": model_id},
+                              lambda row: None if row is None else Override(**row))
 
     async def set_override(self, model_id: str, *, enabled: bool, price_kop: int | None,
                            operator_id: int) -> None:

@@ -57,7 +57,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from supervisor.db import autocommit
-from supervisor.election import raise_if_fenced
+from supervisor.election import NO_FENCE, raise_if_fenced
 from supervisor.sqlstore import QueryStore
 
 _QUERIES = QueryStore(Path(__file__).with_name("sql") / "fsm.sql")
@@ -70,8 +70,6 @@ _JSON_NUL_RE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 # The parameters that make a write statement fence itself (`Leadership.fence_params`).
 Fence = Callable[[], Mapping[str, object]]
-# An unfenced write (tools and tests, never the leader): the statements skip the check.
-NO_FENCE: Mapping[str, object] = {"fence_name": None, "fence_term": None}
 
 
 def key_params(key: StorageKey) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from services.generation import (
     JobLimits,
     Outcome,
     Succeeded,
-    apply_callback,
+    apply_callbacks,
     audit,
     begin_submit,
     claim_deliveries,
@@ -70,7 +70,7 @@ def outcome_of(payload: dict[str, object]) -> Outcome | None:
 
 async def apply_pending(conn: psycopg.AsyncConnection) -> None:
     for callback in await pending_callbacks(conn, limit=100):
-        await apply_callback(conn, callback, outcome_of(callback.payload))
+        await apply_callbacks(conn, [(callback, outcome_of(callback.payload))])
 
 
 async def step(conn: psycopg.AsyncConnection, model: Model, action: str, pick: int,

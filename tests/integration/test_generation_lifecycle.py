@@ -22,7 +22,7 @@ from services.generation import (
     JobNotFound,
     JobStatus,
     Succeeded,
-    apply_callback,
+    apply_callbacks,
     apply_outcome,
     begin_submit,
     claim_deliveries,
@@ -103,7 +103,7 @@ async def apply_all(pool: AsyncConnectionPool, outcome: Succeeded | Failed | Non
     async with pool.connection() as conn:
         callbacks = await pending_callbacks(conn, limit=100)
         for callback in callbacks:
-            await apply_callback(conn, callback, outcome)
+            await apply_callbacks(conn, [(callback, outcome)])
     return len(callbacks)
 
 
@@ -150,7 +150,7 @@ async def test_a_settlement_rolled_back_midway_is_applied_by_the_next_attempt(
     with pytest.raises(RuntimeError):
         async with funded.connection() as conn, conn.transaction():
             [callback] = await pending_callbacks(conn, limit=10)
-            await apply_callback(conn, callback, Succeeded(["https://cdn/x.png"]))
+            await apply_callbacks(conn, [(callback, Succeeded(["https://cdn/x.png"]))])
             raise RuntimeError("leader dies before the commit")
     assert (await committed_job(funded, job.id)).status is JobStatus.SUBMITTED
     assert await apply_all(funded, Succeeded(["https://cdn/x.png"])) == 1
@@ -261,7 +261,7 @@ async def test_a_poll_answer_takes_the_callback_path(funded: AsyncConnectionPool
         assert await store_poll_result(conn, job.id, SUCCESS) is not None
         [callback] = await pending_callbacks(conn, limit=10)
         assert callback.source is CallbackSource.POLL
-        await apply_callback(conn, callback, Failed(code="poll", message="failed at Kie"))
+        await apply_callbacks(conn, [(callback, Failed(code="poll", message="failed at Kie"))])
     assert await wallet(funded) == Wallet(balance_kop=5000, hold_kop=0)
 
 

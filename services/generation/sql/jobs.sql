@@ -17,15 +17,22 @@ SELECT (SELECT count(*) FROM generation_jobs
            AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
            AND status NOT IN ('failed', 'expired')) AS free_today;
 
+-- name: next_job_id
+-- Take a new job's id before inserting it: the job's hold entry names it and travels in the
+-- same round trip as the insert. A refused or rolled-back request leaves a gap, as any
+-- sequence does.
+SELECT nextval(pg_get_serial_sequence('generation_jobs', 'id')) AS id;
+
 -- name: insert_job
 -- Create a pending job (its hold, if priced, is the next ledger entry of the transaction) and
 -- wake the leader's submitter (the notification is delivered when the transaction commits).
 -- A job with a status message (the confirm card) starts as showing `queued`.
 WITH inserted AS (
-    INSERT INTO generation_jobs (user_id, chat_id, model_id, params, price_kop, category, free,
-                                 idempotency_key, kie_cost_kop, status_message_id, status_shown)
-    VALUES (%(user_id)s, %(chat_id)s, %(model_id)s, %(params)s, %(price_kop)s, %(category)s,
-            %(free)s, %(idempotency_key)s, %(kie_cost_kop)s, %(status_message_id)s,
+    INSERT INTO generation_jobs (id, user_id, chat_id, model_id, params, price_kop, category,
+                                 free, idempotency_key, kie_cost_kop, status_message_id,
+                                 status_shown)
+    VALUES (%(job_id)s, %(user_id)s, %(chat_id)s, %(model_id)s, %(params)s, %(price_kop)s,
+            %(category)s, %(free)s, %(idempotency_key)s, %(kie_cost_kop)s, %(status_message_id)s,
             CASE WHEN %(status_message_id)s::bigint IS NOT NULL THEN 'queued' END)
     RETURNING *
 )
@@ -238,9 +245,10 @@ SELECT c.id, c.job_id, c.source, c.payload, j.model_id
  LIMIT %(limit)s
    FOR UPDATE OF c SKIP LOCKED;
 
--- name: mark_callback_applied
--- Record that the leader settled (or read and ignored) a stored callback.
-UPDATE job_callbacks SET applied_at = now() WHERE id = %(callback_id)s AND applied_at IS NULL;
+-- name: mark_callbacks_applied
+-- Record that the leader settled (or read and ignored) stored callbacks.
+UPDATE job_callbacks SET applied_at = now()
+ WHERE id = ANY(%(callback_ids)s::bigint[]) AND applied_at IS NULL;
 
 -- name: finish_job
 -- Move an unfinished job to its final status (its hold is settled in the same transaction)
@@ -305,9 +313,16 @@ RETURNING *;
 
 -- name: record_delivered
 -- Close a delivery held by this claim, keeping Telegram's file_ids for later re-sends.
+-- Fences itself (`Leadership.fence_params`; fence_name NULL inside a fenced transaction), so
+-- the delivery worker records in one autocommit round trip.
+WITH fenced AS (
+    SELECT CASE WHEN %(fence_name)s::text IS NULL THEN NULL
+                ELSE fence(%(fence_name)s, %(fence_term)s) END
+)
 UPDATE generation_jobs
    SET delivered_at = now(), delivered_file_ids = %(file_ids)s,
        delivered_message_ids = %(message_ids)s
+  FROM fenced
  WHERE id = %(job_id)s AND delivered_at IS NULL AND delivery_attempts = %(attempt)s
 RETURNING id;
 
@@ -321,8 +336,14 @@ RETURNING id;
 
 -- name: record_undeliverable
 -- Close a delivery held by this claim that cannot succeed (e.g. the user blocked the bot).
+-- Fences itself like record_delivered.
+WITH fenced AS (
+    SELECT CASE WHEN %(fence_name)s::text IS NULL THEN NULL
+                ELSE fence(%(fence_name)s, %(fence_term)s) END
+)
 UPDATE generation_jobs
    SET delivered_at = now(), undeliverable_reason = %(reason)s
+  FROM fenced
  WHERE id = %(job_id)s AND delivered_at IS NULL AND delivery_attempts = %(attempt)s
 RETURNING id;
 
