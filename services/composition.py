@@ -96,8 +96,6 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     storefront = Storefront(pool, catalog, markup=settings.price_markup,
                             leadership=term.current)
     payments = Payments(pool, bot, payment_terms(settings), leadership=term.current)
-    generations = Generations(pool, leadership=term.current, storefront=storefront,
-                              limits=JobLimits.from_settings(settings))
     admin = Admin(pool, storefront, operators=settings.admin_ids, markup=settings.price_markup,
                   lease_name=lease_name(settings.telegram_bot_token.get()),
                   leadership=term.current)
@@ -106,6 +104,11 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     # One board per process: the confirm handler notes the card it turns into a job's status
     # message, and the engine's loops edit it under the same per-message throttle.
     status_board = StatusBoard(bot)
+    engine = build_engine(settings, pool, state, bot=bot, catalog=catalog,
+                          listen_connect=listen_connect, status_board=status_board)
+    generations = Generations(pool, leadership=term.current, storefront=storefront,
+                              limits=JobLimits.from_settings(settings),
+                              on_requested=engine.requested)
     aiogram_dp = build_dispatcher(
         storage=storage, i18n_core=i18n_core, accounts=accounts, storefront=storefront,
         generations=generations, payments=payments, admin=admin, status_board=status_board,
@@ -117,8 +120,6 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
                                  on_dead_letter=dead_letter_notice(bot, accounts),
                                  flooded=pressure.high)
     allowed_updates = aiogram_dp.resolve_used_update_types()
-    engine = build_engine(settings, pool, state, bot=bot, catalog=catalog,
-                          listen_connect=listen_connect, status_board=status_board)
     leader_only: list[Service] = [
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
         # Each area registers its periodic jobs here; Maintenance only schedules them.

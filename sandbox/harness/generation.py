@@ -35,7 +35,7 @@ from sandbox.telegram import SandboxConfig, TelegramSandbox
 from services.billing.ledger import EntryKind, Wallet, apply_entry, read_wallet
 from services.catalog import Catalog, get_catalog
 from services.catalog.loader import InputField, Model
-from services.generation import Job, JobLimits, RequestOutcome, audit, request_generation
+from services.generation import Created, Job, JobLimits, RequestOutcome, audit, request_generation
 from services.generation.engine import Engine, Timings, build_engine
 from services.generation.submitter import submit_bucket
 from services.kie import KieClient, TokenBucket
@@ -229,10 +229,13 @@ class GenerationStack:
         """Ask for a generation as a handler does (the press's idempotency key)."""
         assert self.pool is not None
         async with self.pool.connection() as conn, conn.transaction():
-            return await request_generation(
+            outcome = await request_generation(
                 conn, catalog=self.catalog, markup=MARKUP, limits=self.options.limits,
                 user_id=user_id, chat_id=user_id, model_id=model_id, params=params,
                 idempotency_key=key)
+        if isinstance(outcome, Created) and self.engine is not None:
+            self.engine.requested()  # as Generations does: the submitter claims it now
+        return outcome
 
     async def jobs(self, job_ids: Sequence[int]) -> dict[int, Job]:
         """Return the jobs as committed, by id."""

@@ -2,9 +2,10 @@
 
 Overview
     Callbacks (any instance, callback_ingress.py) and the status poller's answers
-    (poller.py) land in the `job_callbacks` inbox with a NOTIFY on `job_callbacks` naming the
-    job's user. This loop wakes that user's partition on it (or every partition every
-    POLL_INTERVAL_S, in case one was missed), and in ONE
+    (poller.py) land in the `job_callbacks` inbox. Stored in this process while it leads,
+    they wake the user's partition directly (`wake_user`); stored by another instance, with
+    a NOTIFY on `job_callbacks` naming the job's user, which wakes the same partition (and
+    every partition wakes every POLL_INTERVAL_S, in case a wake-up was missed). In ONE
     fenced transaction per batch reads up to BATCH unapplied callbacks of one partition of
     the users (PARTS partitions run in parallel: they share no job and no wallet, so they
     never wait on each other's row locks nor deadlock), turns each into an
@@ -29,9 +30,9 @@ Failure handling
 Hand-off to delivery: the batch's transaction also claims the jobs it finished for the
 delivery worker of this process (`DeliveryHandoff`, as many as it has free slots), which
 starts them once the batch committed: a result goes out as soon as its callback is applied,
-without waiting for the worker's NOTIFY, wake-up and claim transaction. Every job finished
-here also NOTIFYs `job_finished` on commit (finish_job): the delivery worker claims those
-it was not handed (no free slot). A crash after the commit leaves the handed jobs claimed
+without waiting for the worker's wake-up and claim transaction. When the batch finished
+jobs it could not hand over (no free slot), it wakes the worker, which claims them. A crash
+after the commit leaves the handed jobs claimed
 by this term: the next leader's delivery worker frees them at its start (as any claim of a
 dead leader), so they are delivered, at least once, as before.
 
@@ -126,6 +127,9 @@ class DeliveryHandoff(Protocol):
     def adopt(self, claimed: Sequence[Any], leadership: Leadership) -> None:
         """Deliver what claim_finished claimed, once the batch committed."""
 
+    def wake(self) -> None:
+        """Run a claim turn now: the batch finished jobs it could not hand over."""
+
 
 class CallbackApplier:
     """Apply stored Kie answers to their jobs while this instance leads."""
@@ -145,6 +149,17 @@ class CallbackApplier:
         self._parts = parts
         self._wakes = [asyncio.Event() for _ in range(parts)]
         self._next_sweep = 0.0
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        """Whether this process's applier is applying (this instance leads): then whoever
+        stores an answer here wakes it with `wake_user` instead of a NOTIFY."""
+        return self._running
+
+    def wake_user(self, user_id: int) -> None:
+        """Wake the partition of a user whose answer was just stored (in this process)."""
+        self._wakes[user_id % self._parts].set()
 
     async def run(self, leadership: Leadership | None) -> None:
         """Apply batches of every partition until draining; each wait races the drain."""
@@ -159,9 +174,11 @@ class CallbackApplier:
             helpers.append(asyncio.create_task(self._listen(leadership),
                                                name="kie-callbacks-listen"))
         tasks = parts + helpers
+        self._running = True
         try:
             await asyncio.gather(*parts)
         finally:
+            self._running = False
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
@@ -208,8 +225,11 @@ class CallbackApplier:
                 claimed = await self._deliveries.claim_finished(conn, finished, leadership)
         if callbacks:
             self._state.count("kie_callbacks_applied", len(callbacks))
-        if claimed and self._deliveries is not None:
-            self._deliveries.adopt(claimed, leadership)
+        if self._deliveries is not None:
+            if claimed:
+                self._deliveries.adopt(claimed, leadership)
+            if len(claimed) < len(finished):  # no free slot for some: the worker claims them
+                self._deliveries.wake()
         return len(callbacks)
 
     def _outcome(self, callback: StoredCallback, model_id: str) -> Outcome | None:
@@ -244,6 +264,6 @@ class CallbackApplier:
         """Wake the partition of the user a notification names (all of them when it names
         none: orphans moved to their jobs), so a callback costs one transaction, not PARTS."""
         if user.isdigit():
-            self._wakes[int(user) % self._parts].set()
+            self.wake_user(int(user))
         else:
             self._wake_all()

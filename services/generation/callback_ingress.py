@@ -8,19 +8,23 @@ Route `POST /kie/callback/{job_id}/{token}` (the callBackUrl the submitter gives
        X-Webhook-Timestamp (within the tolerance)      -> 401
     4. store_callback: the job's token hashes compared in constant time (an unknown job is
        compared against a dummy hash the same way)     -> 404 unknown job, 401 wrong token
-    5. stored once per distinct payload + NOTIFY, committed -> 200 (a duplicate: 200 too,
+    5. stored once per distinct payload, committed   -> 200 (a duplicate: 200 too,
        nothing changed); the database away            -> 503, so Kie sends it again
 
-Nothing is settled here: the leader's applier (services/generation/applier.py) wakes on the
-NOTIFY and applies outcomes in fenced transactions. A crash before the commit loses nothing
-Kie will not resend (it had no 200); after it, the resend is a no-op.
+Nothing is settled here: the leader's applier (services/generation/applier.py) applies
+outcomes in fenced transactions. It is woken in process when it runs here (this instance
+leads), else by the store's NOTIFY: PostgreSQL serializes the commits of every notifying
+transaction on one lock, so the leader's own callbacks skip it. Should the applier stop
+between the check and the store, the next leader's sweep finds the callback. A crash before
+the commit loses nothing Kie will not resend (it had no 200); after it, the resend is a
+no-op.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 import psycopg
@@ -68,15 +72,28 @@ def parse_callback_body(raw: bytes) -> tuple[dict[str, Any], str]:
     return body, task_id
 
 
+class LocalApplier(Protocol):
+    """The applier of this process, as the ingress wakes it."""
+
+    @property
+    def running(self) -> bool:
+        """Whether it applies now (this instance leads)."""
+
+    def wake_user(self, user_id: int) -> None:
+        """Wake the partition of the user whose callback was just stored."""
+
+
 class CallbackIngress:
     """Accept Kie's callbacks durably on any instance."""
 
     def __init__(self, pool: AsyncConnectionPool, state: RuntimeState, *,
-                 hmac_key: Secret | None) -> None:
-        """Store through pool; check signatures when hmac_key is set."""
+                 hmac_key: Secret | None, applier: LocalApplier | None = None) -> None:
+        """Store through pool; check signatures when hmac_key is set; wake `applier` (this
+        process's) directly while it runs, else NOTIFY the leader's."""
         self._pool = pool
         self._state = state
         self._hmac_key = hmac_key
+        self._applier = applier
 
     def install(self, app: web.Application) -> None:
         """Add the callback route to the HTTP app."""
@@ -104,8 +121,12 @@ class CallbackIngress:
         try:
             # Autocommit: the token check is a read and the store one statement, each its
             # own transaction (two round trips, not four); the store commits before the 200.
+            local = self._applier is not None and self._applier.running
             async with autocommit(self._pool) as conn:
-                stored = await store_callback(conn, job_id, request.match_info["token"], body)
+                stored = await store_callback(conn, job_id, request.match_info["token"], body,
+                                              notify=not local)
+            if stored is not None and self._applier is not None and local:
+                self._applier.wake_user(stored.user_id)
         except JobNotFound:
             return self._refuse(404, "no such job")
         except CallbackUnauthorized:

@@ -5,8 +5,11 @@ it runs in a plain transaction of whichever instance got the request. It checks 
 token against the sha256 of every submission attempt of the job with `hmac.compare_digest`
 (an unknown job is checked against a dummy hash the same way, so both refusals cost the
 same), stores the raw payload once (unique on the job and the payload's sha256: a duplicate
-delivery changes nothing) and NOTIFYs `job_callbacks`. The route answers 200 only after the
-commit: Kie retries a callback that got no 200, and the retry is a no-op once stored.
+delivery changes nothing) and NOTIFYs `job_callbacks` unless the leader's applier runs in
+this process (then the caller wakes it there: PostgreSQL serializes the commits of all
+notifying transactions on one lock, which a burst of callbacks would queue on). The route
+answers 200 only after the commit: Kie retries a callback that got no 200, and the retry is
+a no-op once stored.
 
 Payloads that name a Kie task but no job (a task-id-only path) are kept in
 `orphan_callbacks` by `store_task_callback`, and moved to their job when its task id is
@@ -18,10 +21,11 @@ outcome (the Kie client's job) and calls `apply_callbacks`, which settles the ba
 and marks its callbacks applied in that same transaction.
 
 Crash analysis: storing is one statement (insert + notify), committed before the 200; a
-crash before it loses nothing Kie will not resend. A lost NOTIFY only delays the leader until
-its next sweep. Applying is one fenced transaction: a crash before its commit leaves the
-callback unapplied and the job unsettled, so the next leader applies it; after the commit
-both are done, and settlement is once per job anyway.
+crash before it loses nothing Kie will not resend. A lost wake-up (a NOTIFY, or an in-process
+wake of an applier that stopped leading at that moment) only delays the leader until its
+next sweep (POLL_INTERVAL_S). Applying is one fenced transaction: a crash before its commit
+leaves the callback unapplied and the job unsettled, so the next leader applies it; after
+the commit both are done, and settlement is once per job anyway.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import psycopg
 
 from services.generation.errors import CallbackUnauthorized, JobNotFound
 from services.generation.settlement import Outcome, Settlement, apply_outcomes
-from services.generation.store import CallbackSource, JobStore, StoredCallback
+from services.generation.store import CallbackSource, JobStore, NewCallback, StoredCallback
 from services.generation.submission import token_hash
 
 logger = logging.getLogger(__name__)
@@ -44,8 +48,10 @@ _DUMMY_HASH = bytes(32)
 
 
 async def store_callback(conn: psycopg.AsyncConnection, job_id: int, token: str,
-                         payload: Mapping[str, object]) -> int | None:
-    """Verify the job's token and store the payload once; return its id, None if a duplicate.
+                         payload: Mapping[str, object], *,
+                         notify: bool = True) -> NewCallback | None:
+    """Verify the job's token and store the payload once; return it, None if a duplicate.
+    notify=False when the caller wakes the applier itself (it runs in this process).
 
     Raise JobNotFound for an unknown job and CallbackUnauthorized for a wrong token; both
     write nothing.
@@ -60,18 +66,20 @@ async def store_callback(conn: psycopg.AsyncConnection, job_id: int, token: str,
         raise JobNotFound(f"no job {job_id}")
     if not matched:
         raise CallbackUnauthorized(f"callback token refused for job {job_id}")
-    callback_id = await jobs.store_callback(job_id, source=CallbackSource.CALLBACK,
-                                            payload=payload)
-    logger.info("callback_stored", extra={"job_id": job_id, "callback_id": callback_id,
-                                          "duplicate": callback_id is None})
-    return callback_id
+    stored = await jobs.store_callback(job_id, source=CallbackSource.CALLBACK,
+                                       payload=payload, notify=notify)
+    logger.info("callback_stored", extra={"job_id": job_id,
+                                          "callback_id": stored.id if stored else None,
+                                          "duplicate": stored is None})
+    return stored
 
 
 async def store_poll_result(conn: psycopg.AsyncConnection, job_id: int,
-                            payload: Mapping[str, object]) -> int | None:
+                            payload: Mapping[str, object], *,
+                            notify: bool = True) -> NewCallback | None:
     """Store the status poller's answer for a job like a callback; None if a duplicate."""
     return await JobStore(conn).store_callback(job_id, source=CallbackSource.POLL,
-                                               payload=payload)
+                                               payload=payload, notify=notify)
 
 
 async def store_task_callback(conn: psycopg.AsyncConnection, task_id: str,
@@ -87,7 +95,8 @@ async def store_task_callback(conn: psycopg.AsyncConnection, task_id: str,
         orphan_id = await jobs.store_orphan(task_id, payload)
         logger.info("callback_orphaned", extra={"task_id": task_id, "orphan_id": orphan_id})
         return None
-    return await jobs.store_callback(job_id, source=CallbackSource.CALLBACK, payload=payload)
+    stored = await jobs.store_callback(job_id, source=CallbackSource.CALLBACK, payload=payload)
+    return stored.id if stored else None
 
 
 async def reconcile_orphans(conn: psycopg.AsyncConnection) -> int:

@@ -4,7 +4,9 @@ Overview (a supervisor.worker.Worker over DeliveryQueue)
     claim     `claim_deliveries_with_languages`: finished, undelivered jobs under a lease
               on delivering_at (the claim numbered by delivery_attempts, the guard of the
               record), each with its user's language (no extra query per delivery); after
-              each turn the submitter is nudged (its backpressure waits for claims).
+              each turn the submitter is nudged (its backpressure waits for claims). Woken
+              in process (`wake`) by whoever finished jobs on this leader (the applier, the
+              poller's expiry, the submitter's failures), else every POLL_INTERVAL_S.
               The applier claims the jobs it finished the same way inside its own
               transaction (`claim_finished`, up to the free slots) and hands them over
               once committed (`adopt`): those skip the wake-up and the claim turn
@@ -152,8 +154,7 @@ class DeliveryQueue:
         self.languages: dict[int, str | None] = {}
 
     async def listen(self, conn: psycopg.AsyncConnection) -> None:
-        """Wake on finished jobs (settled by the applier, expired by the poller)."""
-        await JobStore(conn).listen_finished()
+        """No channel: every settler runs on the leader and wakes the worker in process."""
 
     async def claim(self, conn: psycopg.AsyncConnection, *, term: int, limit: int,
                     job_ids: Sequence[int] | None = None) -> list[worker.Job[Job]]:
@@ -203,7 +204,6 @@ class DeliveryWorker:
 
     def __init__(self, pool: AsyncConnectionPool, bot: Bot, catalog: Catalog,
                  state: RuntimeState, *, instance_id: str,
-                 listen_connect: worker.ConnectFn | None = None,
                  lease_s: float = DELIVERY_LEASE_S,
                  max_attempts: int = MAX_DELIVERY_ATTEMPTS,
                  status: JobStatusMessages | None = None,
@@ -229,7 +229,7 @@ class DeliveryWorker:
                                 retry_initial_s=retry_initial_s, retry_max_s=retry_max_s,
                                 pipeline=True),
             pool=pool, queue=self._queue, handle=self.deliver,
-            listen_connect=listen_connect, on_dead_letter=self._tell_undeliverable,
+            on_dead_letter=self._tell_undeliverable,
             on_turn=self._turned)
 
     async def claim_finished(self, conn: psycopg.AsyncConnection, job_ids: Sequence[int],
@@ -246,6 +246,11 @@ class DeliveryWorker:
     def adopt(self, claimed: Sequence[worker.Job[Job]], leadership: Leadership) -> None:
         """Deliver jobs claimed by `claim_finished` (committed) now, without a claim turn."""
         self.worker.adopt(claimed, leadership)
+
+    def wake(self) -> None:
+        """Claim now: jobs were just finished (committed) in this process and not handed over
+        (the applier had no free slot, the poller expired them, the submitter failed them)."""
+        self.worker.wake()
 
     def _turned(self, settled: Sequence[worker.Settlement[Job]]) -> None:
         if self._on_progress is not None:

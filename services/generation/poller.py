@@ -2,7 +2,8 @@
 
 Overview (a supervisor.worker.Worker over PollQueue)
     claim     first `expire_overdue`: jobs older than their category's deadline
-              (JOB_EXPIRY_*) expire, their holds released; then `claim_for_poll`:
+              (JOB_EXPIRY_*) expire, their holds released (`on_finished` wakes the
+              delivery worker once the turn committed); then `claim_for_poll`:
               submitted jobs with no unapplied callback whose `next_poll_at` is due,
               pushed back in the same statement (first poll 60 s after submission, then
               30 s doubling up to 600 s: Kie's per-task query limits are never approached)
@@ -88,24 +89,36 @@ class StatusPoller:
                  state: RuntimeState, *, deadlines_s: Mapping[str, float],
                  poll_base_s: float = POLL_BASE_INTERVAL_S,
                  poll_max_s: float = POLL_MAX_INTERVAL_S,
-                 poll_interval_s: float = POLL_INTERVAL_S) -> None:
-        """Poll through kie; jobs expire past deadlines_s (seconds per category)."""
+                 poll_interval_s: float = POLL_INTERVAL_S,
+                 on_finished: Callable[[], None] | None = None) -> None:
+        """Poll through kie; jobs expire past deadlines_s (seconds per category);
+        on_finished is called once a turn that expired jobs committed (the delivery worker
+        of this process claims them)."""
         self._pool = pool
         self._kie = kie
         self._catalog = catalog
         self._state = state
+        self._on_finished = on_finished
+        self._expired_in_turn = False
         self.worker = worker.Worker(
             worker.WorkerConfig(name=self.name, concurrency=CONCURRENCY, max_attempts=1,
                                 handler_timeout_s=HANDLER_TIMEOUT_S,
                                 poll_interval_s=poll_interval_s),
             pool=pool, queue=PollQueue(deadlines_s, self._expired, base_s=poll_base_s,
-                                       max_s=poll_max_s), handle=self.poll)
+                                       max_s=poll_max_s), handle=self.poll,
+            on_turn=self._turned)
 
     async def run(self, leadership: Leadership | None) -> None:
         """Run the worker until draining."""
         await self.worker.run(leadership)
 
+    def _turned(self, settled: Sequence[worker.Settlement[Job]]) -> None:
+        if self._expired_in_turn and self._on_finished is not None:
+            self._on_finished()
+        self._expired_in_turn = False
+
     def _expired(self, jobs: list[Job]) -> None:
+        self._expired_in_turn = True
         self._state.count("jobs_expired", len(jobs))
         logger.warning("jobs_expired", extra={"job_ids": [job.id for job in jobs][:50]})
 

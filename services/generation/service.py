@@ -33,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.catalog import Catalog, InputError, PricingError
 from services.generation.request import (
+    Created,
     InvalidParams,
     JobLimits,
     ModelUnavailable,
@@ -96,8 +97,12 @@ class Generations:
 
     def __init__(self, pool: AsyncConnectionPool, *, leadership: Callable[[], Leadership | None],
                  storefront: Storefront, limits: JobLimits,
-                 throttle: RequestThrottle | None = None) -> None:
+                 throttle: RequestThrottle | None = None,
+                 on_requested: Callable[[], None] | None = None) -> None:
+        """on_requested: called once a new job committed (`Engine.requested`: the submitter
+        of this process claims it now)."""
         self._pool = pool
+        self._on_requested = on_requested
         self._leadership = leadership
         self._storefront = storefront
         self.catalog: Catalog = storefront.catalog
@@ -143,6 +148,8 @@ class Generations:
                 limits=self._limits, user_id=user_id, chat_id=chat_id, model_id=model_id,
                 params=params, idempotency_key=idempotency_key,
                 expected_price_kop=shown_price_kop, status_message_id=status_message_id)
+        if isinstance(outcome, Created) and self._on_requested is not None:
+            self._on_requested()
         if isinstance(outcome, PriceChanged | ModelUnavailable):
             # The screens' cached overrides are behind the database: re-read them next.
             self._storefront.forget()

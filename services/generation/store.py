@@ -130,6 +130,14 @@ class OpenStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class NewCallback:
+    """A callback just stored, with its job's user (whose applier partition to wake)."""
+
+    id: int
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """A job's final status to record (`JobStore.finish_jobs`)."""
 
@@ -182,14 +190,6 @@ class JobStore:
             "params": Jsonb(dict(params)), "price_kop": price_kop, "category": category,
             "free": free, "idempotency_key": idempotency_key, "kie_cost_kop": kie_cost_kop,
             "status_message_id": status_message_id}, _inserted_job)
-
-    async def listen_requests(self) -> None:
-        """Subscribe this (autocommit) session to new jobs."""
-        await self._conn.execute(QUERIES["listen_requests"])
-
-    async def listen_finished(self) -> None:
-        """Subscribe this (autocommit) session to finished jobs (to deliver)."""
-        await self._conn.execute(QUERIES["listen_finished"])
 
     async def listen_callbacks(self) -> None:
         """Subscribe this (autocommit) session to stored callbacks and poll answers."""
@@ -250,11 +250,14 @@ class JobStore:
         return [bytes(h) for h in row["hashes"]] if row else None
 
     async def store_callback(self, job_id: int, *, source: CallbackSource,
-                             payload: Mapping[str, object]) -> int | None:
-        """Store a payload for the job once and notify; return its id, None if a duplicate."""
+                             payload: Mapping[str, object],
+                             notify: bool = True) -> NewCallback | None:
+        """Store a payload for the job once (and NOTIFY the applier if notify); return it,
+        None if a duplicate."""
         row = await self._one("store_callback", {"job_id": job_id, "source": str(source),
-                                                 "payload": Jsonb(dict(payload))})
-        return int(row["id"]) if row else None
+                                                 "payload": Jsonb(dict(payload)),
+                                                 "notify": notify})
+        return NewCallback(id=int(row["id"]), user_id=int(row["user_id"])) if row else None
 
     async def job_id_by_task(self, task_id: str) -> int | None:
         """Return the id of the job with this Kie task id, or None."""

@@ -1,7 +1,8 @@
 """The leader's submitter: pending jobs -> Kie createTask -> task id stored.
 
 Overview (a supervisor.worker.Worker over SubmitQueue; its claim runs in the worker's fenced
-turn, one transaction for a whole batch)
+turn, one transaction for a whole batch; woken in process by `wake` when a job is requested
+on this leader, else every POLL_INTERVAL_S)
     claim     0. backpressure (`SubmitQueue._room`): while BACKLOG_BOUND jobs are past
                  Kie's answer or on their way to it (submissions in flight, callbacks not
                  applied, results not yet delivered: waiting or being sent), claim fewer or
@@ -68,7 +69,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -161,6 +162,8 @@ class SubmitQueue:
         # Submissions on their way to Kie: with a fast Kie their callbacks are the next
         # backlog, so they count against the bound before the database sees them.
         self.sending = 0
+        # Jobs this turn failed (attempts used up): the delivery worker is woken after it.
+        self.failed_in_turn = False
 
     async def _room(self, conn: psycopg.AsyncConnection, limit: int) -> int:
         """Return how many jobs to claim: limit, less while work after Kie's answer piles up.
@@ -187,8 +190,8 @@ class SubmitQueue:
         return 0
 
     async def listen(self, conn: psycopg.AsyncConnection) -> None:
-        """Wake on new jobs."""
-        await JobStore(conn).listen_requests()
+        """No channel: jobs are requested on the leader, which wakes the submitter in
+        process (`Submitter.wake`); else every POLL_INTERVAL_S."""
 
     async def claim(self, conn: psycopg.AsyncConnection, *, term: int,
                     limit: int) -> list[worker.Job[Attempt]]:
@@ -199,7 +202,9 @@ class SubmitQueue:
             return claimed
         for job in await claim_pending(conn, limit=limit, lease_s=self._lease_s):
             ticket = await begin_submit(conn, job.id, max_attempts=self._max_attempts)
-            if ticket is not None:  # None: attempts used up, the job failed (hold released)
+            if ticket is None:  # attempts used up: the job failed (hold released)
+                self.failed_in_turn = True
+            else:
                 claimed.append(worker.Job(key=job.id, attempts=ticket.attempt,
                                           payload=Attempt(job, ticket)))
         return claimed
@@ -213,6 +218,7 @@ class SubmitQueue:
             if settlement.outcome is worker.Outcome.DEAD:
                 await apply_outcome(conn, attempt.job.id, Failed(
                     code=SUBMIT_FAILED_CODE, message=settlement.error or "submission failed"))
+                self.failed_in_turn = True
             elif settlement.outcome is worker.Outcome.RETRY:
                 await release_submit(conn, attempt.job.id, attempt=attempt.ticket.attempt,
                                      delay_s=settlement.retry_in_s)
@@ -240,14 +246,17 @@ class Submitter:
 
     def __init__(self, pool: AsyncConnectionPool, kie: KieClient, catalog: Catalog,
                  state: RuntimeState, *, webhook_base_url: str,
-                 max_attempts: int, listen_connect: worker.ConnectFn | None = None,
+                 max_attempts: int,
                  max_concurrency: int = MAX_CONCURRENCY, lease_s: float = SUBMIT_LEASE_S,
                  first_poll_s: float = FIRST_POLL_AFTER_S,
                  status: JobStatusMessages | None = None,
                  retry_initial_s: float = RETRY_INITIAL_S,
-                 retry_max_s: float = RETRY_MAX_S) -> None:
+                 retry_max_s: float = RETRY_MAX_S,
+                 on_finished: Callable[[], None] | None = None) -> None:
         """Submit through kie (at most max_attempts per job); callbacks go to
-        webhook_base_url."""
+        webhook_base_url; on_finished is called once jobs it failed are committed (the
+        delivery worker of this process tells their users)."""
+        self._on_finished = on_finished
         self._pool = pool
         self._kie = kie
         self._catalog = catalog
@@ -266,7 +275,7 @@ class Submitter:
                                 retry_initial_s=retry_initial_s, retry_max_s=retry_max_s,
                                 pipeline=True),
             pool=pool, queue=self._queue, handle=self.submit,
-            listen_connect=listen_connect, concurrency=self._slots)
+            concurrency=self._slots, on_turn=self._turned)
 
     async def run(self, leadership: Leadership | None) -> None:
         """Run the worker (and the bucket watch) until draining."""
@@ -303,6 +312,18 @@ class Submitter:
             if now > had:
                 self.worker.wake()
             had = now
+
+    def wake(self) -> None:
+        """Claim now: a job was just requested (committed) in this process. Not while
+        backpressure holds submissions back: a turn could claim nothing, and the delivery
+        worker's progress wakes it then (`nudge`)."""
+        if self._queue.held_since is None:
+            self.worker.wake()
+
+    def _turned(self, settled: Sequence[worker.Settlement[Attempt]]) -> None:
+        if self._queue.failed_in_turn and self._on_finished is not None:
+            self._on_finished()
+        self._queue.failed_in_turn = False
 
     def nudge(self) -> None:
         """Run a turn now if backpressure holds submissions back (a result was delivered)."""
@@ -381,5 +402,7 @@ class Submitter:
         """Fail a job Kie will never take (its hold is released)."""
         async with leadership.fenced(self._pool) as conn:
             await apply_outcome(conn, job.id, Failed(code=code, message=message[:500]))
+        if self._on_finished is not None:
+            self._on_finished()
         self._state.count("kie_submits_refused")
         logger.warning("job_submit_refused", extra={"job_id": job.id, "code": code})

@@ -1,16 +1,20 @@
 """A stored callback wakes only its user's partition of the applier: the NOTIFY names the job's
 user, `_wake_for` wakes partition user % parts (the one whose batch reads that user's
-callbacks), and a notification naming no user (orphans moved to their jobs) wakes them all."""
+callbacks), and a notification naming no user (orphans moved to their jobs) wakes them all.
+The leader's own ingress wakes that partition in process and sends no NOTIFY."""
 
 from __future__ import annotations
 
+import aiohttp
 import psycopg
+from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from services.generation import Created, begin_submit, record_submitted, store_callback
 from services.generation.applier import CallbackApplier
+from services.generation.callback_ingress import CALLBACK_PREFIX, CALLBACK_ROUTE, CallbackIngress
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import lead
+from tests.helpers import lead, serve_loopback
 from tests.integration.generation_support import (
     CATALOG,
     USER,
@@ -81,3 +85,72 @@ async def test_a_stored_callback_notifies_its_users_id_and_that_users_partition_
         assert await loop.apply_batch(leadership, part=other, parts=PARTS) == 0
     assert await loop.apply_batch(leadership, part=part, parts=PARTS) == 1
     await assert_invariants(pool)
+
+
+def success(task_id: str) -> dict[str, object]:
+    """Kie's success callback body for one task."""
+    return {"code": 200, "msg": "success", "data": {
+        "taskId": task_id, "state": "success",
+        "resultJson": '{"resultUrls": ["https://cdn/x.png"]}'}}
+
+
+class LocalApplier:
+    """The applier of the ingress's process as the ingress sees it (running or not)."""
+
+    def __init__(self, *, running: bool) -> None:
+        self.running = running
+        self.woken: list[int] = []
+
+    def wake_user(self, user_id: int) -> None:
+        self.woken.append(user_id)
+
+
+async def submitted_job(pool: AsyncConnectionPool, key: str, task_id: str) -> tuple[int, str]:
+    """Create and submit a job of USER; return its id and its callback token."""
+    leadership = await lead(pool)
+    async with pool.connection() as conn, conn.transaction():
+        if key == "press-1":
+            await new_user(conn)
+        created = await request(conn, key)
+    assert isinstance(created, Created)
+    async with leadership.fenced(pool) as conn:
+        ticket = await begin_submit(conn, created.job.id, max_attempts=3)
+        assert ticket is not None
+        await record_submitted(conn, created.job.id, task_id)
+    return created.job.id, ticket.token
+
+
+async def test_the_leaders_own_ingress_wakes_its_applier_in_process_and_a_followers_notifies(
+        pool: AsyncConnectionPool, database_url: str) -> None:
+    """While the applier runs in the ingress's process, a stored callback wakes its user's
+    partition there and sends no NOTIFY (PostgreSQL serializes notifying commits); where it
+    does not run (a follower), the NOTIFY names the user for the leader's applier."""
+    state = RuntimeState(instance_id="t", bot_mode="polling", version="test")
+    leader_side, follower_side = LocalApplier(running=True), LocalApplier(running=False)
+    app = web.Application()
+    app.router.add_post("/leader" + CALLBACK_ROUTE, CallbackIngress(
+        pool, state, hmac_key=None, applier=leader_side).handle)
+    app.router.add_post("/follower" + CALLBACK_ROUTE, CallbackIngress(
+        pool, state, hmac_key=None, applier=follower_side).handle)
+    first, first_token = await submitted_job(pool, "press-1", "task-1")
+    second, second_token = await submitted_job(pool, "press-2", "task-2")
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener:
+        await listener.execute("LISTEN job_callbacks")
+        async with serve_loopback(app) as base, aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/leader{CALLBACK_PREFIX}/{first}/{first_token}",
+                                 json=success("task-1")) as answer:
+                assert answer.status == 200
+            assert leader_side.woken == [USER]
+            async with http.post(f"{base}/follower{CALLBACK_PREFIX}/{second}/{second_token}",
+                                 json=success("task-2")) as answer:
+                assert answer.status == 200
+        # One notification in all (the follower's, naming USER): a round trip on the
+        # listening session brings every notification committed before it.
+        notice = await anext(listener.notifies(timeout=10))
+        assert notice.payload == str(USER)
+        await listener.execute("SELECT 1")
+        assert [n async for n in listener.notifies(timeout=0.5)] == []
+    assert follower_side.woken == []
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM job_callbacks WHERE applied_at IS NULL")
+        assert await cur.fetchone() == (2,)

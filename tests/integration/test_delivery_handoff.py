@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import psycopg
 import pytest
 from aiogram import Bot
 from aiohttp import web
@@ -55,12 +54,8 @@ class Node:
         self.leadership = leadership
         self.state = RuntimeState(instance_id="t", bot_mode="polling", version="test")
 
-        async def listen_connect() -> psycopg.AsyncConnection:
-            return await psycopg.AsyncConnection.connect(database_url, autocommit=True)
-
         self._turned = asyncio.Event()
         self.delivery = DeliveryWorker(pool, bot, CATALOG, self.state, instance_id="test",
-                                       listen_connect=listen_connect,
                                        on_progress=self._turned.set)
         self.applier = CallbackApplier(pool, CATALOG, self.state, deliveries=self.delivery)
         self._running: asyncio.Task[None] | None = None
@@ -192,13 +187,17 @@ async def test_with_no_free_slot_the_applier_claims_nothing_and_the_worker_deliv
     assert node.delivery.worker.free_slots(node.leadership) == 0
 
     job_id = await node.finished_job(USER, "task-1")
+    wakes: list[str] = []
+    wake = node.delivery.wake
+    node.delivery.wake = lambda: (wakes.append("delivery"), wake())[-1]  # type: ignore[method-assign]
     assert await node.applier.apply_batch(node.leadership) == 1
     job = await node.job(job_id)
     assert job.finished_at is not None
     assert (job.delivering_at, job.delivery_attempts) == (None, 0)  # no slot: not claimed
+    assert wakes == ["delivery"]  # the applier woke the worker to claim it
     held_file.release.set()
-    # The busy job's end frees the slot; the worker's own claim takes the job (its NOTIFY
-    # came while the slot was taken, and the end of a job wakes the loop anyway).
+    # The busy job's end frees the slot; the worker's own claim takes the job (woken by
+    # the applier while the slot was taken, and the end of a job wakes the loop anyway).
     await eventually(lambda: node.delivered(job_id), what="the second result delivered")
     await node.stop()
     job, first = await node.job(job_id), await node.job(busy)

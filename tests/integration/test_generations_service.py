@@ -3,6 +3,8 @@ of work under one key, and refuses a user who requests too often without writing
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -28,10 +30,11 @@ JOBS_SQL = b"SELECT count(*) FROM generation_jobs"
 
 
 def service(pool: AsyncConnectionPool, leadership: Leadership | None, *,
-            throttle: RequestThrottle | None = None) -> Generations:
+            throttle: RequestThrottle | None = None,
+            on_requested: Callable[[], None] | None = None) -> Generations:
     storefront = Storefront(pool, CATALOG, markup=MARKUP, leadership=lambda: leadership)
     return Generations(pool, leadership=lambda: leadership, storefront=storefront,
-                       limits=LIMITS, throttle=throttle)
+                       limits=LIMITS, throttle=throttle, on_requested=on_requested)
 
 
 async def jobs(pool: AsyncConnectionPool) -> int:
@@ -60,13 +63,16 @@ async def test_the_price_follows_the_chosen_sku_at_the_markup(
 async def test_one_key_makes_one_job_and_holds_its_price(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
         await new_user(conn)
-    generations = service(pool, await lead(pool))
+    woken: list[str] = []  # Engine.requested: the submitter's in-process wake-up
+    generations = service(pool, await lead(pool),
+                          on_requested=lambda: woken.append("submitter"))
     first = await generations.request(user_id=USER, chat_id=USER, model_id=PRICED,
                                       params=PROMPT, idempotency_key="gen:1:10")
     again = await generations.request(user_id=USER, chat_id=USER, model_id=PRICED,
                                       params=PROMPT, idempotency_key="gen:1:10")
     assert isinstance(first, Created) and isinstance(again, Duplicate)
     assert again.job.id == first.job.id and first.job.price_kop == PRICE_KOP
+    assert woken == ["submitter"]  # once, for the new job; a duplicate wakes no one
     found = await wallet(pool)
     assert found is not None and found.hold_kop == PRICE_KOP
     assert await jobs(pool) == 1

@@ -24,27 +24,16 @@ SELECT (SELECT count(*) FROM generation_jobs
 SELECT nextval(pg_get_serial_sequence('generation_jobs', 'id')) AS id;
 
 -- name: insert_job
--- Create a pending job (its hold, if priced, is the next ledger entry of the transaction) and
--- wake the leader's submitter (the notification is delivered when the transaction commits).
--- A job with a status message (the confirm card) starts as showing `queued`.
-WITH inserted AS (
-    INSERT INTO generation_jobs (id, user_id, chat_id, model_id, params, price_kop, category,
-                                 free, idempotency_key, kie_cost_kop, status_message_id,
-                                 status_shown)
-    VALUES (%(job_id)s, %(user_id)s, %(chat_id)s, %(model_id)s, %(params)s, %(price_kop)s,
-            %(category)s, %(free)s, %(idempotency_key)s, %(kie_cost_kop)s, %(status_message_id)s,
-            CASE WHEN %(status_message_id)s::bigint IS NOT NULL THEN 'queued' END)
-    RETURNING *
-)
-SELECT inserted.*, pg_notify('job_requested', inserted.id::text) AS notified FROM inserted;
-
--- name: listen_requests
--- Wake this session on every new job (insert_job notifies).
-LISTEN job_requested;
-
--- name: listen_finished
--- Wake this session on every finished job (finish_job notifies).
-LISTEN job_finished;
+-- Create a pending job (its hold, if priced, is the next ledger entry of the transaction).
+-- A job with a status message (the confirm card) starts as showing `queued`. No NOTIFY: the
+-- request runs on the leader, which wakes its submitter in process once this commits.
+INSERT INTO generation_jobs (id, user_id, chat_id, model_id, params, price_kop, category,
+                             free, idempotency_key, kie_cost_kop, status_message_id,
+                             status_shown)
+VALUES (%(job_id)s, %(user_id)s, %(chat_id)s, %(model_id)s, %(params)s, %(price_kop)s,
+        %(category)s, %(free)s, %(idempotency_key)s, %(kie_cost_kop)s, %(status_message_id)s,
+        CASE WHEN %(status_message_id)s::bigint IS NOT NULL THEN 'queued' END)
+RETURNING *;
 
 -- name: listen_callbacks
 -- Wake this session on every stored callback or poll answer (store_callback notifies).
@@ -177,9 +166,11 @@ SELECT j.id, coalesce(array_agg(s.token_hash) FILTER (WHERE s.token_hash IS NOT 
  GROUP BY j.id;
 
 -- name: store_callback
--- Keep a job's callback (or poll answer) durably, once per distinct payload, and wake the
--- leader's applier, naming the job's user (the applier wakes only that user's partition).
--- No row: the same payload was stored before.
+-- Keep a job's callback (or poll answer) durably, once per distinct payload, with the job's
+-- user (the applier wakes only that user's partition). `notify`: wake the leader's applier
+-- through PostgreSQL, naming the user (another process stored it); false when the applier
+-- runs in this process and is woken there (a NOTIFY serializes the commits of every
+-- notifying transaction on one lock). No row: the same payload was stored before.
 WITH stored AS (
     INSERT INTO job_callbacks (job_id, source, payload, payload_hash)
     VALUES (%(job_id)s, %(source)s, %(payload)s,
@@ -187,7 +178,8 @@ WITH stored AS (
     ON CONFLICT (job_id, payload_hash) DO NOTHING
     RETURNING id, job_id
 )
-SELECT s.id, pg_notify('job_callbacks', j.user_id::text) AS notified
+SELECT s.id, j.user_id,
+       CASE WHEN %(notify)s THEN pg_notify('job_callbacks', j.user_id::text) END AS notified
   FROM stored s JOIN generation_jobs j ON j.id = s.job_id;
 
 -- name: job_id_by_task
@@ -251,17 +243,14 @@ UPDATE job_callbacks SET applied_at = now()
  WHERE id = ANY(%(callback_ids)s::bigint[]) AND applied_at IS NULL;
 
 -- name: finish_job
--- Move an unfinished job to its final status (its hold is settled in the same transaction)
--- and wake the delivery worker when that commits. No row: the job was already finished, and
--- nothing changes.
-WITH finished AS (
-    UPDATE generation_jobs
-       SET status = %(status)s, finished_at = now(), result_urls = %(result_urls)s,
-           fail_code = %(fail_code)s, fail_message = %(fail_message)s, next_poll_at = NULL
-     WHERE id = %(job_id)s AND status IN ('pending', 'submitted')
-    RETURNING *
-)
-SELECT finished.*, pg_notify('job_finished', finished.id::text) AS notified FROM finished;
+-- Move an unfinished job to its final status (its hold is settled in the same transaction).
+-- No row: the job was already finished, and nothing changes. No NOTIFY: every settler runs
+-- on the leader and wakes its delivery worker in process once this commits.
+UPDATE generation_jobs
+   SET status = %(status)s, finished_at = now(), result_urls = %(result_urls)s,
+       fail_code = %(fail_code)s, fail_message = %(fail_message)s, next_poll_at = NULL
+ WHERE id = %(job_id)s AND status IN ('pending', 'submitted')
+RETURNING *;
 
 -- name: overdue_jobs
 -- Unfinished jobs older than their category's deadline at `now`, locked for expiry.
