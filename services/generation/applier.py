@@ -149,13 +149,15 @@ class CallbackApplier:
         self._parts = parts
         self._wakes = [asyncio.Event() for _ in range(parts)]
         self._next_sweep = 0.0
-        self._running = False
+        self._leading: Leadership | None = None  # the term this process applies for
 
     @property
     def running(self) -> bool:
-        """Whether this process's applier is applying (this instance leads): then whoever
-        stores an answer here wakes it with `wake_user` instead of a NOTIFY."""
-        return self._running
+        """Whether this process's applier is applying for a term that is neither lost nor
+        draining (this instance leads): then whoever stores an answer here wakes it with
+        `wake_user` instead of a NOTIFY."""
+        term = self._leading
+        return term is not None and not (term.draining.is_set() or term.lost.is_set())
 
     def wake_user(self, user_id: int) -> None:
         """Wake the partition of a user whose answer was just stored (in this process)."""
@@ -174,11 +176,11 @@ class CallbackApplier:
             helpers.append(asyncio.create_task(self._listen(leadership),
                                                name="kie-callbacks-listen"))
         tasks = parts + helpers
-        self._running = True
+        self._leading = leadership
         try:
             await asyncio.gather(*parts)
         finally:
-            self._running = False
+            self._leading = None
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
@@ -210,7 +212,7 @@ class CallbackApplier:
         """Apply up to BATCH stored callbacks of one user partition in one fenced transaction;
         return how many."""
         claimed: Sequence[Any] = ()
-        # Pipelined: BEGIN and the fence go with the first read, the last mark with the claim.
+        # Pipelined: BEGIN and the fence go with the first read (round trips: module doc).
         async with leadership.fenced(self._pool, pipeline=True) as conn:
             if part == 0 and time.monotonic() >= self._next_sweep:
                 await reconcile_orphans(conn)
