@@ -394,12 +394,6 @@ class Worker(Generic[P]):
         await event.wait()
         self._wake.set()
 
-    def _holds(self, key: str) -> bool:
-        """Tell whether a job this run holds has this key (a notification naming it, e.g.
-        one adopted before its NOTIFY arrived, needs no turn)."""
-        run = self._run
-        return run is not None and any(str(held) == key for held in run.in_flight)
-
     async def _listen(self, leadership: Leadership) -> None:
         """Hold a LISTEN session and wake the loop on every notification."""
         assert self._listen_connect is not None
@@ -408,9 +402,8 @@ class Worker(Generic[P]):
                 async with await self._listen_connect() as conn:
                     await self._queue.listen(conn)
                     self._wake.set()  # catch up on anything stored before LISTEN began
-                    async for notify in conn.notifies():
-                        if not self._holds(notify.payload):
-                            self._wake.set()
+                    async for _ in conn.notifies():
+                        self._wake.set()
             except DB_ERRORS as exc:
                 logger.warning("worker_listen_failed", extra={"worker": self.name,
                                                               "error": str(exc)[:200]})

@@ -1,16 +1,14 @@
 """Jobs another loop of the process claimed under the term are handed to the running worker
 (`free_slots`, `adopt`): run once and settled as its own claims; refused by a worker that does
-not run that term; and a NOTIFY naming a job the run holds does not cost a turn."""
+not run that term."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Collection, Hashable, Sequence
+from collections.abc import AsyncIterator, Collection, Hashable, Sequence
 
 import psycopg
-from psycopg import Notify
-from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from supervisor.election import Leadership
@@ -48,11 +46,10 @@ class Started:
 
 
 def toy_worker(pool: AsyncConnectionPool, handle: Handler, *,
-               queue: ToyQueue | None = None, on_turn: Started | None = None,
-               listen_connect: TappedConnect | None = None) -> Worker[int]:
+               queue: ToyQueue | None = None, on_turn: Started | None = None) -> Worker[int]:
     config = WorkerConfig(name="toy", concurrency=CONCURRENCY, poll_interval_s=NEVER_S)
     return Worker(config, pool=pool, queue=queue or ToyQueue(), handle=handle,
-                  on_turn=on_turn, listen_connect=listen_connect)
+                  on_turn=on_turn)
 
 
 async def claim_elsewhere(pool: AsyncConnectionPool, leadership: Leadership,
@@ -211,86 +208,3 @@ async def test_a_worker_adopts_nothing_before_its_start_release_so_nothing_runs_
         await stop(task, leadership, handle)
     assert handle.runs == [(1, 2)]
     assert await statuses(pool) == [(1, "done", 2)]
-
-
-# ---- a notification naming a held job ----
-
-CHANNEL = "toy_jobs"
-
-
-class ListeningQueue(ToyQueue):
-    """The toy queue with a NOTIFY channel (payload: the job's key, as job_finished)."""
-
-    def __init__(self) -> None:
-        self.listening = asyncio.Event()
-
-    async def listen(self, conn: psycopg.AsyncConnection) -> None:
-        await conn.execute(f"LISTEN {CHANNEL}")
-        self.listening.set()  # the worker's catch-up wake-up follows synchronously
-
-
-class TappedConnection(psycopg.AsyncConnection[TupleRow]):
-    """A LISTEN session that records, as the worker asks for the next notification (so it
-    has handled the last one), whether the worker's loop is now due for a turn."""
-
-    worker: Worker[int] | None = None
-    handled: list[tuple[str, bool]]
-
-    async def notifies(self, *, timeout: float | None = None,  # noqa: ASYNC109  (psycopg's)
-                       stop_after: int | None = None) -> AsyncGenerator[Notify]:
-        async for notify in super().notifies(timeout=timeout, stop_after=stop_after):
-            yield notify
-            assert self.worker is not None
-            # Resumed synchronously right after the worker's handling: nothing else ran.
-            self.handled.append((notify.payload, self.worker._wake.is_set()))
-
-
-class TappedConnect:
-    """listen_connect of `worker` (set once built) that keeps the session it opened."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.worker: Worker[int] | None = None
-        self.session: TappedConnection | None = None
-
-    async def __call__(self) -> psycopg.AsyncConnection:
-        session = await TappedConnection.connect(self.url, autocommit=True)
-        session.worker, session.handled = self.worker, []
-        self.session = session
-        return session
-
-
-async def notify(pool: AsyncConnectionPool, payload: str) -> None:
-    async with pool.connection() as conn:
-        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
-
-
-async def test_a_notification_naming_a_held_job_does_not_wake_the_loop(
-        pool: AsyncConnectionPool, database_url: str) -> None:
-    await seed(pool, 0)
-    leadership = await lead(pool)
-    handle, started = Handler(), Started()
-    connect, queue = TappedConnect(database_url), ListeningQueue()
-    worker = connect.worker = toy_worker(pool, handle, queue=queue, on_turn=started,
-                                         listen_connect=connect)
-    task = asyncio.create_task(worker.run(leadership))
-    try:
-        await asyncio.wait_for(started.turned.wait(), 10)
-        assert not worker._holds("7")  # nothing held yet
-        worker.adopt(await claim_elsewhere(pool, leadership, [7]), leadership)
-        assert worker._holds("7") and not worker._holds("8") and not worker._holds("")
-        await asyncio.wait_for(queue.listening.wait(), 10)
-        await eventually(lambda: not worker._wake.is_set(),
-                         what="the loop idle (its catch-up wake-up taken)")
-        session = connect.session
-        assert session is not None
-        await notify(pool, "7")  # job 7's NOTIFY after its hand-over: needs no turn
-        await eventually(lambda: len(session.handled) == 1, what="the notification handled")
-        await notify(pool, "8")  # a job the run does not hold: a turn to claim it
-        await eventually(lambda: len(session.handled) == 2, what="the second one handled")
-        assert session.handled == [("7", False), ("8", True)]
-        handle.release.set()
-    finally:
-        await stop(task, leadership, handle)
-    assert worker._holds("7") is False  # the run ended
-    assert handle.runs == [(7, 1)]
