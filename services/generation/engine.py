@@ -19,8 +19,8 @@ stored by the leader's own ingress (the applier's partition of its user), a resu
 (the submitter's backpressure is nudged). Only what may come from another process crosses
 PostgreSQL: a callback stored by a follower's ingress and a poll answer NOTIFY
 `job_callbacks`. PostgreSQL serializes the commits of every notifying transaction on one
-lock (measured: the burst's callback -> sent p99 fell when the hot path stopped notifying),
-so the hot path does not NOTIFY.
+lock held through the WAL flush, so the hot path does not NOTIFY (docs/performance.md: the
+burst's tail with and without the request's NOTIFY).
 """
 
 from __future__ import annotations
