@@ -41,7 +41,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import psycopg
@@ -122,13 +122,10 @@ class Leadership:
                     await self.fence(conn)
                     yield conn
                 return
-            try:
+            with fencing_errors():
                 async with conn.pipeline(), conn.transaction():
                     await self.fence(conn)
                     yield conn
-            except psycopg.Error as exc:
-                raise_if_fenced(exc)
-                raise
 
     def fence_params(self) -> dict[str, object]:
         """Return the parameters of a statement that fences itself; raise FencedError if our
@@ -137,8 +134,7 @@ class Leadership:
         Such a statement calls `fence(%(fence_name)s, %(fence_term)s)` in its own SQL and runs
         alone in autocommit: it is its own transaction, so the term check (with the term row
         held FOR SHARE) and its write commit together, as in `fenced`, in one round trip
-        instead of four (BEGIN, fence, write, COMMIT). Translate its errors with
-        `raise_if_fenced`.
+        instead of four (BEGIN, fence, write, COMMIT). Run it inside `fencing_errors()`.
         """
         if self.lost.is_set() or not self.trusted():
             raise FencedError(f"term {self.term} is no longer trusted")
@@ -156,10 +152,16 @@ class Leadership:
             raise
 
 
-def raise_if_fenced(exc: psycopg.Error) -> None:
-    """Raise FencedError from exc if a self-fencing statement found its term superseded."""
-    if exc.sqlstate == FENCED_SQLSTATE:
-        raise FencedError("the statement's term was superseded") from exc
+@contextlib.contextmanager
+def fencing_errors() -> Iterator[None]:
+    """Raise FencedError where a statement of the block that fences itself (or a pipelined
+    fence) found its term superseded; other errors pass unchanged."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if exc.sqlstate == FENCED_SQLSTATE:
+            raise FencedError("the statement's term was superseded") from exc
+        raise
 
 
 class Elector:

@@ -88,7 +88,7 @@ from services.telegram import texts as bot_texts
 from services.telegram.results import next_text, result_keyboard
 from services.telegram.texts import language_of
 from supervisor.db import autocommit
-from supervisor.election import Leadership, raise_if_fenced
+from supervisor.election import Leadership, fencing_errors
 from supervisor.runtime_state import RuntimeState
 
 if TYPE_CHECKING:
@@ -285,7 +285,7 @@ class DeliveryWorker:
         reason = None if delivery.outcome is Outcome.SENT else _reason(delivery)
         # One self-fencing statement in autocommit: one round trip, not BEGIN/fence/COMMIT.
         fence = leadership.fence_params()
-        try:
+        with fencing_errors():
             async with autocommit(self._pool) as conn:
                 if reason is None:
                     await record_delivered(
@@ -294,9 +294,6 @@ class DeliveryWorker:
                         message_ids=delivery.message_ids, fence=fence)
                 else:
                     await record_undeliverable(conn, job, reason=reason, fence=fence)
-        except psycopg.Error as exc:
-            raise_if_fenced(exc)
-            raise
         self._state.count(f"deliveries_{delivery.outcome}")
         if self._status is not None:
             self._status.finished(job, leadership, language=lang, undeliverable_reason=reason)

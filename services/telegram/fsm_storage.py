@@ -57,7 +57,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from supervisor.db import autocommit
-from supervisor.election import NO_FENCE, raise_if_fenced
+from supervisor.election import NO_FENCE, fencing_errors
 from supervisor.sqlstore import QueryStore
 
 _QUERIES = QueryStore(Path(__file__).with_name("sql") / "fsm.sql")
@@ -289,15 +289,12 @@ class PostgresStorage(BaseStorage):
         try:
             where = {**key_params(key), **(self._fence() if self._fence else NO_FENCE)}
             async with autocommit(self._pool) as conn:
-                try:
+                with fencing_errors():
                     row = await upsert(conn, where)
                     if row is None:  # an upsert always returns its row
                         raise RuntimeError("fsm_states upsert returned no row")
                     if row[-1]:  # `empty`: no state and no data left
                         await self._store.prune(conn, where)
-                except psycopg.Error as exc:
-                    raise_if_fenced(exc)
-                    raise
                 return tuple(row)
         except BaseException:
             self._forget(key)
