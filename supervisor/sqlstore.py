@@ -11,13 +11,14 @@ A file holds blocks headed by `-- name: <query_name>` followed by a description 
 `send_one` runs a query without waiting for its row: in pipeline mode (`conn.pipeline()`)
 a store's `send_*` methods queue their statements, and the first `Sent.result()` brings
 every result back in one round trip, each statement still executed (and, in READ
-COMMITTED, given its snapshot) after the one before it.
+COMMITTED, given its snapshot) after the one before it. `first_rows` runs one query for
+several parameter sets in one round trip (a batch of settlements).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -70,6 +71,22 @@ class Sent(Generic[T]):
     async def result(self) -> T:
         """Wait for the statement's first row (None: no row) and return it read."""
         return self._read(await self._cursor.fetchone())
+
+
+async def first_rows(conn: psycopg.AsyncConnection, query: sql.SQL,
+                     params_seq: Sequence[Mapping[str, object]]) -> list[Row | None]:
+    """Run query once per parameter set, in order; return each run's first row (None: no
+    row). Several travel in one round trip (psycopg's executemany, pipelined); a single one
+    runs alone, since executemany's pipeline would add a sync to it."""
+    if len(params_seq) == 1:
+        return [await (await send_one(conn, query, params_seq[0], lambda row: row)).result()]
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.executemany(query, params_seq, returning=True)
+    rows = []
+    for _ in params_seq:
+        rows.append(await cursor.fetchone())
+        cursor.nextset()
+    return rows
 
 
 async def send_one(conn: psycopg.AsyncConnection, query: sql.SQL,

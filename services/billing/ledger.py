@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from supervisor.sqlstore import QueryStore, Sent, send_one
+from supervisor.sqlstore import QueryStore, Sent, first_rows, send_one
 
 QUERIES = QueryStore(Path(__file__).with_name("sql") / "ledger.sql")
 # The CHECKs that keep balance and hold >= 0 (PostgreSQL's default constraint names).
@@ -117,16 +117,8 @@ class LedgerStore:
                    "hold_delta_kop": m.entry.hold_delta_kop,
                    "idempotency_key": m.idempotency_key, "job_id": m.entry.job_id,
                    "payment_id": m.entry.payment_id, "note": m.note} for m in moves]
-        if len(params) == 1:  # executemany would add a pipeline's sync for one statement
-            cur = await self._conn.execute(QUERIES["insert_entry"], params[0])
-            return [await cur.fetchone() is not None]
-        cur = self._conn.cursor()
-        await cur.executemany(QUERIES["insert_entry"], params, returning=True)
-        inserted = []
-        for _ in params:
-            inserted.append(await cur.fetchone() is not None)
-            cur.nextset()
-        return inserted
+        return [row is not None
+                for row in await first_rows(self._conn, QUERIES["insert_entry"], params)]
 
     async def entry_by_key(self, idempotency_key: str) -> Entry | None:
         """Return the movement stored under this key, or None."""

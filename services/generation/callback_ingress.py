@@ -121,12 +121,13 @@ class CallbackIngress:
         try:
             # Autocommit: the token check is a read and the store one statement, each its
             # own transaction (two round trips, not four); the store commits before the 200.
-            local = self._applier is not None and self._applier.running
+            local = self._applier if self._applier is not None and self._applier.running \
+                else None
             async with autocommit(self._pool) as conn:
                 stored = await store_callback(conn, job_id, request.match_info["token"], body,
-                                              notify=not local)
-            if stored is not None and self._applier is not None and local:
-                self._applier.wake_user(stored.user_id)
+                                              notify=local is None)
+            if stored is not None and local is not None:
+                local.wake_user(stored.user_id)
         except JobNotFound:
             return self._refuse(404, "no such job")
         except CallbackUnauthorized:

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from supervisor.election import NO_FENCE
-from supervisor.sqlstore import QueryStore, Sent, send_one
+from supervisor.sqlstore import QueryStore, Sent, first_rows, send_one
 
 QUERIES = QueryStore(Path(__file__).with_name("sql") / "jobs.sql")
 # The channel store_callback and reconcile_orphans notify; the leader's applier listens on it.
@@ -304,16 +304,8 @@ class JobStore:
                    "result_urls": Jsonb(list(f.result_urls)) if f.result_urls is not None
                    else None, "fail_code": f.fail_code, "fail_message": f.fail_message}
                   for f in finishes]
-        if len(params) == 1:  # executemany would add a pipeline's sync for one statement
-            return [await self._one_job("finish_job", params[0])]
-        cur = self._conn.cursor(row_factory=dict_row)
-        await cur.executemany(QUERIES["finish_job"], params, returning=True)
-        finished: list[Job | None] = []
-        for _ in params:
-            row = await cur.fetchone()
-            finished.append(Job.from_row(row) if row else None)
-            cur.nextset()
-        return finished
+        return [_job_or_none(row)
+                for row in await first_rows(self._conn, QUERIES["finish_job"], params)]
 
     async def overdue_jobs(self, *, now: datetime,
                            deadlines_s: Mapping[str, float]) -> list[int]:
@@ -402,8 +394,7 @@ class JobStore:
         return await cur.fetchall()
 
     async def _one_job(self, query: str, params: Mapping[str, object]) -> Job | None:
-        row = await self._one(query, params)
-        return Job.from_row(row) if row else None
+        return _job_or_none(await self._one(query, params))
 
 
 def _job_or_none(row: dict[str, Any] | None) -> Job | None:
