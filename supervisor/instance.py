@@ -56,6 +56,15 @@ EXIT_FORCED = 130      # second signal
 ComposeFn = Callable[[Settings, AsyncConnectionPool, RuntimeState], Awaitable[Composition]]
 
 
+
+def freeze_startup_heap() -> None:
+    """Move what start-up left (~250k long-lived objects: aiogram, pydantic models, the
+    catalog, the Fluent texts) out of the garbage collector's reach: a full pass over them
+    stalls the event loop for 100-250 ms (bench/generation.py saw a burst's slowest results
+    wait out exactly such a pass). Call once everything long-lived is loaded."""
+    gc.collect()
+    gc.freeze()
+
 class StartupRefused(Exception):
     """Starting would be wrong (bad migration history, broken catalog); the reason says why."""
 
@@ -126,10 +135,7 @@ class Instance:
         await self._pool.open(wait=False)
         self._always = ServiceGroup([self._heartbeat, *self._composition.always], self.state)
         self._always.start(None)
-        # Start-up leaves ~200k long-lived objects (aiogram, pydantic models); a full GC pass
-        # over them stalls the event loop for 100+ ms. Freezing moves them out of its reach.
-        gc.collect()
-        gc.freeze()
+        freeze_startup_heap()
         logger.info("instance_started", extra={"version": self.state.version,
                                                "bot_mode": self.settings.bot_mode})
 

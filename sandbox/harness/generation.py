@@ -39,10 +39,12 @@ from services.generation import Created, Job, JobLimits, RequestOutcome, audit, 
 from services.generation.engine import Engine, Timings, build_engine
 from services.generation.submitter import submit_bucket
 from services.kie import KieClient, TokenBucket
+from services.telegram import texts
 from services.telegram.bot import create_bot
 from services.users import ensure_user
 from supervisor import db
 from supervisor.election import Elector, Leadership
+from supervisor.instance import freeze_startup_heap
 from supervisor.runtime_state import RuntimeState
 from supervisor.sqlstore import QueryStore
 from supervisor.stores import TransitionReason
@@ -194,6 +196,10 @@ class GenerationStack:
         self._stack.push_async_callback(self._stop_loops)
         for service in engine.leader_only:
             self._spawn(service.run(leadership), f"stack-{service.name}")
+        # As an instance's start-up does: its dispatcher reads the Fluent texts (a blocking
+        # parse, not the first delivery's), then the long-lived heap is frozen.
+        texts.core()
+        freeze_startup_heap()
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))

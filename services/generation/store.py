@@ -233,11 +233,12 @@ class JobStore:
                                                  "delay_s": delay_s})
         return row is not None
 
-    async def record_submitted(self, job_id: int, *, task_id: str,
-                               first_poll_s: float) -> Job | None:
-        """Mark a pending job submitted with its task id; None if it was not pending."""
+    async def record_submitted(self, job_id: int, *, task_id: str, first_poll_s: float,
+                               fence: Mapping[str, object] = NO_FENCE) -> Job | None:
+        """Mark a pending job submitted with its task id (moving the task's orphan
+        callbacks to it); None if it was not pending. fence: as record_delivered's."""
         return await self._one_job("record_submitted", {
-            "job_id": job_id, "task_id": task_id, "first_poll_s": first_poll_s})
+            "job_id": job_id, "task_id": task_id, "first_poll_s": first_poll_s, **fence})
 
     async def claim_poll(self, *, limit: int, base_s: float, max_s: float) -> list[Job]:
         """Claim submitted jobs due for a status poll and back their next poll off."""
@@ -270,9 +271,9 @@ class JobStore:
                                                "payload": Jsonb(dict(payload))})
         return int(row["id"]) if row else None
 
-    async def reconcile_orphans(self, task_id: str | None = None) -> int:
+    async def reconcile_orphans(self) -> int:
         """Move orphans that now match a job into its callbacks; return how many."""
-        row = await self._one("reconcile_orphans", {"task_id": task_id})
+        row = await self._one("reconcile_orphans", {})
         return int(row["n"]) if row else 0
 
     async def pending_callbacks(self, *, limit: int) -> list[StoredCallback]:

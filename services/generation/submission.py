@@ -34,12 +34,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import psycopg
 
 from services.generation.settlement import Failed, apply_outcome
 from services.generation.store import Job, JobStatus, JobStore
+from supervisor.election import NO_FENCE
 
 logger = logging.getLogger(__name__)
 
@@ -100,15 +102,18 @@ async def release_submit(conn: psycopg.AsyncConnection, job_id: int, *, attempt:
 
 
 async def record_submitted(conn: psycopg.AsyncConnection, job_id: int, task_id: str, *,
-                           first_poll_s: float = FIRST_POLL_AFTER_S) -> Job | None:
+                           first_poll_s: float = FIRST_POLL_AFTER_S,
+                           fence: Mapping[str, object] = NO_FENCE) -> Job | None:
     """Store Kie's task id on the pending job; None if it was no longer pending.
 
-    Orphan callbacks that already arrived for this task id are moved to the job.
+    Orphan callbacks that already arrived for this task id are moved to the job, in the
+    same statement. One statement: in a fenced transaction as it is, or alone in autocommit
+    with fence=`Leadership.fence_params()` (the submitter: the job's row is locked only
+    while it runs, so a callback stored for the job meanwhile hardly waits).
     """
-    jobs = JobStore(conn)
-    job = await jobs.record_submitted(job_id, task_id=task_id, first_poll_s=first_poll_s)
+    job = await JobStore(conn).record_submitted(job_id, task_id=task_id,
+                                                first_poll_s=first_poll_s, fence=fence)
     if job is not None:
-        await jobs.reconcile_orphans(task_id)
         logger.info("job_submitted", extra={"job_id": job_id, "task_id": task_id})
     return job
 

@@ -14,9 +14,10 @@ on this leader, else every POLL_INTERVAL_S)
                  whose attempts are used up fails here, its hold released)
     handle    3. createTask with callBackUrl = {WEBHOOK_BASE_URL}/kie/callback/{job}/{token},
                  after a token from the 20-per-10 s bucket (in the Kie client)
-              4. `record_submitted` (fenced, the job's own transaction: with Kie fast, the
-                 applier may be finishing the same job, and only this job should wait for
-                 it): the task id, guarded by status `pending`; then the job's status
+              4. `record_submitted` (one self-fencing statement in autocommit: setting the
+                 task id locks the job's row, and with Kie fast its callback is being
+                 stored at that moment; the statement moves orphan callbacks of the task
+                 too): the task id, guarded by status `pending`; then the job's status
                  message is queued to show "generating" (never awaited here)
     settle    a dead-lettered job fails (`apply_outcome`: hold released); a retried one frees
               its claim with a retry time (`release_submit`: the worker's Backoff, 2 s
@@ -94,7 +95,8 @@ from services.generation.submission import FIRST_POLL_AFTER_S, SubmitTicket
 from services.kie import KieClient, KieFinal, KieRetryable, TokenBucket
 from services.kie.ratelimit import CREATE_LIMIT_PER_WINDOW, CREATE_WINDOW_S
 from supervisor.aio import wait_event
-from supervisor.election import Leadership
+from supervisor.db import autocommit
+from supervisor.election import Leadership, fencing_errors
 from supervisor.runtime_state import RuntimeState
 
 logger = logging.getLogger(__name__)
@@ -375,9 +377,13 @@ class Submitter:
                                                            "attempt": ticket.attempt,
                                                            "code": exc.code})
             return
-        async with leadership.fenced(self._pool, pipeline=True) as conn:
-            submitted = await record_submitted(conn, job.id, task_id,
-                                               first_poll_s=self._first_poll_s)
+        # One self-fencing statement in autocommit: the job's row is locked only while it
+        # runs (its callback, with Kie fast, is being stored at the same moment).
+        fence = leadership.fence_params()
+        with fencing_errors():
+            async with autocommit(self._pool) as conn:
+                submitted = await record_submitted(conn, job.id, task_id,
+                                                   first_poll_s=self._first_poll_s, fence=fence)
         self._state.count("kie_tasks_created")
         if submitted is not None and self._status is not None:
             self._status.running(submitted, leadership)
