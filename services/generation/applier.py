@@ -2,10 +2,12 @@
 
 Overview
     Callbacks (any instance, callback_ingress.py) and the status poller's answers
-    (poller.py) land in the `job_callbacks` inbox. Stored in this process while it leads,
-    they wake the user's partition directly (`wake_user`); stored by another instance, with
-    a NOTIFY on `job_callbacks` naming the job's user, which wakes the same partition (and
-    every partition wakes every POLL_INTERVAL_S, in case a wake-up was missed). In ONE
+    (poller.py) land in the `job_callbacks` inbox. A callback that reaches the leader's own
+    ingress is settled in the transaction that stores it (`settle_stored`: the same
+    settlement and hand-over as a batch's, for one callback). The rest (stored by another
+    instance, or by the leader when its term could not settle it) come with a NOTIFY on
+    `job_callbacks` naming the job's user, which wakes that user's partition (and every
+    partition wakes every POLL_INTERVAL_S, in case a wake-up was missed). In ONE
     fenced transaction per batch reads up to BATCH unapplied callbacks of one partition of
     the users (PARTS partitions run in parallel: they share no job and no wallet, so they
     never wait on each other's row locks nor deadlock), turns each into an
@@ -50,6 +52,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import psycopg
@@ -65,7 +68,7 @@ from services.generation import (
     apply_callbacks,
     reconcile_orphans,
 )
-from services.generation.store import JobStore, StoredCallback
+from services.generation.store import JobStore, NewCallback, StoredCallback
 from services.kie import TaskState, TaskStatus, adapter_for
 from supervisor.aio import Backoff, wait_event
 from supervisor.election import Leadership
@@ -131,6 +134,16 @@ class DeliveryHandoff(Protocol):
         """Run a claim turn now: the batch finished jobs it could not hand over."""
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What one settling transaction did: callbacks applied, jobs finished, deliveries
+    claimed for this process (handed over once it committed)."""
+
+    applied: int
+    finished: int
+    claimed: Sequence[Any]
+
+
 class CallbackApplier:
     """Apply stored Kie answers to their jobs while this instance leads."""
 
@@ -152,16 +165,14 @@ class CallbackApplier:
         self._leading: Leadership | None = None  # the term this process applies for
 
     @property
-    def running(self) -> bool:
-        """Whether this process's applier is applying for a term that is neither lost nor
-        draining (this instance leads): then whoever stores an answer here wakes it with
-        `wake_user` instead of a NOTIFY."""
+    def leading(self) -> Leadership | None:
+        """The term this process's applier applies for while it is neither lost nor
+        draining (this instance leads), else None: while there is one, this process's
+        ingress settles its callbacks itself (`settle_stored`) instead of a NOTIFY."""
         term = self._leading
-        return term is not None and not (term.draining.is_set() or term.lost.is_set())
-
-    def wake_user(self, user_id: int) -> None:
-        """Wake the partition of a user whose answer was just stored (in this process)."""
-        self._wakes[user_id % self._parts].set()
+        if term is None or term.draining.is_set() or term.lost.is_set():
+            return None
+        return term
 
     async def run(self, leadership: Leadership | None) -> None:
         """Apply batches of every partition until draining; each wait races the drain."""
@@ -211,7 +222,6 @@ class CallbackApplier:
     async def apply_batch(self, leadership: Leadership, *, part: int = 0, parts: int = 1) -> int:
         """Apply up to BATCH stored callbacks of one user partition in one fenced transaction;
         return how many."""
-        claimed: Sequence[Any] = ()
         # Pipelined: BEGIN and the fence go with the first read (round trips: module doc).
         async with leadership.fenced(self._pool, pipeline=True) as conn:
             if part == 0 and time.monotonic() >= self._next_sweep:
@@ -219,20 +229,41 @@ class CallbackApplier:
                 self._next_sweep = time.monotonic() + ORPHAN_SWEEP_EVERY_S
             callbacks = await JobStore(conn).pending_callbacks_of_users(
                 part=part, parts=parts, limit=BATCH)
-            settlements = await apply_callbacks(conn, [
-                (callback, self._outcome(callback, model_id)) for callback, model_id in callbacks])
-            finished = [settlement.job.id for settlement in settlements
-                        if settlement is not None and settlement.applied]
-            if finished and self._deliveries is not None:
-                claimed = await self._deliveries.claim_finished(conn, finished, leadership)
-        if callbacks:
-            self._state.count("kie_callbacks_applied", len(callbacks))
-        if self._deliveries is not None:
-            if claimed:
-                self._deliveries.adopt(claimed, leadership)
-            if len(claimed) < len(finished):  # no free slot for some: the worker claims them
-                self._deliveries.wake()
+            settled = await self._settle(conn, callbacks, leadership)
+        self.hand_over(settled, leadership)
         return len(callbacks)
+
+    async def settle_stored(self, conn: psycopg.AsyncConnection, callback: StoredCallback,
+                            stored: NewCallback, leadership: Leadership) -> Settled:
+        """Settle a callback just stored in the caller's fenced transaction (this process's
+        ingress, while it leads); `hand_over` the result once that committed."""
+        return await self._settle(conn, [(callback, stored.model_id)], leadership)
+
+    async def _settle(self, conn: psycopg.AsyncConnection,
+                      callbacks: Sequence[tuple[StoredCallback, str]],
+                      leadership: Leadership) -> Settled:
+        """Settle the callbacks' jobs and claim those finished for delivery, in conn's
+        fenced transaction."""
+        settlements = await apply_callbacks(conn, [
+            (callback, self._outcome(callback, model_id)) for callback, model_id in callbacks])
+        finished = [settlement.job.id for settlement in settlements
+                    if settlement is not None and settlement.applied]
+        claimed: Sequence[Any] = ()
+        if finished and self._deliveries is not None:
+            claimed = await self._deliveries.claim_finished(conn, finished, leadership)
+        return Settled(applied=len(callbacks), finished=len(finished), claimed=claimed)
+
+    def hand_over(self, settled: Settled, leadership: Leadership) -> None:
+        """Once the settling transaction committed: deliver what it claimed, and wake the
+        delivery worker for the jobs it could not hand over (no free slot)."""
+        if settled.applied:
+            self._state.count("kie_callbacks_applied", settled.applied)
+        if self._deliveries is None:
+            return
+        if settled.claimed:
+            self._deliveries.adopt(settled.claimed, leadership)
+        if len(settled.claimed) < settled.finished:
+            self._deliveries.wake()
 
     def _outcome(self, callback: StoredCallback, model_id: str) -> Outcome | None:
         """Read a stored answer with its job's adapter; None when not final or unreadable."""
@@ -266,6 +297,6 @@ class CallbackApplier:
         """Wake the partition of the user a notification names (all of them when it names
         none: orphans moved to their jobs), so a callback costs one transaction, not PARTS."""
         if user.isdigit():
-            self.wake_user(int(user))
+            self._wakes[int(user) % self._parts].set()
         else:
             self._wake_all()

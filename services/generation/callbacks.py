@@ -1,15 +1,15 @@
 """The callback inbox: Kie's answers kept durably on any instance, applied by the leader.
 
-Kie calls back on ANY instance (the balancer picks one), so `store_callback` is not fenced:
-it runs in a plain transaction of whichever instance got the request. It checks the URL's
-token against the sha256 of every submission attempt of the job with `hmac.compare_digest`
-(an unknown job is checked against a dummy hash the same way, so both refusals cost the
-same), stores the raw payload once (unique on the job and the payload's sha256: a duplicate
-delivery changes nothing) and NOTIFYs `job_callbacks` unless the leader's applier runs in
-this process (then the caller wakes it there: PostgreSQL serializes the commits of all
-notifying transactions on one lock, which a burst of callbacks would queue on). The route
-answers 200 only after the commit: Kie retries a callback that got no 200, and the retry is
-a no-op once stored.
+Kie calls back on ANY instance (the balancer picks one), so `store_callback` needs no fence:
+a follower runs it in autocommit, the leader inside the fenced transaction that also
+settles the job (callback_ingress.py). It checks the URL's token against the sha256 of
+every submission attempt of the job with `hmac.compare_digest` (an unknown job is checked
+against a dummy hash the same way, so both refusals cost the same), stores the raw payload
+once (unique on the job and the payload's sha256: a duplicate delivery changes nothing) and
+NOTIFYs `job_callbacks` unless the caller settles it itself (the leader's ingress:
+PostgreSQL serializes the commits of all notifying transactions on one lock, which a burst
+of callbacks would queue on). The route answers 200 only after the commit: Kie retries a
+callback that got no 200, and the retry is a no-op once stored.
 
 Payloads that name a Kie task but no job (a task-id-only path) are kept in
 `orphan_callbacks` by `store_task_callback`, and moved to their job when its task id is
@@ -51,7 +51,7 @@ async def store_callback(conn: psycopg.AsyncConnection, job_id: int, token: str,
                          payload: Mapping[str, object], *,
                          notify: bool = True) -> NewCallback | None:
     """Verify the job's token and store the payload once; return it, None if a duplicate.
-    notify=False when the caller wakes the applier itself (it runs in this process).
+    notify=False when the caller settles it itself (the leader's ingress).
 
     Raise JobNotFound for an unknown job and CallbackUnauthorized for a wrong token; both
     write nothing.

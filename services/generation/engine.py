@@ -14,9 +14,10 @@ producer and the loop share the leader's process, the wake-up is in process, aft
 commit: a job requested (handlers run on the leader: `Engine.requested` wakes the
 submitter), a job finished (the applier, the poller's expiry and the submitter's failures
 wake the delivery worker; the applier's transaction even claims the jobs it finished and
-hands them over once committed, no claim transaction on a result's way out), a callback
-stored by the leader's own ingress (the applier's partition of its user), a result delivered
-(the submitter's backpressure is nudged). Only what may come from another process crosses
+hands them over once committed, no claim transaction on a result's way out), a result
+delivered (the submitter's backpressure is nudged). A callback that reaches the leader's own
+ingress needs no wake-up: it is settled (and its result claimed) in the transaction that
+stores it. Only what may come from another process crosses
 PostgreSQL: a callback stored by a follower's ingress and a poll answer NOTIFY
 `job_callbacks`. PostgreSQL serializes the commits of every notifying transaction on one
 lock held through the WAL flush, so the hot path does not NOTIFY (docs/performance.md: the

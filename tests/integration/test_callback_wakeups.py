@@ -1,7 +1,8 @@
 """A stored callback wakes only its user's partition of the applier: the NOTIFY names the job's
 user, `_wake_for` wakes partition user % parts (the one whose batch reads that user's
 callbacks), and a notification naming no user (orphans moved to their jobs) wakes them all.
-The leader's own ingress wakes that partition in process and sends no NOTIFY."""
+The leader's own ingress settles the callback in the transaction that stores it and sends
+no NOTIFY; a follower's, or one whose term ended, only stores it and notifies."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from services.generation import Created, begin_submit, record_submitted, store_callback
-from services.generation.applier import CallbackApplier
+from services.generation.applier import CallbackApplier, Settled
 from services.generation.callback_ingress import CALLBACK_PREFIX, CALLBACK_ROUTE, CallbackIngress
+from services.generation.store import NewCallback, StoredCallback
+from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
 from tests.helpers import lead, serve_loopback
 from tests.integration.generation_support import (
@@ -94,15 +97,34 @@ def success(task_id: str) -> dict[str, object]:
         "resultJson": '{"resultUrls": ["https://cdn/x.png"]}'}}
 
 
-class LocalApplier:
-    """The applier of the ingress's process as the ingress sees it (running or not)."""
+class LeaderSide:
+    """This process's applier as its ingress sees it while this instance leads: settling
+    through a real CallbackApplier under `leadership` (None: the term is gone)."""
 
-    def __init__(self, *, running: bool) -> None:
-        self.running = running
-        self.woken: list[int] = []
+    def __init__(self, pool: AsyncConnectionPool, leadership: Leadership | None) -> None:
+        self.applier = applier(pool)
+        self.leading = leadership
+        self.handed: list[Settled] = []
 
-    def wake_user(self, user_id: int) -> None:
-        self.woken.append(user_id)
+    async def settle_stored(self, conn: psycopg.AsyncConnection, callback: StoredCallback,
+                            stored: NewCallback, leadership: Leadership) -> Settled:
+        return await self.applier.settle_stored(conn, callback, stored, leadership)
+
+    def hand_over(self, settled: Settled, leadership: Leadership) -> None:
+        self.handed.append(settled)
+        self.applier.hand_over(settled, leadership)
+
+
+async def job_state(pool: AsyncConnectionPool, job_id: int) -> tuple[str, int]:
+    """Return a job's status and how many of its callbacks are still unapplied."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT j.status, count(c.id) FILTER (WHERE c.applied_at IS NULL)"
+            "  FROM generation_jobs j LEFT JOIN job_callbacks c ON c.job_id = j.id"
+            " WHERE j.id = %s GROUP BY j.status", (job_id,))
+        row = await cur.fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1])
 
 
 async def submitted_job(pool: AsyncConnectionPool, key: str, task_id: str) -> tuple[int, str]:
@@ -120,27 +142,28 @@ async def submitted_job(pool: AsyncConnectionPool, key: str, task_id: str) -> tu
     return created.job.id, ticket.token
 
 
-async def test_the_leaders_own_ingress_wakes_its_applier_in_process_and_a_followers_notifies(
+async def test_the_leaders_own_ingress_settles_in_the_storing_transaction_a_followers_notifies(
         pool: AsyncConnectionPool, database_url: str) -> None:
-    """While the applier runs in the ingress's process, a stored callback wakes its user's
-    partition there and sends no NOTIFY (PostgreSQL serializes notifying commits); where it
-    does not run (a follower), the NOTIFY names the user for the leader's applier."""
+    """While this instance leads, its ingress stores a callback and settles the job in one
+    fenced transaction (no wake-up, no NOTIFY: PostgreSQL serializes notifying commits);
+    a follower only stores it, and its NOTIFY names the user for the leader's applier."""
     state = RuntimeState(instance_id="t", bot_mode="polling", version="test")
-    leader_side, follower_side = LocalApplier(running=True), LocalApplier(running=False)
+    first, first_token = await submitted_job(pool, "press-1", "task-1")
+    second, second_token = await submitted_job(pool, "press-2", "task-2")
+    leader_side = LeaderSide(pool, await lead(pool))
     app = web.Application()
     app.router.add_post("/leader" + CALLBACK_ROUTE, CallbackIngress(
         pool, state, hmac_key=None, applier=leader_side).handle)
     app.router.add_post("/follower" + CALLBACK_ROUTE, CallbackIngress(
-        pool, state, hmac_key=None, applier=follower_side).handle)
-    first, first_token = await submitted_job(pool, "press-1", "task-1")
-    second, second_token = await submitted_job(pool, "press-2", "task-2")
+        pool, state, hmac_key=None).handle)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener:
         await listener.execute("LISTEN job_callbacks")
         async with serve_loopback(app) as base, aiohttp.ClientSession() as http:
             async with http.post(f"{base}/leader{CALLBACK_PREFIX}/{first}/{first_token}",
                                  json=success("task-1")) as answer:
                 assert answer.status == 200
-            assert leader_side.woken == [USER]
+            assert await job_state(pool, first) == ("succeeded", 0)
+            assert [settled.finished for settled in leader_side.handed] == [1]
             async with http.post(f"{base}/follower{CALLBACK_PREFIX}/{second}/{second_token}",
                                  json=success("task-2")) as answer:
                 assert answer.status == 200
@@ -150,7 +173,30 @@ async def test_the_leaders_own_ingress_wakes_its_applier_in_process_and_a_follow
         assert notice.payload == str(USER)
         await listener.execute("SELECT 1")
         assert [n async for n in listener.notifies(timeout=0.5)] == []
-    assert follower_side.woken == []
-    async with pool.connection() as conn:
-        cur = await conn.execute("SELECT count(*) FROM job_callbacks WHERE applied_at IS NULL")
-        assert await cur.fetchone() == (2,)
+    assert await job_state(pool, second) == ("submitted", 1)
+    await assert_invariants(pool)
+
+
+async def test_a_leaders_ingress_whose_term_was_superseded_only_stores_and_notifies(
+        pool: AsyncConnectionPool, database_url: str) -> None:
+    """The ingress settles under its term: one another leader superseded meanwhile fences
+    the settlement out, so the callback is stored as a follower stores it (the new leader's
+    applier settles it, woken by the NOTIFY) and Kie still gets its 200."""
+    state = RuntimeState(instance_id="t", bot_mode="polling", version="test")
+    job_id, token = await submitted_job(pool, "press-1", "task-1")
+    superseded = await lead(pool, term=1)
+    await lead(pool, term=2)
+    leader_side = LeaderSide(pool, superseded)
+    app = web.Application()
+    app.router.add_post(CALLBACK_ROUTE, CallbackIngress(
+        pool, state, hmac_key=None, applier=leader_side).handle)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener:
+        await listener.execute("LISTEN job_callbacks")
+        async with serve_loopback(app) as base, aiohttp.ClientSession() as http, http.post(
+                f"{base}{CALLBACK_PREFIX}/{job_id}/{token}", json=success("task-1")) as answer:
+            assert answer.status == 200
+        notice = await anext(listener.notifies(timeout=10))
+    assert notice.payload == str(USER)
+    assert leader_side.handed == []
+    assert await job_state(pool, job_id) == ("submitted", 1)
+    await assert_invariants(pool)
