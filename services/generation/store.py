@@ -236,11 +236,14 @@ class JobStore:
         return row is not None
 
     async def record_submitted(self, job_id: int, *, task_id: str, first_poll_s: float,
-                               fence: Mapping[str, object] = NO_FENCE) -> Job | None:
-        """Mark a pending job submitted with its task id (moving the task's orphan
-        callbacks to it); None if it was not pending. fence: as record_delivered's."""
-        return await self._one_job("record_submitted", {
+                               fence: Mapping[str, object] = NO_FENCE
+                               ) -> tuple[Job, bool] | None:
+        """Mark a pending job submitted with its task id; return it and whether orphan
+        callbacks wait for the task id, None if it was not pending. fence: as
+        record_delivered's."""
+        row = await self._one("record_submitted", {
             "job_id": job_id, "task_id": task_id, "first_poll_s": first_poll_s, **fence})
+        return (Job.from_row(row), bool(row["has_orphans"])) if row else None
 
     async def claim_poll(self, *, limit: int, base_s: float, max_s: float) -> list[Job]:
         """Claim submitted jobs due for a status poll and back their next poll off."""
@@ -274,9 +277,10 @@ class JobStore:
                                                "payload": Jsonb(dict(payload))})
         return int(row["id"]) if row else None
 
-    async def reconcile_orphans(self) -> int:
-        """Move orphans that now match a job into its callbacks; return how many."""
-        row = await self._one("reconcile_orphans", {})
+    async def reconcile_orphans(self, task_id: str | None = None) -> int:
+        """Move orphans that now match a job (of task_id only, if given) into its callbacks;
+        return how many."""
+        row = await self._one("reconcile_orphans", {"task_id": task_id})
         return int(row["n"]) if row else 0
 
     async def pending_callbacks(self, *, limit: int) -> list[StoredCallback]:

@@ -106,15 +106,21 @@ async def record_submitted(conn: psycopg.AsyncConnection, job_id: int, task_id: 
                            fence: Mapping[str, object] = NO_FENCE) -> Job | None:
     """Store Kie's task id on the pending job; None if it was no longer pending.
 
-    Orphan callbacks that already arrived for this task id are moved to the job, in the
-    same statement. One statement: in a fenced transaction as it is, or alone in autocommit
-    with fence=`Leadership.fence_params()` (the submitter: the job's row is locked only
-    while it runs, so a callback stored for the job meanwhile hardly waits).
+    One statement: in a fenced transaction as it is, or alone in autocommit with
+    fence=`Leadership.fence_params()` (the submitter: the job's row is locked only while it
+    runs, so a callback stored for the job meanwhile hardly waits). Orphan callbacks that
+    already arrived for this task id (rare) are moved to the job by a second statement; a
+    crash in between leaves them to the applier's sweep.
     """
-    job = await JobStore(conn).record_submitted(job_id, task_id=task_id,
-                                                first_poll_s=first_poll_s, fence=fence)
-    if job is not None:
-        logger.info("job_submitted", extra={"job_id": job_id, "task_id": task_id})
+    jobs = JobStore(conn)
+    recorded = await jobs.record_submitted(job_id, task_id=task_id, first_poll_s=first_poll_s,
+                                           fence=fence)
+    if recorded is None:
+        return None
+    job, has_orphans = recorded
+    if has_orphans:
+        await jobs.reconcile_orphans(task_id)
+    logger.info("job_submitted", extra={"job_id": job_id, "task_id": task_id})
     return job
 
 

@@ -16,9 +16,8 @@ on this leader, else every POLL_INTERVAL_S)
                  after a token from the 20-per-10 s bucket (in the Kie client)
               4. `record_submitted` (one self-fencing statement in autocommit: setting the
                  task id locks the job's row, and with Kie fast its callback is being
-                 stored at that moment; the statement moves orphan callbacks of the task
-                 too): the task id, guarded by status `pending`; then the job's status
-                 message is queued to show "generating" (never awaited here)
+                 stored at that moment): the task id, guarded by status `pending`; then
+                 the job's status message is queued to show "generating" (never awaited)
     settle    a dead-lettered job fails (`apply_outcome`: hold released); a retried one frees
               its claim with a retry time (`release_submit`: the worker's Backoff, 2 s
               doubling up to 60 s), so it is offered again in seconds, not after the lease;

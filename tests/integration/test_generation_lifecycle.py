@@ -41,6 +41,9 @@ from services.generation import (
     user_history,
 )
 from services.generation.store import JobStore
+from supervisor.db import autocommit
+from supervisor.election import FencedError, fencing_errors
+from tests.helpers import lead
 from tests.integration.generation_support import (
     DEADLINES_S,
     OTHER,
@@ -242,6 +245,26 @@ async def test_an_orphan_callback_is_reconciled_when_its_task_id_is_recorded(
         # Once the job has the task id, a task-id-only payload goes straight to it.
         assert await store_task_callback(conn, "task-9", {"state": "fail"}) is not None
     assert await apply_all(funded, Succeeded(["https://cdn/x.png"])) == 2
+
+
+async def test_a_self_fencing_record_moves_the_tasks_orphans_and_a_superseded_term_writes_nothing(
+        funded: AsyncConnectionPool) -> None:
+    """The submitter records alone in autocommit (fence=fence_params()): the orphan kept for
+    the task id goes to the job; a term superseded meanwhile writes nothing (FencedError)."""
+    job = await new_job(funded)
+    superseded = await lead(funded, term=1)
+    current = await lead(funded, term=2)
+    async with autocommit(funded) as conn:
+        assert await store_task_callback(conn, "task-5", SUCCESS) is None  # an orphan
+        assert await begin_submit(conn, job.id, max_attempts=MAX_ATTEMPTS) is not None
+        with pytest.raises(FencedError), fencing_errors():
+            await record_submitted(conn, job.id, "task-5", fence=superseded.fence_params())
+        assert (await committed_job(funded, job.id)).status is JobStatus.PENDING
+        assert await record_submitted(conn, job.id, "task-5",
+                                      fence=current.fence_params()) is not None
+        [callback] = await pending_callbacks(conn, limit=10)
+        assert (callback.job_id, callback.source) == (job.id, CallbackSource.ORPHAN)
+    assert (await committed_job(funded, job.id)).status is JobStatus.SUBMITTED
 
 
 async def test_the_periodic_reconcile_catches_an_orphan_stored_while_the_task_id_was_recorded(

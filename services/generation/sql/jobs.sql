@@ -128,40 +128,23 @@ UPDATE generation_jobs
 RETURNING id;
 
 -- name: record_submitted
--- Store Kie's task id on a pending job, schedule its first status poll and move the orphan
--- callbacks already kept for this task id to the job (waking the leader's applier). One
--- statement that fences itself like record_delivered: setting the task id (a unique
+-- Store Kie's task id on a pending job and schedule its first status poll; say whether
+-- orphan callbacks wait for this task id (the caller then moves them: reconcile_orphans).
+-- One statement that fences itself like record_delivered: setting the task id (a unique
 -- column) locks the job's row against the foreign-key check of a callback being stored
 -- for it, so the row is held only while this statement runs, not over round trips.
 WITH fenced AS (
     SELECT CASE WHEN %(fence_name)s::text IS NULL THEN NULL
                 ELSE fence(%(fence_name)s, %(fence_term)s) END
-), submitted AS (
-    UPDATE generation_jobs
-       SET status = 'submitted', kie_task_id = %(task_id)s, submitted_at = now(),
-           next_poll_at = now() + make_interval(secs => %(first_poll_s)s)
-      FROM fenced
-     WHERE id = %(job_id)s AND status = 'pending'
-    RETURNING generation_jobs.*
-), orphans AS (
-    SELECT o.id, s.id AS job_id, o.payload
-      FROM orphan_callbacks o, submitted s
-     WHERE o.kie_task_id = %(task_id)s AND o.resolved_at IS NULL
-       FOR UPDATE OF o SKIP LOCKED
-), moved AS (
-    INSERT INTO job_callbacks (job_id, source, payload, payload_hash)
-    SELECT job_id, 'orphan', payload, sha256(convert_to(payload::text, 'UTF8')) FROM orphans
-    ON CONFLICT (job_id, payload_hash) DO NOTHING
-), resolved AS (
-    UPDATE orphan_callbacks o SET resolved_at = now()
-      FROM orphans m
-     WHERE o.id = m.id
-    RETURNING o.id
 )
-SELECT s.*,
-       CASE WHEN EXISTS (SELECT 1 FROM resolved)
-            THEN pg_notify('job_callbacks', s.user_id::text) END AS notified
-  FROM submitted s;
+UPDATE generation_jobs
+   SET status = 'submitted', kie_task_id = %(task_id)s, submitted_at = now(),
+       next_poll_at = now() + make_interval(secs => %(first_poll_s)s)
+  FROM fenced
+ WHERE id = %(job_id)s AND status = 'pending'
+RETURNING generation_jobs.*,
+          EXISTS (SELECT 1 FROM orphan_callbacks o
+                   WHERE o.kie_task_id = %(task_id)s AND o.resolved_at IS NULL) AS has_orphans;
 
 -- name: claim_poll
 -- Claim submitted jobs with no news whose next poll is due, and back their next poll off
@@ -222,13 +205,14 @@ ON CONFLICT (kie_task_id, payload_hash) DO NOTHING
 RETURNING id;
 
 -- name: reconcile_orphans
--- Move orphan callbacks whose task id now names a job into that job's callbacks, mark them
--- resolved, and wake the leader (the applier's sweep; record_submitted moves a task's own).
+-- Move orphan callbacks whose task id now names a job into that job's callbacks (all of
+-- them, or those of one task id), mark them resolved, and wake the leader.
 WITH matched AS (
     SELECT o.id, j.id AS job_id, o.payload
       FROM orphan_callbacks o
       JOIN generation_jobs j ON j.kie_task_id = o.kie_task_id
      WHERE o.resolved_at IS NULL
+       AND (%(task_id)s::text IS NULL OR o.kie_task_id = %(task_id)s::text)
        FOR UPDATE OF o SKIP LOCKED
 ), moved AS (
     INSERT INTO job_callbacks (job_id, source, payload, payload_hash)
