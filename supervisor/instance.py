@@ -56,7 +56,6 @@ EXIT_FORCED = 130      # second signal
 ComposeFn = Callable[[Settings, AsyncConnectionPool, RuntimeState], Awaitable[Composition]]
 
 
-
 def freeze_startup_heap() -> None:
     """Move what start-up left (~250k long-lived objects: aiogram, pydantic models, the
     catalog, the Fluent texts) out of the garbage collector's reach: a full pass over them
@@ -64,6 +63,7 @@ def freeze_startup_heap() -> None:
     wait out exactly such a pass). Call once everything long-lived is loaded."""
     gc.collect()
     gc.freeze()
+
 
 class StartupRefused(Exception):
     """Starting would be wrong (bad migration history, broken catalog); the reason says why."""

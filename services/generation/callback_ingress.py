@@ -42,6 +42,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from config.settings import Secret
+from services.billing.ledger import BillingError
 from services.generation import CallbackUnauthorized, JobNotFound, store_callback
 from services.generation.applier import Settled
 from services.generation.store import CallbackSource, NewCallback, StoredCallback
@@ -157,9 +158,10 @@ class CallbackIngress:
         if leadership is not None:
             try:
                 return await self._store_and_settle(job_id, token, body, leadership)
-            except (FencedError, *DB_ERRORS) as exc:
-                # The term ended or the settlement was refused: store it as a follower
-                # does; an applier (the next leader's, if this one is gone) settles it.
+            except (FencedError, BillingError, *DB_ERRORS) as exc:
+                # The term ended or the settlement was refused (by the database or the
+                # ledger): store it as a follower does; an applier (the next leader's, if
+                # this one is gone) settles it, and Kie gets its 200 once it is kept.
                 logger.warning("kie_callback_settle_failed", extra={
                     "job_id": job_id, "error": str(exc)[:200]})
         # Autocommit: the token check is a read and the store one statement, each its own
