@@ -68,7 +68,7 @@ from services.generation import (
     apply_callbacks,
     reconcile_orphans,
 )
-from services.generation.store import JobStore, NewCallback, StoredCallback
+from services.generation.store import JobStore, StoredCallback
 from services.kie import TaskState, TaskStatus, adapter_for
 from supervisor.aio import Backoff, wait_event
 from supervisor.election import Leadership
@@ -234,10 +234,11 @@ class CallbackApplier:
         return len(callbacks)
 
     async def settle_stored(self, conn: psycopg.AsyncConnection, callback: StoredCallback,
-                            stored: NewCallback, leadership: Leadership) -> Settled:
+                            model_id: str, leadership: Leadership) -> Settled:
         """Settle a callback just stored in the caller's fenced transaction (this process's
-        ingress, while it leads); `hand_over` the result once that committed."""
-        return await self._settle(conn, [(callback, stored.model_id)], leadership)
+        ingress, while it leads) with its job's model; `hand_over` the result once that
+        committed."""
+        return await self._settle(conn, [(callback, model_id)], leadership)
 
     async def _settle(self, conn: psycopg.AsyncConnection,
                       callbacks: Sequence[tuple[StoredCallback, str]],

@@ -94,7 +94,7 @@ class LocalApplier(Protocol):
         """The live term it applies for (this instance leads), else None."""
 
     async def settle_stored(self, conn: psycopg.AsyncConnection, callback: StoredCallback,
-                            stored: NewCallback, leadership: Leadership) -> Settled:
+                            model_id: str, leadership: Leadership) -> Settled:
         """Settle a callback just stored in conn's fenced transaction."""
 
     def hand_over(self, settled: Settled, leadership: Leadership) -> None:
@@ -180,7 +180,7 @@ class CallbackIngress:
             settled = None if stored is None else await self._applier.settle_stored(
                 conn, StoredCallback(id=stored.id, job_id=job_id,
                                      source=CallbackSource.CALLBACK, payload=body),
-                stored, leadership)
+                stored.model_id, leadership)
         if settled is not None:
             self._applier.hand_over(settled, leadership)
         return stored

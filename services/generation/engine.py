@@ -17,11 +17,11 @@ wake the delivery worker; the applier's transaction even claims the jobs it fini
 hands them over once committed, no claim transaction on a result's way out), a result
 delivered (the submitter's backpressure is nudged). A callback that reaches the leader's own
 ingress needs no wake-up: it is settled (and its result claimed) in the transaction that
-stores it. Only what may come from another process crosses
-PostgreSQL: a callback stored by a follower's ingress and a poll answer NOTIFY
-`job_callbacks`. PostgreSQL serializes the commits of every notifying transaction on one
-lock held through the WAL flush, so the hot path does not NOTIFY (docs/performance.md: the
-burst's tail with and without the request's NOTIFY).
+stores it. Only what may come from another process crosses PostgreSQL: a callback stored by
+a follower's ingress and a poll answer NOTIFY `job_callbacks`. PostgreSQL serializes the
+commits of every notifying transaction on one lock held through the WAL flush, so the hot
+path does not NOTIFY (docs/performance.md: the burst's tail with and without the request's
+NOTIFY).
 """
 
 from __future__ import annotations

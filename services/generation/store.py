@@ -131,11 +131,9 @@ class OpenStatus:
 
 @dataclass(frozen=True, slots=True)
 class NewCallback:
-    """A callback just stored, with its job's user (whose applier partition to wake) and
-    model (whose adapter reads it)."""
+    """A callback just stored, with its job's model (whose adapter reads it)."""
 
     id: int
-    user_id: int
     model_id: str
 
 
@@ -263,8 +261,7 @@ class JobStore:
         row = await self._one("store_callback", {"job_id": job_id, "source": str(source),
                                                  "payload": Jsonb(dict(payload)),
                                                  "notify": notify})
-        return NewCallback(id=int(row["id"]), user_id=int(row["user_id"]),
-                           model_id=str(row["model_id"])) if row else None
+        return NewCallback(id=int(row["id"]), model_id=str(row["model_id"])) if row else None
 
     async def job_id_by_task(self, task_id: str) -> int | None:
         """Return the id of the job with this Kie task id, or None."""

@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.generation import Created, begin_submit, record_submitted, store_callback
 from services.generation.applier import CallbackApplier, Settled
 from services.generation.callback_ingress import CALLBACK_PREFIX, CALLBACK_ROUTE, CallbackIngress
-from services.generation.store import NewCallback, StoredCallback
+from services.generation.store import StoredCallback
 from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
 from tests.helpers import lead, serve_loopback
@@ -107,8 +107,8 @@ class LeaderSide:
         self.handed: list[Settled] = []
 
     async def settle_stored(self, conn: psycopg.AsyncConnection, callback: StoredCallback,
-                            stored: NewCallback, leadership: Leadership) -> Settled:
-        return await self.applier.settle_stored(conn, callback, stored, leadership)
+                            model_id: str, leadership: Leadership) -> Settled:
+        return await self.applier.settle_stored(conn, callback, model_id, leadership)
 
     def hand_over(self, settled: Settled, leadership: Leadership) -> None:
         self.handed.append(settled)

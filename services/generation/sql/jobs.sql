@@ -177,8 +177,9 @@ SELECT j.id, coalesce(array_agg(s.token_hash) FILTER (WHERE s.token_hash IS NOT 
  GROUP BY j.id;
 
 -- name: store_callback
--- Keep a job's callback (or poll answer) durably, once per distinct payload, with the job's
--- user (the applier wakes only that user's partition) and model (to read the payload with). `notify`: wake the leader's applier
+-- Keep a job's callback (or poll answer) durably, once per distinct payload; return it with
+-- the job's model (to read the payload with). The NOTIFY names the job's user (the applier
+-- wakes only that user's partition). `notify`: wake the leader's applier
 -- through PostgreSQL, naming the user (another process stored it); false when the applier
 -- runs in this process and is woken there (a NOTIFY serializes the commits of every
 -- notifying transaction on one lock). No row: the same payload was stored before.
@@ -189,7 +190,7 @@ WITH stored AS (
     ON CONFLICT (job_id, payload_hash) DO NOTHING
     RETURNING id, job_id
 )
-SELECT s.id, j.user_id, j.model_id,
+SELECT s.id, j.model_id,
        CASE WHEN %(notify)s THEN pg_notify('job_callbacks', j.user_id::text) END AS notified
   FROM stored s JOIN generation_jobs j ON j.id = s.job_id;
 
