@@ -66,13 +66,11 @@ class TokenBucket:
         async with self._lock:
             while True:
                 now = self._clock.now()
+                self._forget_expired(now)
                 if len(self._granted) < self.capacity:
                     break
-                # The oldest of the last `capacity` grants must be a full window behind.
-                wait_s = self._granted[0] + self.window_s - now
-                if wait_s <= 0:
-                    break
-                await self._clock.sleep(wait_s)
+                # The oldest grant in the window must leave it before another is made.
+                await self._clock.sleep(self._granted[0] + self.window_s - now)
             self._granted.append(now)
             return now
 
@@ -85,5 +83,12 @@ class TokenBucket:
 
     def available(self) -> int:
         """Return how many tokens acquire() would grant right now without waiting."""
-        since = self._clock.now() - self.window_s
-        return self.capacity - sum(1 for t in self._granted if t > since)
+        self._forget_expired(self._clock.now())
+        return self.capacity - len(self._granted)
+
+    def _forget_expired(self, now: float) -> None:
+        """Drop the grants a full window old at `now` (written as acquire's wait is, so the
+        two agree to the last bit of a float). Grants are kept in time order, so they leave
+        from the left: O(1) per grant instead of a count on every call."""
+        while self._granted and self._granted[0] + self.window_s <= now:
+            self._granted.popleft()
