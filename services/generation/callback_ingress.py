@@ -6,9 +6,10 @@ Route `POST /kie/callback/{job_id}/{token}` (the callBackUrl the submitter gives
     2. not a JSON object naming a task id              -> 400 with the reason
     3. KIE_WEBHOOK_HMAC_KEY set and X-Webhook-Signature not Kie's for the task id and
        X-Webhook-Timestamp (within the tolerance)      -> 401
-    4. store_callback: the job's token hashes compared in constant time (an unknown job is
-       compared against a dummy hash the same way)     -> 404 unknown job, 401 wrong token
-    5. stored once per distinct payload, committed   -> 200 (a duplicate: 200 too,
+    4. store_callback: stored once per distinct payload in the statement that reads the
+       job's token hashes, compared in constant time (an unknown job against a dummy hash
+       the same way); a refused one is rolled back  -> 404 unknown job, 401 wrong token
+    5. committed                                      -> 200 (a duplicate: 200 too,
        nothing changed); the database away            -> 503, so Kie sends it again
 
 Where it is settled:
@@ -164,9 +165,9 @@ class CallbackIngress:
                 # this one is gone) settles it, and Kie gets its 200 once it is kept.
                 logger.warning("kie_callback_settle_failed", extra={
                     "job_id": job_id, "error": str(exc)[:200]})
-        # Autocommit: the token check is a read and the store one statement, each its own
-        # transaction (two round trips, not four); committed before the 200.
-        async with autocommit(self._pool) as conn:
+        # Pipelined: BEGIN travels with the store (and the token read), COMMIT alone: two
+        # round trips; committed before the 200.
+        async with autocommit(self._pool) as conn, conn.pipeline():
             return await store_callback(conn, job_id, token, body)
 
     async def _store_and_settle(self, job_id: int, token: str, body: dict[str, Any],

@@ -1,11 +1,12 @@
 """The callback inbox: Kie's answers kept durably on any instance, applied by the leader.
 
 Kie calls back on ANY instance (the balancer picks one), so `store_callback` needs no fence:
-a follower runs it in autocommit, the leader inside the fenced transaction that also
-settles the job (callback_ingress.py). It checks the URL's token against the sha256 of
-every submission attempt of the job with `hmac.compare_digest` (an unknown job is checked
-against a dummy hash the same way, so both refusals cost the same), stores the raw payload
+a follower runs it in a transaction of its own, the leader inside the fenced transaction
+that also settles the job (callback_ingress.py). In one round trip it stores the raw payload
 once (unique on the job and the payload's sha256: a duplicate delivery changes nothing) and
+reads the sha256 of every submission attempt's token, then checks the URL's token against
+them with `hmac.compare_digest` (an unknown job is checked against a dummy hash the same
+way, so both refusals cost the same) and rolls the store back if it is refused; it
 NOTIFYs `job_callbacks` unless the caller settles it itself (the leader's ingress:
 PostgreSQL serializes the commits of all notifying transactions on one lock, which a burst
 of callbacks would queue on). The route answers 200 only after the commit: Kie retries a
@@ -20,10 +21,11 @@ The leader reads `pending_callbacks` in a fenced transaction, turns each payload
 outcome (the Kie client's job) and calls `apply_callbacks`, which settles the batch's jobs
 and marks its callbacks applied in that same transaction.
 
-Crash analysis: storing is one statement (insert + notify), committed before the 200; a
-crash before it loses nothing Kie will not resend. A lost wake-up (a NOTIFY, or an in-process
-wake of an applier that stopped leading at that moment) only delays the leader until its
-next sweep (POLL_INTERVAL_S). Applying is one fenced transaction: a crash before its commit
+Crash analysis: storing is one statement (insert + notify), committed before the 200 (a
+refused token's insert is rolled back, never committed); a crash before it loses nothing
+Kie will not resend. A lost wake-up (a NOTIFY, or an in-process wake of an applier that
+stopped leading at that moment) only delays the leader until its next sweep
+(POLL_INTERVAL_S). Applying is one fenced transaction: a crash before its commit
 leaves the callback unapplied and the job unsettled, so the next leader applies it; after
 the commit both are done, and settlement is once per job anyway.
 """
@@ -54,20 +56,22 @@ async def store_callback(conn: psycopg.AsyncConnection, job_id: int, token: str,
     notify=False when the caller settles it itself (the leader's ingress).
 
     Raise JobNotFound for an unknown job and CallbackUnauthorized for a wrong token; both
-    write nothing.
+    leave nothing stored. One round trip: the payload is stored with the read of the job's
+    token hashes, inside a transaction of its own (a savepoint within the caller's) that a
+    refusal rolls back.
     """
-    jobs = JobStore(conn)
-    hashes = await jobs.token_hashes(job_id)
-    given = token_hash(token)
-    matched = False
-    for known in hashes or [_DUMMY_HASH]:
-        matched |= hmac.compare_digest(given, known)  # no early exit: same cost for every hash
-    if hashes is None:
-        raise JobNotFound(f"no job {job_id}")
-    if not matched:
-        raise CallbackUnauthorized(f"callback token refused for job {job_id}")
-    stored = await jobs.store_callback(job_id, source=CallbackSource.CALLBACK,
-                                       payload=payload, notify=notify)
+    async with conn.transaction():
+        checked = await JobStore(conn).store_token_callback(job_id, payload=payload,
+                                                            notify=notify)
+        given = token_hash(token)
+        matched = False
+        for known in (checked.token_hashes if checked else None) or [_DUMMY_HASH]:
+            matched |= hmac.compare_digest(given, known)  # no early exit: same cost per hash
+        if checked is None:
+            raise JobNotFound(f"no job {job_id}")
+        if not matched:
+            raise CallbackUnauthorized(f"callback token refused for job {job_id}")
+    stored = checked.stored
     logger.info("callback_stored", extra={"job_id": job_id,
                                           "callback_id": stored.id if stored else None,
                                           "duplicate": stored is None})

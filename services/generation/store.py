@@ -138,6 +138,15 @@ class NewCallback:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckedCallback:
+    """A callback stored before its token was checked: the job's token hashes, and what was
+    stored (None: the same payload was stored before)."""
+
+    token_hashes: list[bytes]
+    stored: NewCallback | None
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """A job's final status to record (`JobStore.finish_jobs`)."""
 
@@ -248,10 +257,18 @@ class JobStore:
         rows = await self._all("claim_poll", {"limit": limit, "base_s": base_s, "max_s": max_s})
         return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
 
-    async def token_hashes(self, job_id: int) -> list[bytes] | None:
-        """Return the token hashes of the job's attempts, or None when there is no such job."""
-        row = await self._one("token_hashes", {"job_id": job_id})
-        return [bytes(h) for h in row["hashes"]] if row else None
+    async def store_token_callback(self, job_id: int, *, payload: Mapping[str, object],
+                                   notify: bool) -> CheckedCallback | None:
+        """Store Kie's callback for the job once, before its token is checked (the caller
+        rolls back a refused one); return it with the job's token hashes, None when there is
+        no such job."""
+        row = await self._one("store_token_callback", {
+            "job_id": job_id, "payload": Jsonb(dict(payload)), "notify": notify})
+        if row is None:
+            return None
+        stored = None if row["id"] is None else NewCallback(id=int(row["id"]),
+                                                            model_id=str(row["model_id"]))
+        return CheckedCallback(token_hashes=[bytes(h) for h in row["hashes"]], stored=stored)
 
     async def store_callback(self, job_id: int, *, source: CallbackSource,
                              payload: Mapping[str, object],

@@ -46,6 +46,9 @@ LISTEN job_callbacks;
 -- that died mid-call leaves the job to be claimed again after lease_s; a refused attempt
 -- frees its claim itself (release_submit) and waits until submit_retry_at. Jobs with a
 -- callback already stored are left alone (Kie has them; the callback will settle them).
+-- Cost: one pass over the ready jobs (rank them, keep the best `limit` by slot), then only
+-- the chosen rows are locked. A job ranked below `limit` in its user's queue never makes the
+-- cut (the user's earlier jobs all come before it), so ranks above `limit` are not kept.
 WITH inflight AS (
     SELECT user_id, count(*) AS n FROM generation_jobs WHERE status = 'submitted'
      GROUP BY user_id
@@ -58,13 +61,17 @@ WITH inflight AS (
             OR j.submit_claimed_at < now() - make_interval(secs => %(lease_s)s))
        AND (j.submit_retry_at IS NULL OR j.submit_retry_at <= now())
        AND NOT EXISTS (SELECT 1 FROM job_callbacks c WHERE c.job_id = j.id)
-), picked AS (
-    SELECT j.id, coalesce(i.n, 0) + r.rank AS slot
-      FROM generation_jobs j
-      JOIN ready r ON r.id = j.id
+), best AS (
+    SELECT r.id, coalesce(i.n, 0) + r.rank AS slot
+      FROM ready r
       LEFT JOIN inflight i ON i.user_id = r.user_id
+     WHERE r.rank <= %(limit)s
      ORDER BY slot, r.created_at, r.id
      LIMIT %(limit)s
+), picked AS (
+    SELECT j.id, b.slot
+      FROM generation_jobs j
+      JOIN best b ON b.id = j.id
        FOR UPDATE OF j SKIP LOCKED
 )
 UPDATE generation_jobs g
@@ -167,14 +174,30 @@ UPDATE generation_jobs g
  WHERE g.id = due.id AND g.status = 'submitted'
 RETURNING g.*;
 
--- name: token_hashes
--- The job (if it exists) and the token hashes of all its submission attempts.
-SELECT j.id, coalesce(array_agg(s.token_hash) FILTER (WHERE s.token_hash IS NOT NULL),
-                      '{}') AS hashes
-  FROM generation_jobs j
-  LEFT JOIN job_submissions s ON s.job_id = j.id
- WHERE j.id = %(job_id)s
- GROUP BY j.id;
+-- name: store_token_callback
+-- Kie's callback for a job, kept once per distinct payload like store_callback, returned with
+-- the token hashes of all the job's submission attempts: the caller checks the URL's token
+-- against them and rolls the store back if it is refused (the check and the store are one
+-- round trip, not two). No row: no such job (nothing stored). `id` NULL: a duplicate.
+WITH job AS (
+    SELECT j.id, j.user_id, j.model_id,
+           coalesce(array_agg(s.token_hash) FILTER (WHERE s.token_hash IS NOT NULL),
+                    '{}') AS hashes
+      FROM generation_jobs j
+      LEFT JOIN job_submissions s ON s.job_id = j.id
+     WHERE j.id = %(job_id)s
+     GROUP BY j.id
+), stored AS (
+    INSERT INTO job_callbacks (job_id, source, payload, payload_hash)
+    SELECT id, 'callback', %(payload)s, sha256(convert_to(%(payload)s::jsonb::text, 'UTF8'))
+      FROM job
+    ON CONFLICT (job_id, payload_hash) DO NOTHING
+    RETURNING id
+)
+SELECT job.hashes, job.model_id, stored.id,
+       CASE WHEN %(notify)s AND stored.id IS NOT NULL
+            THEN pg_notify('job_callbacks', job.user_id::text) END AS notified
+  FROM job LEFT JOIN stored ON true;
 
 -- name: store_callback
 -- Keep a job's callback (or poll answer) durably, once per distinct payload; return it with
