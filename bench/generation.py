@@ -3,8 +3,9 @@
 The engine's loops run in this process (sandbox/harness/generation.py: the real Elector,
 callback route, submitter, applier, poller and delivery worker) on a throwaway database;
 the throughput run's sandboxes are processes of their own, the pace run's live in-process.
-Users confirm generations as handlers do (request_generation, each its own transaction);
-Kie answers in 0 s and calls back; results go to the Telegram sandbox.
+Users confirm generations as handlers do (request_generation, each in its own fenced,
+pipelined transaction); Kie answers in 0 s and calls back; results go to the Telegram
+sandbox.
 
 Run 1, throughput (rate limit off: the client's bucket and the Kie sandbox's limit):
     USERS users, JOBS generations (default 1,000 and 5,000; --quick 50 and 200), confirmed

@@ -232,9 +232,10 @@ class GenerationStack:
 
     async def request(self, user_id: int, model_id: str, params: Mapping[str, object], *,
                       key: str) -> RequestOutcome:
-        """Ask for a generation as a handler does (the press's idempotency key)."""
-        assert self.pool is not None
-        async with self.pool.connection() as conn, conn.transaction():
+        """Ask for a generation as a handler does (`Generations.request`: one fenced,
+        pipelined unit of work under the press's idempotency key)."""
+        assert self.pool is not None and self.leadership is not None
+        async with self.leadership.fenced(self.pool, pipeline=True) as conn:
             outcome = await request_generation(
                 conn, catalog=self.catalog, markup=MARKUP, limits=self.options.limits,
                 user_id=user_id, chat_id=user_id, model_id=model_id, params=params,
