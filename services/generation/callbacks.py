@@ -61,8 +61,8 @@ async def store_callback(conn: psycopg.AsyncConnection, job_id: int, token: str,
     refusal rolls back.
     """
     async with conn.transaction():
-        checked = await JobStore(conn).store_token_callback(job_id, payload=payload,
-                                                            notify=notify)
+        checked = await JobStore(conn).store_checked_callback(
+            job_id, source=CallbackSource.CALLBACK, payload=payload, notify=notify)
         given = token_hash(token)
         matched = False
         for known in (checked.token_hashes if checked else None) or [_DUMMY_HASH]:

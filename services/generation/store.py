@@ -18,6 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from services.generation.errors import JobNotFound
 from supervisor.election import NO_FENCE
 from supervisor.sqlstore import QueryStore, Sent, first_rows, send_one
 
@@ -257,13 +258,15 @@ class JobStore:
         rows = await self._all("claim_poll", {"limit": limit, "base_s": base_s, "max_s": max_s})
         return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
 
-    async def store_token_callback(self, job_id: int, *, payload: Mapping[str, object],
-                                   notify: bool) -> CheckedCallback | None:
-        """Store Kie's callback for the job once, before its token is checked (the caller
-        rolls back a refused one); return it with the job's token hashes, None when there is
-        no such job."""
-        row = await self._one("store_token_callback", {
-            "job_id": job_id, "payload": Jsonb(dict(payload)), "notify": notify})
+    async def store_checked_callback(self, job_id: int, *, source: CallbackSource,
+                                     payload: Mapping[str, object],
+                                     notify: bool) -> CheckedCallback | None:
+        """Store a payload for the job once (and NOTIFY the applier if notify), before any
+        token is checked (the caller rolls back a refused one); return it with the job's
+        token hashes, None when there is no such job."""
+        row = await self._one("store_callback", {"job_id": job_id, "source": str(source),
+                                                 "payload": Jsonb(dict(payload)),
+                                                 "notify": notify})
         if row is None:
             return None
         stored = None if row["id"] is None else NewCallback(id=int(row["id"]),
@@ -274,11 +277,12 @@ class JobStore:
                              payload: Mapping[str, object],
                              notify: bool = True) -> NewCallback | None:
         """Store a payload for the job once (and NOTIFY the applier if notify); return it,
-        None if a duplicate."""
-        row = await self._one("store_callback", {"job_id": job_id, "source": str(source),
-                                                 "payload": Jsonb(dict(payload)),
-                                                 "notify": notify})
-        return NewCallback(id=int(row["id"]), model_id=str(row["model_id"])) if row else None
+        None if a duplicate. Raise JobNotFound if there is no such job."""
+        checked = await self.store_checked_callback(job_id, source=source, payload=payload,
+                                                    notify=notify)
+        if checked is None:
+            raise JobNotFound(f"no job {job_id}")
+        return checked.stored
 
     async def job_id_by_task(self, task_id: str) -> int | None:
         """Return the id of the job with this Kie task id, or None."""

@@ -174,11 +174,16 @@ UPDATE generation_jobs g
  WHERE g.id = due.id AND g.status = 'submitted'
 RETURNING g.*;
 
--- name: store_token_callback
--- Kie's callback for a job, kept once per distinct payload like store_callback, returned with
--- the token hashes of all the job's submission attempts: the caller checks the URL's token
--- against them and rolls the store back if it is refused (the check and the store are one
--- round trip, not two). No row: no such job (nothing stored). `id` NULL: a duplicate.
+-- name: store_callback
+-- Keep a job's callback (or poll answer) durably, once per distinct payload; return it with
+-- the job's model (to read the payload with) and the token hashes of all the job's
+-- submission attempts: for Kie's callbacks the caller checks the URL's token against them
+-- and rolls the store back if it is refused (the check and the store are one round trip,
+-- not two). The NOTIFY names the job's user (the applier wakes only that user's partition).
+-- `notify`: wake the leader's applier through PostgreSQL, naming the user (another process
+-- stored it); false when the applier runs in this process and is woken there (a NOTIFY
+-- serializes the commits of every notifying transaction on one lock). No row: no such job
+-- (nothing stored). `id` NULL: the same payload was stored before.
 WITH job AS (
     SELECT j.id, j.user_id, j.model_id,
            coalesce(array_agg(s.token_hash) FILTER (WHERE s.token_hash IS NOT NULL),
@@ -189,7 +194,7 @@ WITH job AS (
      GROUP BY j.id
 ), stored AS (
     INSERT INTO job_callbacks (job_id, source, payload, payload_hash)
-    SELECT id, 'callback', %(payload)s, sha256(convert_to(%(payload)s::jsonb::text, 'UTF8'))
+    SELECT id, %(source)s, %(payload)s, sha256(convert_to(%(payload)s::jsonb::text, 'UTF8'))
       FROM job
     ON CONFLICT (job_id, payload_hash) DO NOTHING
     RETURNING id
@@ -198,24 +203,6 @@ SELECT job.hashes, job.model_id, stored.id,
        CASE WHEN %(notify)s AND stored.id IS NOT NULL
             THEN pg_notify('job_callbacks', job.user_id::text) END AS notified
   FROM job LEFT JOIN stored ON true;
-
--- name: store_callback
--- Keep a job's callback (or poll answer) durably, once per distinct payload; return it with
--- the job's model (to read the payload with). The NOTIFY names the job's user (the applier
--- wakes only that user's partition). `notify`: wake the leader's applier
--- through PostgreSQL, naming the user (another process stored it); false when the applier
--- runs in this process and is woken there (a NOTIFY serializes the commits of every
--- notifying transaction on one lock). No row: the same payload was stored before.
-WITH stored AS (
-    INSERT INTO job_callbacks (job_id, source, payload, payload_hash)
-    VALUES (%(job_id)s, %(source)s, %(payload)s,
-            sha256(convert_to(%(payload)s::jsonb::text, 'UTF8')))
-    ON CONFLICT (job_id, payload_hash) DO NOTHING
-    RETURNING id, job_id
-)
-SELECT s.id, j.model_id,
-       CASE WHEN %(notify)s THEN pg_notify('job_callbacks', j.user_id::text) END AS notified
-  FROM stored s JOIN generation_jobs j ON j.id = s.job_id;
 
 -- name: job_id_by_task
 -- The job Kie knows by this task id.
