@@ -38,6 +38,7 @@ import orjson
 
 from bench import common
 from sandbox.harness.cluster import InstanceCluster
+from sandbox.harness.env import DEPLOYED_DB_MAXCONN
 from sandbox.harness.postgres import free_port
 from sandbox.telegram.control import SandboxClient, SandboxTimeout
 from services.catalog import get_catalog
@@ -316,7 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE_PER_S,
                         help="clicks per second of all users together")
     parser.add_argument("--mode", choices=("polling", "webhook"), default="polling")
-    parser.add_argument("--db-maxconn", type=int, default=10, help="instance pool size")
+    parser.add_argument("--db-maxconn", type=int, default=DEPLOYED_DB_MAXCONN,
+                        help="instance pool size (default: as deployed)")
     parser.add_argument("--log-level", default="WARNING", help="instance LOG_LEVEL")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the processes' log files (path on stderr)")

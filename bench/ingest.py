@@ -41,6 +41,7 @@ import psycopg
 
 from bench import common
 from sandbox.harness.cluster import ServerProcess
+from sandbox.harness.env import DEPLOYED_DB_MAXCONN
 from sandbox.harness.postgres import free_port
 from sandbox.harness.serving import serve_until_signalled
 from services.telegram.webhook import SECRET_HEADER, WEBHOOK_PATH
@@ -506,7 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chats", type=int, default=common.DEFAULT_CHATS)
     parser.add_argument("--generator", choices=("wrk", "python"),
                         help="load generator (default: wrk when installed, else python)")
-    parser.add_argument("--db-maxconn", type=int, default=10, help="instance pool size")
+    parser.add_argument("--db-maxconn", type=int, default=DEPLOYED_DB_MAXCONN,
+                        help="instance pool size (default: as deployed)")
     parser.add_argument("--log-level", default="INFO", help="instance LOG_LEVEL")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the processes' log files (path on stderr)")

@@ -36,6 +36,7 @@ import orjson
 
 from bench import common
 from sandbox.harness.cluster import InstanceCluster, ServerProcess
+from sandbox.harness.env import DEPLOYED_DB_MAXCONN
 from sandbox.harness.postgres import free_port
 from sandbox.telegram.control import SandboxClient, SandboxTimeout
 from services.telegram.webhook import WEBHOOK_PATH
@@ -298,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="updates/s to inject at (0: as fast as the sandbox takes them)")
     parser.add_argument("--batch", type=int, default=INJECT_BATCH, help="updates per inject")
     parser.add_argument("--timeout", type=float, help="seconds to wait for every reply")
-    parser.add_argument("--db-maxconn", type=int, default=10, help="instance pool size")
+    parser.add_argument("--db-maxconn", type=int, default=DEPLOYED_DB_MAXCONN,
+                        help="instance pool size (default: as deployed)")
     parser.add_argument("--log-level", default="INFO", help="instance LOG_LEVEL")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the processes' log files (path on stderr)")

@@ -8,6 +8,9 @@ from typing import Final
 # Fake credentials: the Telegram sandbox accepts any well-formed token; Kie is never reached.
 BOT_TOKEN: Final = "123456789:TEST-token_abcdefghijklmnopqrstuvwxyz"
 KIE_KEY: Final = "kie-secret-key-0123456789"
+# The pool an instance is deployed with (render.yaml's DB_MAXCONN, a test keeps them equal):
+# what the benchmarks' instances and the generation harness run with.
+DEPLOYED_DB_MAXCONN: Final = 10
 
 
 def make_env(database_url: str, **overrides: str) -> dict[str, str]:

@@ -8,7 +8,8 @@
       loops              the engine's leader services (submitter, applier, poller, delivery)
 
 `request()` places a generation as a handler does (request_generation in one transaction);
-the rest happens through HTTP and the database only, exactly as in production.
+the rest happens through HTTP and the database only, exactly as in production, through the
+pool an instance has (`supervisor.db.create_pool`, DB_MAXCONN as deployed).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from config import Settings, load_settings
-from sandbox.harness.env import BOT_TOKEN, KIE_KEY, make_env
+from sandbox.harness.env import BOT_TOKEN, DEPLOYED_DB_MAXCONN, KIE_KEY, make_env
 from sandbox.harness.postgres import free_port
 from sandbox.kie import KieSandbox, KieSandboxConfig
 from sandbox.telegram import SandboxConfig, TelegramSandbox
@@ -55,8 +56,6 @@ SAMPLE_PROMPT = "a red fox in the snow"
 SAMPLE_URLS = {"image_url": "https://cdn.example.test/in.png",
                "video_url": "https://cdn.example.test/in.mp4",
                "audio_url": "https://cdn.example.test/in.mp3"}
-# A pool as large as the loops' concurrency together would want under a burst.
-POOL_MAX_SIZE = 40
 # Kie's own limit is 20 per 10 s; a bucket this large never waits (rate limit "off").
 UNLIMITED_TOKENS = 10**9
 
@@ -158,12 +157,12 @@ class GenerationStack:
         port = free_port()
         env = make_env(self.database_url, TELEGRAM_API_BASE=self.telegram_url,
                        KIE_BASE_URL=self.kie_url, KIE_UPLOAD_BASE_URL=self.kie_url,
-                       WEBHOOK_BASE_URL=f"http://127.0.0.1:{port}", DB_MAXCONN=str(POOL_MAX_SIZE),
+                       WEBHOOK_BASE_URL=f"http://127.0.0.1:{port}",
+                       DB_MAXCONN=str(DEPLOYED_DB_MAXCONN),
                        **({"KIE_WEBHOOK_HMAC_KEY": self.options.hmac_key}
                           if self.options.hmac_key else {}), **self.options.env)
         settings = self.settings = load_settings(env)
-        pool = self.pool = AsyncConnectionPool(self.database_url, min_size=2,
-                                               max_size=POOL_MAX_SIZE, open=False)
+        pool = self.pool = db.create_pool(settings)
         await pool.open()
         self._stack.push_async_callback(pool.close)
         elector = Elector(settings, self.state, pool)

@@ -1,4 +1,5 @@
-"""The README's env table and render.yaml agree with the code's list of env keys."""
+"""The README's env table and render.yaml agree with the code's list of env keys (and the
+benchmarks' pool with the deployed one)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from config import ENV_KEYS, REQUIRED_ENV_KEYS
 from config.__main__ import markdown_table
+from sandbox.harness.env import DEPLOYED_DB_MAXCONN
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,3 +32,9 @@ def test_render_blueprint_runs_two_instances_with_the_health_check() -> None:
     blueprint = (ROOT / "render.yaml").read_text(encoding="utf-8")
     assert re.search(r"^\s*numInstances: 2\s*$", blueprint, re.MULTILINE)
     assert re.search(r"^\s*healthCheckPath: /health\s*$", blueprint, re.MULTILINE)
+
+
+def test_render_blueprint_deploys_the_pool_the_benchmarks_measure() -> None:
+    blueprint = (ROOT / "render.yaml").read_text(encoding="utf-8")
+    found = re.search(r"^\s*- key: DB_MAXCONN\s*\n\s*value: \"(\d+)\"\s*$", blueprint, re.MULTILINE)
+    assert found is not None and int(found[1]) == DEPLOYED_DB_MAXCONN
