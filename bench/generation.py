@@ -1,8 +1,9 @@
 """Generations per second through the whole engine, and the submitter's pace under Kie's limit.
 
 The engine's loops run in this process (sandbox/harness/generation.py: the real Elector,
-callback route, submitter, applier, poller and delivery worker) on a throwaway database;
-the throughput run's sandboxes are processes of their own, the pace run's live in-process.
+callback route, submitter, applier, poller and delivery worker, on the pool an instance is
+deployed with) on a throwaway database; the throughput run's sandboxes are processes of
+their own, the pace run's live in-process.
 Users confirm generations as handlers do (request_generation, each in its own fenced,
 pipelined transaction); Kie answers in 0 s and calls back; results go to the Telegram
 sandbox.
