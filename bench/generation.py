@@ -17,6 +17,11 @@ Run 1, throughput (rate limit off: the client's bucket and the Kie sandbox's lim
                            leader: WARMUP_JOBS generations go through first, uncounted here
     cold_callback_to_sent_ms  the same for those first generations of a fresh stack (they
                            open the connections to Telegram, Kie and the pool)
+    cpu_cores              cores used over the burst by this process (`engine`), the
+                           sandboxes, the database's backends, and the rest of the machine
+                           (`other`); `noise_warning` when the rest used more than
+                           bench.common.NOISE_CORES: the figures were taken on a busy machine.
+                           The burst starts after a quiet second (`machine_busy_cores_before`)
     jobs_per_s             jobs / (first confirm -> last delivery)
     db_transactions_per_job  the database's committed + rolled back transactions / jobs
                            (load-independent: what one generation costs the database)
@@ -49,9 +54,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,14 +69,18 @@ from psycopg.rows import dict_row
 from bench import generation_chaos
 from bench.common import (
     STATS_FLUSH_S,
+    CpuMeter,
     bench_database,
+    database_backend_pids,
     database_transactions,
     event_loop_factory,
     latency_ms,
     logs_dir,
+    noise_warning,
     source_fingerprint,
     start_sandbox,
     start_server,
+    wait_quiet,
 )
 from sandbox.harness.env import KIE_KEY
 from sandbox.harness.generation import GenerationStack, StackOptions, sample_params
@@ -139,8 +149,10 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def throughput(url: str, *, users: int, jobs: int, telegram_url: str,
-                     kie_url: str) -> dict[str, Any]:
-    """Run 1: confirm `jobs` generations of `users` users, rate limit off."""
+                     kie_url: str, sandbox_pids: Sequence[int] = ()) -> dict[str, Any]:
+    """Run 1: confirm `jobs` generations of `users` users, rate limit off; the CPU of this
+    process, the sandboxes' (sandbox_pids) and the database's backends is metered over the
+    burst, the rest of the machine's is its noise."""
     options = StackOptions(rate_limited=False, telegram_url=telegram_url, kie_url=kie_url,
                            limits=JobLimits(max_active_jobs=jobs, free_daily_quota=jobs))
     async with GenerationStack(url, options) as stack, \
@@ -165,11 +177,16 @@ async def throughput(url: str, *, users: int, jobs: int, telegram_url: str,
                 number = queue.get_nowait()
                 job_ids.append(await confirm(stack, 1 + number % users, f"bench-{number}"))
 
+        quiet_busy = await asyncio.to_thread(wait_quiet)
+        meter = CpuMeter({"engine": lambda: [os.getpid()], "sandboxes": lambda: sandbox_pids,
+                          "postgres_backends": lambda: database_backend_pids(url)})
+        await asyncio.to_thread(meter.start)  # after the warm-up: the pool's backends exist
         transactions = await asyncio.to_thread(database_transactions, url)
         started = time.perf_counter()
         await asyncio.gather(*(handler() for _ in range(CONFIRMERS)))
         await until(lambda: stack.all_delivered(job_ids), "deliveries")
         wall_s = time.perf_counter() - started
+        cpu = meter.stop()
         await asyncio.sleep(STATS_FLUSH_S)  # the server's statistics lag up to a second
         transactions = await asyncio.to_thread(database_transactions, url) - transactions
         sent = (await telegram.stats())["outbox"]
@@ -198,6 +215,8 @@ async def throughput(url: str, *, users: int, jobs: int, telegram_url: str,
         "duplicate_results": max(0, sent - all_jobs),
         "double_charges": int(charges["n"]),
         "invariants_ok": not violations,
+        "cpu_cores": cpu, "noise_warning": noise_warning(cpu),
+        "machine_busy_cores_before": round(quiet_busy, 2),
     }
 
 
@@ -280,6 +299,7 @@ def headline(runs: dict[str, Any]) -> dict[str, Any]:
         "jobs_per_s": burst["jobs_per_s"],
         "confirm_to_submit_ms": burst["confirm_to_submit_ms"],
         "callback_to_sent_ms": burst["callback_to_sent_ms"],
+        "noise_warning": burst["noise_warning"],
         "callback_to_sent_p99_met": (burst["callback_to_sent_ms"]["p99"]
                                      < CALLBACK_TO_SENT_P99_TARGET_MS),
         "duplicates_outside_sigkill_windows": chaos.get("duplicates_outside_sigkill_windows", 0),
@@ -316,7 +336,8 @@ def main() -> None:
             runs = {
                 "throughput": runner.run(throughput(
                     first.url, users=users, jobs=jobs, telegram_url=telegram.base_url,
-                    kie_url=kie.base_url)),
+                    kie_url=kie.base_url, sandbox_pids=[
+                        server.process.pid for server in (telegram, kie) if server.process])),
                 "steady": runner.run(steady(
                     third.url, rate_per_s=STEADY_RATE_PER_S, jobs=steady_jobs,
                     telegram_url=telegram.base_url, kie_url=kie.base_url)),

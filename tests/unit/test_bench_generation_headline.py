@@ -8,7 +8,7 @@ from bench.generation import CALLBACK_TO_SENT_P99_TARGET_MS, headline
 def runs(*, p99: float, chaos: dict[str, Any] | None = None) -> dict[str, Any]:
     burst = {"jobs_per_s": 150.0, "confirm_to_submit_ms": {"p50": 500.0, "p99": 900.0},
              "callback_to_sent_ms": {"p50": 16.0, "p99": p99}, "lost_results": 1,
-             "double_charges": 0, "invariants_ok": True}
+             "double_charges": 0, "invariants_ok": True, "noise_warning": None}
     found: dict[str, Any] = {
         "throughput": burst,
         "steady": {"lost_results": 2, "invariants_ok": True},
@@ -28,7 +28,8 @@ def test_headline_reads_the_burst_and_sums_what_every_run_lost() -> None:
         "kie_429": 0, "jobs_per_s": 150.0,
         "confirm_to_submit_ms": {"p50": 500.0, "p99": 900.0},
         "callback_to_sent_ms": {"p50": 16.0, "p99": CALLBACK_TO_SENT_P99_TARGET_MS - 1},
-        "callback_to_sent_p99_met": True, "duplicates_outside_sigkill_windows": 6}
+        "noise_warning": None, "callback_to_sent_p99_met": True,
+        "duplicates_outside_sigkill_windows": 6}
 
 
 def test_headline_without_chaos_and_over_the_target() -> None:
