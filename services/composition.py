@@ -99,13 +99,13 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
     admin = Admin(pool, storefront, operators=settings.admin_ids, markup=settings.price_markup,
                   lease_name=lease_name(settings.telegram_bot_token.get()),
                   leadership=term.current)
-    alerts = AuditAlerts(pool, bot, operators=settings.admin_ids)
     i18n_core = await asyncio.to_thread(texts.core)
     # One board per process: the confirm handler notes the card it turns into a job's status
     # message, and the engine's loops edit it under the same per-message throttle.
     status_board = StatusBoard(bot)
     engine = build_engine(settings, pool, state, bot=bot, catalog=catalog,
                           listen_connect=listen_connect, status_board=status_board)
+    alerts = AuditAlerts(pool, bot, engine.invariants, operators=settings.admin_ids)
     generations = Generations(pool, leadership=term.current, storefront=storefront,
                               limits=JobLimits.from_settings(settings),
                               on_requested=engine.requested)
@@ -124,7 +124,7 @@ async def compose(settings: Settings, pool: AsyncConnectionPool,
         dispatcher,  # first: it makes its leadership current before a sibling calls the Bot
         # Each area registers its periodic jobs here; Maintenance only schedules them.
         Maintenance([*inbox_jobs(pool, inbox, retention_hours=settings.inbox_retention_hours),
-                     *engine.scheduled, *payments.jobs(),
+                     *payments.jobs(),
                      ScheduledJob(alerts.name, alerts.every_s, alerts.run)]),
         *engine.leader_only,
         BroadcastSender(pool, bot, rate_per_s=settings.broadcast_rate,

@@ -1,7 +1,8 @@
 """The leader's audit alerts: every broken invariant told to the operators in chat, once.
 
 Every ALERTS_EVERY_S (a Maintenance ScheduledJob) the leader runs the generation audit
-(`services.generation.audit`: wallets, holds, settlements) and the money-in audit
+(`InvariantsJob`: wallets, holds, settlements; it also publishes the result on /health and
+/metrics, so one audit serves both) and the money-in audit
 (`AdminStore.payment_violations`: an approved payment has exactly one top-up entry; a Stars
 charge id backs one payment). Each violation has a fingerprint (rule + where), remembered in
 `alerted_violations` (fenced, ON CONFLICT DO NOTHING), so a violation that persists is
@@ -25,7 +26,7 @@ from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from psycopg_pool import AsyncConnectionPool
 
 from services.admin.store import AdminStore
-from services.generation import audit
+from services.generation.invariants_job import InvariantsJob
 from services.telegram import texts
 from services.telegram.i18n import chat_languages
 from supervisor.election import Leadership
@@ -44,17 +45,18 @@ class AuditAlerts:
     name = "audit-alerts"
     every_s = ALERTS_EVERY_S
 
-    def __init__(self, pool: AsyncConnectionPool, bot: Bot, *,
+    def __init__(self, pool: AsyncConnectionPool, bot: Bot, invariants: InvariantsJob, *,
                  operators: Sequence[int]) -> None:
         self._pool = pool
         self._bot = bot
+        self._invariants = invariants
         self._operators = tuple(operators)
 
     async def run(self, leadership: Leadership) -> int:
         """Run the audits, remember new violations, send unsent alerts; return how many."""
+        found = [(f"{v.rule}:user={v.user_id}:job={v.job_id}", v.rule, v.detail)
+                 for v in await self._invariants.run(leadership)]
         async with self._pool.connection() as conn:
-            found = [(f"{v.rule}:user={v.user_id}:job={v.job_id}", v.rule, v.detail)
-                     for v in await audit(conn)]
             found += [(f"{v.rule}:user={v.user_id}:payment={v.payment_id}", v.rule, v.detail)
                       for v in await AdminStore(conn).payment_violations()]
             languages = await chat_languages(conn, self._operators)

@@ -7,7 +7,7 @@
     delivery   (leader)  finished jobs -> Telegram -> file_ids recorded
     status     (leader)  each job's status message: "generating" (submitter), the final
                          stage (delivery), elapsed time and catch-up (refresher)
-    invariants (leader, scheduled) audit() -> /health and /metrics
+    invariants (leader, run by the audit alerts) audit() -> /health and /metrics
 
 Wake-ups. Each loop also polls, so a lost wake-up costs at most a poll interval. Where the
 producer and the loop share the leader's process, the wake-up is in process, after the
@@ -52,7 +52,6 @@ from services.generation.submission import (
 )
 from services.generation.submitter import SUBMIT_LEASE_S, Submitter, submit_bucket
 from services.kie import KieClient
-from services.maintenance import ScheduledJob
 from supervisor.http import RouteInstaller
 from supervisor.runtime_state import RuntimeState
 from supervisor.services import Service
@@ -81,7 +80,8 @@ class Engine:
 
     leader_only: list[Service]
     routes: list[RouteInstaller]
-    scheduled: list[ScheduledJob]
+    # The audit the leader's audit alerts run (and publish on /health and /metrics).
+    invariants: InvariantsJob
     status: JobStatusMessages
     # Call once a job request committed on this instance: wakes the submitter (in process).
     requested: Callable[[], None]
@@ -121,8 +121,6 @@ def build_engine(settings: Settings, pool: AsyncConnectionPool, state: RuntimeSt
                               deliveries=delivery)
     ingress = CallbackIngress(pool, state, hmac_key=settings.kie_webhook_hmac_key,
                               applier=applier)
-    invariants = InvariantsJob(pool, state)
     return Engine(leader_only=[submitter, applier, poller, delivery, StatusRefresher(status)],
-                  routes=[ingress.install],
-                  scheduled=[ScheduledJob(invariants.name, invariants.every_s, invariants.run)],
+                  routes=[ingress.install], invariants=InvariantsJob(pool, state),
                   status=status, requested=submitter.wake, on_close=[kie.close])

@@ -1,10 +1,12 @@
-"""The leader's scheduled audit of the money and job invariants, shown on /health and /metrics.
+"""The leader's audit of the money and job invariants, shown on /health and /metrics.
 
-Every INVARIANTS_EVERY_S (and once on promotion) the leader runs `audit()` (read only, so not
-fenced) and writes the result into RuntimeState: `/health` shows `invariants` {ok,
-violations, rules, checked_at}; `/metrics` counts `invariant_audits` and
-`invariant_violations`. A violation is logged at ERROR with its rule and where it is (user,
-job), never hidden: the audit reports, it does not repair. A crash mid-audit changes nothing.
+Run by the leader's audit alerts (services/admin/alerts.py, a Maintenance job every
+ALERTS_EVERY_S and once on promotion), which also tell the operators: one audit serves both.
+`run` calls `audit()` (read only, so not fenced) and writes the result into RuntimeState:
+`/health` shows `invariants` {ok, violations, rules, checked_at}; `/metrics` counts
+`invariant_audits` and `invariant_violations`. A violation is logged at ERROR with its rule
+and where it is (user, job), never hidden: the audit reports, it does not repair. A crash
+mid-audit changes nothing.
 """
 
 from __future__ import annotations
@@ -21,18 +23,12 @@ from supervisor.runtime_state import RuntimeState
 
 logger = logging.getLogger(__name__)
 
-# The audit sums every wallet's ledger: cheap enough to run often, and money bugs are worth
-# seeing within minutes.
-INVARIANTS_EVERY_S: Final[float] = 300.0
 # Violations shown per audit in logs (the count is always complete).
 MAX_LOGGED: Final[int] = 20
 
 
 class InvariantsJob:
     """Audit the invariants and publish the result in the process's RuntimeState."""
-
-    name = "invariants"
-    every_s = INVARIANTS_EVERY_S
 
     def __init__(self, pool: AsyncConnectionPool, state: RuntimeState) -> None:
         """Read through pool, report into state."""

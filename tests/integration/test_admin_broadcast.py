@@ -20,9 +20,11 @@ from services.broadcast import start_broadcast
 from services.broadcast.sender import CONCURRENCY
 from services.broadcast.store import RecipientStatus
 from services.generation import Created, Failed, Succeeded, apply_outcome
+from services.generation.invariants_job import InvariantsJob
 from services.payments.store import AuditAction
 from services.storefront import Storefront
 from services.users import Language, UserStore, ensure_user
+from supervisor.runtime_state import RuntimeState
 from tests.helpers import lead
 from tests.integration.generation_support import (
     CATALOG,
@@ -101,11 +103,14 @@ async def test_a_payment_violation_is_alerted_to_every_operator_once(
         await ensure_user(conn, user_id=OPERATORS[0], username=None, first_name="Olga",
                           language_code="en")
         await UserStore(conn).set_ui_language(OPERATORS[0], Language.RU)
-    alerts = AuditAlerts(pool, bot, operators=(*OPERATORS, ENGLISH_OPERATOR))
+    state = RuntimeState(instance_id="a", bot_mode="polling", version="0")
+    alerts = AuditAlerts(pool, bot, InvariantsJob(pool, state),
+                         operators=(*OPERATORS, ENGLISH_OPERATOR))
     async with pool.connection() as conn:
         await ensure_user(conn, user_id=ENGLISH_OPERATOR, username=None, first_name="Bob",
                           language_code="en-GB")
     assert await alerts.run(leadership) == 0
+    assert state.invariants is not None and state.invariants["ok"]  # its audit is /health's
     async with pool.connection() as conn:
         await conn.execute(APPROVED_WITHOUT_TOPUP_SQL)
     assert await alerts.run(leadership) == 1
