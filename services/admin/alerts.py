@@ -55,7 +55,7 @@ class AuditAlerts:
     async def run(self, leadership: Leadership) -> int:
         """Run the audits, remember new violations, send unsent alerts; return how many."""
         found = [(f"{v.rule}:user={v.user_id}:job={v.job_id}", v.rule, v.detail)
-                 for v in await self._invariants.run(leadership)]
+                 for v in await self._invariants.run()]
         async with self._pool.connection() as conn:
             found += [(f"{v.rule}:user={v.user_id}:payment={v.payment_id}", v.rule, v.detail)
                       for v in await AdminStore(conn).payment_violations()]

@@ -18,7 +18,6 @@ from typing import Final
 from psycopg_pool import AsyncConnectionPool
 
 from services.generation import Violation, audit
-from supervisor.election import Leadership
 from supervisor.runtime_state import RuntimeState
 
 logger = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ class InvariantsJob:
         self._pool = pool
         self._state = state
 
-    async def run(self, leadership: Leadership) -> list[Violation]:
+    async def run(self) -> list[Violation]:
         """Run one audit; return its violations (empty when every invariant holds)."""
         async with self._pool.connection() as conn:
             violations = await audit(conn)

@@ -1,4 +1,4 @@
-"""The leader's scheduled audit publishes the invariants on /health and /metrics."""
+"""The leader's invariants audit publishes them on /health and /metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from psycopg_pool import AsyncConnectionPool
 from services.generation.invariants_job import InvariantsJob
 from supervisor.http import build_app
 from supervisor.runtime_state import RuntimeState
-from tests.helpers import lead
 from tests.integration.generation_support import new_user
 
 # A priced, open job with no hold behind it: what a bug in the request path would leave.
@@ -27,7 +26,7 @@ async def scrape(state: RuntimeState) -> tuple[dict[str, object], str]:
 
 async def test_a_clean_audit_shows_ok_on_health_and_metrics(pool: AsyncConnectionPool) -> None:
     state = RuntimeState(instance_id="a", bot_mode="polling", version="0")
-    assert await InvariantsJob(pool, state).run(await lead(pool)) == []
+    assert await InvariantsJob(pool, state).run() == []
     health, metrics = await scrape(state)
     assert health["invariants"]["ok"] is True and health["invariants"]["violations"] == 0
     assert "kiebot_invariants_ok 1.0" in metrics
@@ -38,7 +37,7 @@ async def test_a_violation_is_reported_with_its_rule(pool: AsyncConnectionPool) 
         await new_user(conn)
         await conn.execute(UNHELD_JOB_SQL)
     state = RuntimeState(instance_id="a", bot_mode="polling", version="0")
-    violations = await InvariantsJob(pool, state).run(await lead(pool))
+    violations = await InvariantsJob(pool, state).run()
     assert violations
     health, metrics = await scrape(state)
     assert health["invariants"]["ok"] is False
